@@ -37,11 +37,291 @@ def friendly(fn):
 
 # === symbolic: info / plot / convert (foundation) ===========================
 
+
+@app.command()
+@friendly
+def info(file: Path = typer.Argument(..., help="A Guitar Pro or MIDI file.")) -> None:
+    """Show a song's tracks (stem, program, notes, range), tempo, meter, bars and duration."""
+    from stemfill.pianoroll.info import print_info
+    from stemfill.pianoroll.io import read_song
+
+    print_info(read_song(file), source=str(file))
+
+
+
+@app.command()
+@friendly
+def convert(
+    inputs: List[Path] = typer.Argument(..., help="Song files or folders (searched recursively for .gp3/.gp4/.gp5/.gpx/.gp/.mid/.midi/.kar)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder: manifest.json + shards/."),
+    chunk_len: int = typer.Option(192, "--chunk-len", help="Chunk length in steps (12 per beat; 192 = 4 bars of 4/4)."),
+    hop: int = typer.Option(96, "--hop", help="Steps between chunk starts."),
+    jobs: int = typer.Option(0, "--jobs", "-j", help="Worker processes (0: one per CPU)."),
+    require_all: bool = typer.Option(False, "--require-all", help="Keep only songs and chunks with drums, bass and guitar."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the train/valid/test split (by song content hash)."),
+) -> None:
+    """Convert songs into chunked piano-roll shards for training (resumable; broken files are skipped)."""
+    from stemfill.datasets.convert import convert as run_convert
+
+    run_convert(inputs, out, chunk_len=chunk_len, hop=hop, jobs=jobs or None, require_all=require_all, seed=seed,
+                progress=sys.stderr.isatty(), log=lambda line: typer.echo(line, err=True))
+
+
+def _parse_bars(text: str) -> tuple[int, int | None]:
+    a, dash, b = text.partition("-")
+    try:
+        first = int(a)
+        last = int(b) if b else (None if dash else first)
+    except ValueError:
+        raise StemfillError(f"--bars {text!r}: expected A-B (1-based bar numbers, e.g. 5-12), A- or A") from None
+    if first < 1 or (last is not None and last < first):
+        raise StemfillError(f"--bars {text!r}: bars count from 1 and B must be >= A")
+    return first, last
+
+
+@app.command()
+@friendly
+def plot(
+    file: Path = typer.Argument(..., help="A Guitar Pro or MIDI file."),
+    out: Path = typer.Option(Path("roll.png"), "-o", "--out", help="PNG to write."),
+    bars: Optional[str] = typer.Option(None, "--bars", help="Bars A-B (1-based, inclusive), e.g. 1-8."),
+) -> None:
+    """Draw a song's drums, bass and guitar piano roll as a PNG."""
+    from stemfill.pianoroll import roll as R
+    from stemfill.pianoroll.io import check_output_path, read_song
+    from stemfill.pianoroll.plot import plot_roll
+
+    check_output_path(out, file)
+    song = read_song(file)
+    r = R.encode(song)
+    starts = [int(s) for s in R.ticks_to_step(song.bar_starts(), song.resolution)]
+    starts = [s for s in starts if s < max(r.shape[-1], 1)] or [0]
+    first, last = _parse_bars(bars) if bars else (1, None)
+    if first > len(starts):
+        raise StemfillError(f"--bars {bars}: the song has {len(starts)} bars")
+    last = len(starts) if last is None else min(last, len(starts))
+    lo = starts[first - 1]
+    hi = starts[last] if last < len(starts) else r.shape[-1]
+    title = f"{song.title or file.stem} - bars {first}-{last}"
+    plot_roll(r[:, :, lo:hi], out, R.STEPS_PER_BEAT, [s - lo for s in starts[first - 1:last]], title=title,
+              first_bar=first)
+    typer.echo(f"wrote {out}")
+
 # === symbolic: midi / train (model) =========================================
 
 # === evaluation =============================================================
 
+
+@app.command("eval")
+@friendly
+def eval_(
+    data: Path = typer.Option(..., "--data", help="Chunks folder written by `stemfill convert`."),
+    split: str = typer.Option("test", "--split", help="Split to evaluate on (train/valid/test)."),
+    system: Optional[List[str]] = typer.Option(
+        None, "--system", "-s",
+        help="System(s): real, random, rule, retrieval, model (repeatable; default: all baselines, plus model with --model)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model folder, .safetensors or ckpt.pt for the 'model' system."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Denoising steps for the model (default: its own)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate only N chunks (seeded pick)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the chunk pick and of every system's randomness."),
+    pairs: bool = typer.Option(True, "--pairs/--no-pairs", help="Also evaluate the two-stems-missing cases."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report (every metric) as JSON."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Folder for real-vs-filled roll PNGs of a few examples."),
+) -> None:
+    """Remove stems from real chunks, let each system fill them, and score the fills (docs/evaluation.md)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from stemfill.evaluation import harness as H
+
+    names = list(system) if system else ["real", "random", "rule", "retrieval"] + (["model"] if model else [])
+    if model is not None and not model.exists():
+        raise StemfillError(f"{model}: no such model file or folder")
+    kinds = H.KINDS if pairs else ("single",)
+    err = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, disable=not err.is_terminal) as prog:
+        def factory(name, total):
+            task = prog.add_task(f"{name:>9}", total=total)
+            return lambda k: prog.advance(task, k)
+
+        report, examples = H.run(data, split, names, model, limit, seed, kinds, progress_factory=factory,
+                                 n_examples=1 if plot else 0, steps=steps)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # piped or captured: do not squeeze the tables into 80 columns
+    for key in H.case_keys(report):
+        header, rows = H.table_rows(report, key)
+        table = Table(title=f"fill {key}", title_justify="left")
+        for i, h in enumerate(header):
+            table.add_column(h, justify="left" if i == 0 else "right")
+        for r in rows:
+            table.add_row(*r)
+        console.print(table)
+    console.print(f"[dim]{H.legend()}[/dim]")
+    if json_out is not None:
+        H.write_json(report, json_out)
+        typer.echo(f"wrote {json_out}")
+    if plot is not None:
+        shown = [e for e in examples if e["system"] != "real"]  # 'real' would draw the truth twice
+        paths = H.plot_examples(shown, plot, report["config"]["steps_per_beat"])
+        typer.echo(f"wrote {len(paths)} plots to {plot}")
+
+
 # === audio ==================================================================
+
+
+@app.command("audio-plot")
+@friendly
+def audio_plot_cmd(
+    input: Path = typer.Argument(..., help="Audio file (wav/flac/ogg/mp3; any rate, mono or stereo)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output PNG: the Riffusion spectrogram image (512 rows, 100 columns/s)."),
+    start: float = typer.Option(0.0, "--start", help="Start, in seconds."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Length in seconds (default: to the end; 5.11 gives one 512x512 model input)."),
+) -> None:
+    """Draw an audio file's spectrogram image as the audio model sees it (low notes at the bottom, loud = dark)."""
+    from stemfill.audio import spectrogram as sp
+    from stemfill.pianoroll.io import check_output_path
+
+    check_output_path(out, input)
+    y, sr, ch = sp.load_audio(input)
+    a = int(round(start * sp.SAMPLE_RATE))
+    b = len(y) if duration is None else a + int(round(duration * sp.SAMPLE_RATE))
+    seg = y[a:b]
+    if len(seg) < sp.HOP_LENGTH:
+        raise sp.AudioError(f"{input}: nothing left after --start {start:g} s (the file lasts {len(y) / sp.SAMPLE_RATE:.2f} s)")
+    img = sp.audio_to_image(seg)
+    sp.save_image(img, out)
+    typer.echo(f"{out}: {img.shape[1]} x {img.shape[0]} ({len(seg) / sp.SAMPLE_RATE:.2f} s of {input.name}, {sr} Hz, {ch} ch)")
+
+
+@app.command("audio-dataset")
+@friendly
+def audio_dataset_cmd(
+    sources: List[Path] = typer.Argument(..., help="Song folders (stems), a MUSDB18 root (musdb), mixes (demucs) or .gp*/.mid files or folders (synthetic)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder of triplet shards (resumed if it exists)."),
+    source: str = typer.Option("stems", "--source", help="stems | musdb | demucs | synthetic."),
+    stems: Optional[str] = typer.Option(None, "--stems", help="Stems to remove, comma-separated (default: synthetic drums,bass,guitar; demucs drums; else every stem but 'other')."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the action words and descriptors."),
+    overlap: float = typer.Option(0.0, "--overlap", help="Shared fraction of consecutive 5.11 s windows, 0..<1."),
+    instructions: str = typer.Option("offline", "--instructions", help="offline (from tags/tempo/instruments) or llm (the paper's prompt)."),
+    llm_url: Optional[str] = typer.Option(None, "--llm-url", help="OpenAI-compatible base URL (or STEMFILL_LLM_URL)."),
+    llm_model: Optional[str] = typer.Option(None, "--llm-model", help="Model name (or STEMFILL_LLM_MODEL; default gpt-3.5-turbo)."),
+    llm_key: Optional[str] = typer.Option(None, "--llm-key", help="API key (or STEMFILL_LLM_KEY)."),
+    soundfont: Optional[Path] = typer.Option(None, "--soundfont", help="General MIDI .sf2 for --source synthetic (default: the system's)."),
+    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="synthetic: render only this many seconds of each song."),
+    subset: str = typer.Option("train", "--subset", help="musdb: train or test."),
+    demucs_repo: Optional[Path] = typer.Option(None, "--demucs-repo", help="demucs: local folder with the model's weights."),
+    demucs_model: str = typer.Option("htdemucs", "--demucs-model", help="demucs: model name."),
+    shard_size: int = typer.Option(128, "--shard-size", min=1, help="Triplets per shard (a song is never split)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Build (full mix, stem-removed mix, instruction) spectrogram triplets for subtractive training."""
+    from stemfill.audio import triplets as T
+    from stemfill.errors import AudioError
+
+    if source not in T.SOURCES:
+        raise AudioError(f"--source {source!r}: expected one of {', '.join(T.SOURCES)}")
+    if instructions not in ("offline", "llm"):
+        raise AudioError(f"--instructions {instructions!r}: expected offline or llm")
+    if source == "stems":
+        songs = T.stem_folder_songs(sources)
+    elif source == "musdb":
+        if len(sources) != 1:
+            raise AudioError("--source musdb takes one MUSDB18 root folder")
+        songs = T.musdb_songs(sources[0], subset)
+    elif source == "demucs":
+        songs = T.demucs_songs(sources, demucs_repo, demucs_model)
+    else:
+        songs = T.synthetic_songs(sources, soundfont, max_seconds=max_seconds)
+    instruct = None
+    if instructions == "llm":
+        from stemfill.audio.instructions import LLMInstructor
+
+        instruct = T.llm_instructor(LLMInstructor(llm_url, llm_model, llm_key))
+    targets = [s.strip() for s in stems.split(",") if s.strip()] if stems else T.DEFAULT_TARGETS.get(source)
+    options = {"source": source, "targets": targets, "seed": seed, "overlap": overlap, "instructions": instructions}
+    man = T.build_triplets(songs, out, targets=targets, seed=seed, overlap=overlap, instruct=instruct,
+                           shard_size=shard_size, progress=not quiet, options=options,
+                           log=lambda m: typer.echo(m, err=True))
+    typer.echo(f"{out}: {man['count']} triplets in {len(man['shards'])} shards; "
+               f"{len(man['songs_done'])} songs done, {len(man['skipped'])} skipped")
+
+
+@app.command("audio")
+@friendly
+def audio_cmd(
+    input: Path = typer.Argument(..., help="Song to add a stem to (wav/flac/ogg; any rate, mono or stereo)."),
+    prompt: str = typer.Option(..., "--prompt", "-p", help='Instruction, e.g. "add reggae drums".'),
+    out: Path = typer.Option(..., "-o", "--out", help="Output audio file (.wav/.flac): input's length, rate, channels."),
+    model: Optional[str] = typer.Option(None, "--model", help="Pipeline folder or hub id (default: the method's paper model)."),
+    method: str = typer.Option("subtractive", "--method", help="subtractive (InstructPix2Pix fine-tune) or sdedit (plain Riffusion)."),
+    steps: int = typer.Option(20, "--steps", min=1, help="Denoising steps per window."),
+    guidance: float = typer.Option(7.5, "--guidance", help="Text guidance scale."),
+    image_guidance: float = typer.Option(1.5, "--image-guidance", help="Image guidance scale (subtractive)."),
+    strength: float = typer.Option(0.5, "--strength", help="How far the input is noised (sdedit), 0..1."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sampler and Griffin-Lim."),
+    overlap: float = typer.Option(0.5, "--overlap", help="Seconds shared by consecutive 5.11 s windows (crossfaded)."),
+    griffin_lim_iters: int = typer.Option(32, "--griffin-lim-iters", min=1, help="Griffin-Lim iterations per window."),
+    plot_dir: Optional[Path] = typer.Option(None, "--plot-dir", help="Folder for each window's input and output spectrogram PNGs."),
+) -> None:
+    """Add a stem to a whole song with a Riffusion-based model, window by window (docs/audio.md)."""
+    from stemfill.audio.infer import InsertConfig, insert_stem
+
+    cfg = InsertConfig(prompt=prompt, method=method, steps=steps, guidance=guidance, image_guidance=image_guidance,
+                       strength=strength, seed=seed, overlap=overlap, griffin_lim_iters=griffin_lim_iters)
+    info = insert_stem(input, out, cfg, model=model, plot_dir=plot_dir, progress=sys.stderr.isatty())
+    typer.echo(f"wrote {out} ({info['seconds']:.2f} s, {info['windows']} windows, {info['sample_rate']} Hz, "
+               f"{info['channels']} ch)")
+
+
+@app.command("audio-train")
+@friendly
+def audio_train_cmd(
+    data: Path = typer.Option(..., "--data", help="Triplet shards folder (full mix, stem removed, instruction)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Run folder: a diffusers pipeline folder + training_state.pt."),
+    model: str = typer.Option("riffusion/riffusion-model-v1", "--model", help="Starting pipeline: hub id or local folder."),
+    steps: int = typer.Option(300_000, "--steps", min=1, help="Optimizer steps (the paper: 300k)."),
+    batch: int = typer.Option(4, "--batch", min=1, help="Batch size per device (the paper: 4)."),
+    lr: float = typer.Option(1e-4, "--lr", help="Peak learning rate (cosine decay after the warm-up)."),
+    warmup: int = typer.Option(500, "--warmup", min=0, help="Warm-up steps."),
+    grad_accum: int = typer.Option(1, "--grad-accum", min=1, help="Gradient accumulation steps."),
+    checkpoint_every: int = typer.Option(1000, "--checkpoint-every", min=1, help="Steps between checkpoints."),
+    mixed_precision: str = typer.Option("auto", "--mixed-precision", help="auto (fp16 on a GPU), no, fp16 or bf16."),
+    gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing", help="Trade compute for UNet memory."),
+    seed: int = typer.Option(0, "--seed", help="Seed of data order, noise, timesteps and dropout."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+) -> None:
+    """Fine-tune Riffusion into a stem inserter with Subtractive Training (InstructPix2Pix; docs/audio.md)."""
+    from stemfill.audio.train import TrainConfig, train
+
+    cfg = TrainConfig(model=model, steps=steps, batch=batch, lr=lr, warmup=warmup, grad_accum=grad_accum,
+                      checkpoint_every=checkpoint_every, mixed_precision=mixed_precision,
+                      gradient_checkpointing=gradient_checkpointing, seed=seed)
+    train(data, out, cfg, resume=resume, progress=sys.stderr.isatty(), log=lambda line: typer.echo(line, err=True))
+    typer.echo(f"wrote {out}")
+
+
+@app.command("audio-eval")
+@friendly
+def audio_eval_cmd(
+    real: Path = typer.Option(..., "--real", help="Folder of reference clips."),
+    generated: Path = typer.Option(..., "--generated", help="Folder of generated clips (same file names pair up for KLD)."),
+    extractor: str = typer.Option("panns", "--extractor", help="panns (FD, KLD, IS), vggish (FAD), mel (test only) or a PANNs checkpoint."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the numbers as JSON."),
+) -> None:
+    """FD / FAD / KLD / IS between real and generated audio, as audioldm_eval defines them."""
+    import json
+
+    from stemfill.audio.metrics import evaluate, make_extractor
+
+    report = evaluate(real, generated, make_extractor(extractor))
+    for k, v in report.items():
+        typer.echo(f"{k:>12}  {v:.4f}" if isinstance(v, float) else f"{k:>12}  {v}")
+    if json_out is not None:
+        json_out.write_text(json.dumps(report, indent=2) + "\n")
+        typer.echo(f"wrote {json_out}")
 
 
 def main() -> None:  # pragma: no cover

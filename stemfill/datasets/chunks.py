@@ -8,7 +8,11 @@ Layout of a converted folder (written by ``stemfill convert``)::
 A shard holds ``rolls`` (n_chunks, 3, N_PITCHES, chunk_len/8) uint8, bit-packed along
 time, and ``offsets`` (n_chunks,) int64, each chunk's first step in the song.
 A manifest song entry has at least: id, path, hash, split, stems, tempo, bars,
-n_steps, n_chunks, shard (relative path).
+n_steps, n_chunks, shard (relative path). ``stemfill.datasets.convert`` writes the full
+schema: ``config`` (steps_per_beat, n_pitches, bass_low, guitar_low, stems, chunk_len, hop,
+min_stems, require_all, seed, split, max_bars, format), ``counts`` (songs and chunks per
+split), ``songs`` (also root, title, time_signature, chunk_stems) and ``skipped`` (path, root,
+one-line reason, kind: error / duplicate / filtered, hash when known).
 """
 
 from __future__ import annotations

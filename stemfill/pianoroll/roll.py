@@ -111,9 +111,15 @@ def encode(song: Song, steps_per_beat: int = STEPS_PER_BEAT, length: int | None 
             roll[c, r, s:e] = True
         # one-step gap before every onset that touches a sounding step of the same pitch
         touch = onset[:, 1:] & roll[c, :, :-1]
-        # but never erase a one-step note (its own onset): shift nothing, keep it
-        touch &= ~onset[:, :-1]
-        roll[c, :, :-1] &= ~touch
+        # the earlier note gives up its last step, unless it is a one-step note (that step
+        # is its onset): then the later note gives up its first step, if it has more than one
+        one_step = touch & onset[:, :-1]
+        roll[c, :, :-1] &= ~(touch & ~one_step)
+        later_first = np.zeros_like(onset)
+        later_first[:, 1:] = one_step
+        later_first[:, :-1] &= roll[c, :, 1:] & ~onset[:, 1:]
+        later_first[:, -1] = False
+        roll[c] &= ~later_first
     return roll
 
 

@@ -74,6 +74,8 @@ def _check(ok: bool, message: str) -> None:
 
 
 def _check_note(track: str, n: Note) -> None:
+    if n.start >= 0 and n.duration > 0 and 0 <= n.pitch <= 127 and 0 <= n.velocity <= 127:
+        return  # fast path: the messages below are only formatted for a bad note
     _check(n.start >= 0, f"track {track!r}: note start {n.start} is negative")
     _check(n.duration > 0, f"track {track!r}: note at tick {n.start} has duration {n.duration} <= 0")
     _check(0 <= n.pitch <= 127, f"track {track!r}: note pitch {n.pitch} outside 0..127")

@@ -1,0 +1,114 @@
+"""How well does each system fill a missing stem? Runs the evaluation protocol on a test split.
+
+    python bench/quality.py [--data CHUNKS] [--model CKPT] [--limit N] [--seed S] [--out docs/results.md]
+
+Without ``--data`` the corpus (../shared/data/corpus) is converted once into chunks/quality-corpus
+with `stemfill convert`'s defaults (resumable: a second run does no work). Systems: real, random,
+rule, retrieval, plus model when ``--model`` is given. Writes the markdown tables, the command
+and the wall time to ``--out`` and the full report (every metric) beside it as JSON.
+Protocol and metric definitions: docs/evaluation.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "data" / "corpus"
+CACHE = ROOT / "chunks" / "quality-corpus"
+
+
+def ensure_chunks(data: Path | None) -> Path:
+    if data is not None:
+        return data
+    from stemfill.datasets.convert import convert
+
+    t0 = time.perf_counter()
+    rep = convert([CORPUS], CACHE, jobs=None, log=lambda line: print(line, file=sys.stderr))
+    print(f"chunks: {CACHE} ({rep.converted} converted now, {rep.done} already done, "
+          f"{time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+    return CACHE
+
+
+def _rel(path: str) -> str:
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, help="chunks folder (default: convert the corpus into chunks/quality-corpus)")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--model", type=Path, help="checkpoint for the 'model' system")
+    ap.add_argument("--steps", type=int, help="denoising steps for the model (default: its own)")
+    ap.add_argument("--limit", type=int, help="evaluate only N chunks (seeded pick)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results.md")
+    args = ap.parse_args(argv)
+
+    from stemfill.errors import StemfillError
+    from stemfill.evaluation import harness as H
+
+    command = " ".join(["python bench/quality.py"] + [shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)])
+    try:
+        data = ensure_chunks(args.data)
+        systems = ["real", "random", "rule", "retrieval"] + (["model"] if args.model else [])
+        t0 = time.perf_counter()
+        last = {"t": 0.0}
+
+        def factory(name, total):
+            done = {"n": 0}
+
+            def tick(k):
+                done["n"] += k
+                now = time.perf_counter()
+                if now - last["t"] > 10 or done["n"] == total:
+                    last["t"] = now
+                    print(f"{name}: {done['n']}/{total} fills ({now - t0:.0f} s)", file=sys.stderr)
+            return tick
+
+        report, _ = H.run(data, args.split, systems, args.model, args.limit, args.seed,
+                          progress_factory=factory, steps=args.steps)
+        wall = time.perf_counter() - t0
+    except StemfillError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+    cfg = report["config"]
+    report["config"]["wall_seconds"] = round(wall, 1)
+    json_path = args.out.with_suffix(".json")
+    H.write_json(report, json_path)
+    seconds = {n: round(sum(r.get("fill_seconds", 0) for r in res.values()), 1) for n, res in report["results"].items()}
+    text = "\n".join([
+        "# Stem-filling quality",
+        "",
+        "Written by `bench/quality.py`; protocol and metric definitions in [evaluation.md](evaluation.md).",
+        "",
+        f"- command: `{command}`",
+        f"- data: `{_rel(cfg['data'])}` split `{cfg['split']}`: {cfg['n_chunks']} chunks, {cfg['n_selected']} evaluated "
+        f"(seed {cfg['seed']}), chunk shape {cfg['chunk_shape']} at {cfg['steps_per_beat']} steps per beat",
+        f"- model: `{cfg['model']}`" if cfg.get("model") else "- model: none given (baselines only)",
+        f"- wall time: {wall:.1f} s on {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs "
+        f"(fill time per system: {', '.join(f'{k} {v} s' for k, v in seconds.items())})",
+        f"- full report: [{json_path.name}]({json_path.name})",
+        "",
+        "Each table: rows = systems, columns = headline metrics for one case (`<stem>`: that stem removed; "
+        "`<a>+<b>:<stem>`: both removed, scoring one of them). The agreement metrics (onset F1, pc F1, "
+        "frame F1) are the ones the model must beat the baselines on; `real` is the ceiling and `random` the floor.",
+        "",
+        H.markdown(report),
+    ])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text + "\n")
+    print(f"wrote {args.out} and {json_path} ({wall:.1f} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

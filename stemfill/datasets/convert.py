@@ -1,0 +1,441 @@
+"""Song files -> chunk shards + manifest (``stemfill convert``).
+
+One pass over a set of folders/files:
+
+1. discover song files (recursively; Guitar Pro and MIDI extensions of ``io.SONG_EXTS``),
+2. hash each file's bytes (sha256) and drop byte-identical duplicates,
+3. per song (in worker processes): ``read_song`` -> ``roll.encode`` -> cut into chunks of
+   ``chunk_len`` steps every ``hop`` steps -> keep chunks where at least ``min_stems`` stems
+   have notes -> one shard per song (``chunks.save_shard``, atomic),
+4. write ``OUT/manifest.json`` atomically (also every few seconds while running, so an
+   interrupted run resumes).
+
+The split (train/valid/test) is a function of the content hash and the seed only, so a
+song keeps its split across runs and folders, and never sits in two splits. A second run
+with the same config reuses every shard whose manifest entry matches (hash and config) and
+reads nothing but the files' bytes (for the hashes).
+
+A file that fails to read (any StemfillError) or crashes a worker (any other exception) is
+recorded under ``skipped`` with a one-line reason; the batch goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from stemfill.datasets.chunks import SPLITS, save_shard
+from stemfill.errors import ReadError, StemfillError, WriteError
+from stemfill.pianoroll.io import SONG_EXTS, atomic_write_bytes
+from stemfill.pianoroll.roll import BASS_LOW, GUITAR_LOW, N_PITCHES, STEPS_PER_BEAT
+from stemfill.pianoroll.song import STEMS
+
+FORMAT = 1  # bump when the shard content for a given config changes
+CHUNK_BARS = 4
+CHUNK_LEN = CHUNK_BARS * 4 * STEPS_PER_BEAT  # 192 steps: 4 bars of 4/4
+HOP = CHUNK_LEN // 2
+MIN_STEMS = 2
+MAX_BARS = 2000  # longer "songs" are almost always broken tick values; skip them
+SPLIT = (0.8, 0.1, 0.1)
+MANIFEST = "manifest.json"
+SHARDS = "shards"
+_SAVE_EVERY_S = 5.0
+
+# config keys that change what a shard holds; a manifest entry is reused only if they match
+SHARD_KEYS = ("format", "steps_per_beat", "n_pitches", "bass_low", "guitar_low", "stems",
+              "chunk_len", "hop", "min_stems", "require_all", "max_bars")
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    chunk_len: int = CHUNK_LEN
+    hop: int = HOP
+    min_stems: int = MIN_STEMS  # a chunk is kept if at least this many stems have notes
+    require_all: bool = False  # keep only songs (and chunks) with all three stems
+    seed: int = 0
+    split: tuple[float, float, float] = SPLIT
+    steps_per_beat: int = STEPS_PER_BEAT
+    max_bars: int = MAX_BARS
+
+    def __post_init__(self) -> None:
+        if self.chunk_len <= 0:
+            raise StemfillError(f"chunk_len {self.chunk_len} must be > 0")
+        if not 0 < self.hop:
+            raise StemfillError(f"hop {self.hop} must be > 0")
+        if not 0 <= self.min_stems <= len(STEMS):
+            raise StemfillError(f"min_stems {self.min_stems} outside 0..{len(STEMS)}")
+        if len(self.split) != 3 or min(self.split) < 0 or abs(sum(self.split) - 1) > 1e-6:
+            raise StemfillError(f"split {self.split} must be three fractions (train, valid, test) summing to 1")
+        if self.steps_per_beat <= 0:
+            raise StemfillError(f"steps_per_beat {self.steps_per_beat} must be > 0")
+
+    def as_manifest(self) -> dict:
+        d = asdict(self)
+        d["split"] = list(self.split)
+        d["min_stems"] = len(STEMS) if self.require_all else self.min_stems
+        d.update(format=FORMAT, n_pitches=N_PITCHES, bass_low=BASS_LOW, guitar_low=GUITAR_LOW,
+                 stems=list(STEMS))
+        return d
+
+
+@dataclass
+class Report:
+    out: Path
+    n_files: int = 0  # song files found
+    converted: int = 0  # songs read and written this run
+    done: int = 0  # songs already converted by an earlier run (no work)
+    n_songs: int = 0  # songs in the manifest
+    n_chunks: int = 0  # chunks over all songs in the manifest
+    split_songs: dict = field(default_factory=dict)
+    split_chunks: dict = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        worked = self.n_files - self.done  # files read (or found duplicate/unreadable) this run
+        rate = worked / self.seconds if self.seconds > 0 else 0.0
+        parts = [f"{self.n_files} files: {self.converted} converted", f"{self.done} already done",
+                 f"{len(self.skipped)} skipped"]
+        splits = ", ".join(f"{s} {self.split_songs.get(s, 0)} songs/{self.split_chunks.get(s, 0)} chunks" for s in SPLITS)
+        return (f"{'; '.join(parts)} in {self.seconds:.1f} s ({rate:.1f} files/s); "
+                f"{self.n_songs} songs, {self.n_chunks} chunks ({splits}) -> {self.out / MANIFEST}")
+
+
+# --- pure helpers ---------------------------------------------------------------------
+
+def discover(inputs: Iterable[str | os.PathLike]) -> list[tuple[Path, Path]]:
+    """(root, file) for every song file under the inputs, sorted, without repeats.
+
+    A folder input is searched recursively (hidden files and folders are left out); a file
+    input is taken as it is, whatever its extension (``read_song`` then names the problem),
+    with its parent folder as root.
+    """
+    found: dict[Path, tuple[Path, Path]] = {}
+    for i in inputs:
+        p = Path(i)
+        if not p.exists():
+            raise StemfillError(f"{p}: no such file or folder")
+        if p.is_file():
+            found.setdefault(p.resolve(), (p.parent, p))
+            continue
+        for dirpath, dirnames, filenames in os.walk(p):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if name.startswith(".") or Path(name).suffix.lower() not in SONG_EXTS:
+                    continue
+                f = Path(dirpath) / name
+                found.setdefault(f.resolve(), (p, f))
+    return sorted(found.values(), key=lambda rf: (str(rf[0]), str(rf[1])))
+
+
+def file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def split_of(content_hash: str, seed: int = 0, fractions: tuple[float, float, float] = SPLIT) -> str:
+    """train/valid/test from the content hash (and seed) alone: stable across runs and folders."""
+    u = int(hashlib.sha256(f"{seed}:{content_hash}".encode()).hexdigest()[:15], 16) / 16**15
+    acc = 0.0
+    for name, f in zip(SPLITS, fractions):
+        acc += f
+        if u < acc:
+            return name
+    return SPLITS[-1]
+
+
+def chunk_offsets(n_steps: int, chunk_len: int, hop: int) -> np.ndarray:
+    """First step of every chunk: every ``hop`` steps, until a chunk reaches the song end.
+
+    The last chunk may run past the end (zero padded), so no step of the song is lost.
+    """
+    if n_steps <= 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.arange(0, max(n_steps - chunk_len, 0) + hop, hop, dtype=np.int64)
+
+
+def cut_chunks(roll: np.ndarray, chunk_len: int, hop: int, min_stems: int) -> tuple[np.ndarray, np.ndarray]:
+    """(chunks (N, C, P, chunk_len) bool, offsets (N,)): the chunks with >= ``min_stems`` stems sounding."""
+    C, P, T = roll.shape
+    offs = chunk_offsets(T, chunk_len, hop)
+    if len(offs) == 0:
+        return np.zeros((0, C, P, chunk_len), dtype=bool), offs
+    padded = np.zeros((C, P, int(offs[-1]) + chunk_len), dtype=bool)
+    padded[:, :, :T] = roll
+    chunks = np.stack([padded[:, :, o:o + chunk_len] for o in offs])
+    keep = chunks.any(axis=(2, 3)).sum(axis=1) >= min_stems
+    return chunks[keep], offs[keep]
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+# --- the worker -------------------------------------------------------------------------
+
+def convert_file(path: str, content_hash: str, shard: str, config: dict) -> dict:
+    """Read, encode, chunk and save one song. Returns a small dict: the manifest entry, or
+    ``{"skip": reason}``. Never raises (a crash becomes a skip reason)."""
+    try:
+        return _convert_file(Path(path), content_hash, Path(shard), config)
+    except ReadError as e:
+        return {"skip": _one_line(e.problem)}  # the manifest names the file already
+    except StemfillError as e:
+        return {"skip": _one_line(str(e))}
+    except Exception as e:  # noqa: BLE001 - one bad file must not end the batch
+        return {"skip": _one_line(f"{type(e).__name__}: {e}")}
+
+
+def _filtered(reason: str) -> dict:
+    """A song that reads fine but yields nothing under this config (remembered across runs)."""
+    return {"skip": reason, "kind": "filtered"}
+
+
+def _convert_file(path: Path, content_hash: str, shard: Path, cfg: dict) -> dict:
+    from stemfill.pianoroll import roll as R
+    from stemfill.pianoroll.io import read_song
+    from stemfill.pianoroll.stems import stems_present
+
+    song = read_song(path)
+    present = stems_present(song)
+    if len(present) < (len(STEMS) if cfg["require_all"] else 1):
+        missing = [s for s in STEMS if s not in present]
+        return _filtered(f"no notes in {', '.join(missing)} (all three stems required)"
+                         if present else "no drums, bass or guitar notes")
+    end = song.end  # O(notes): computed once here, not in each of n_bars / encode
+    n_bars = len(song.bar_starts(end)) if end else 0
+    if n_bars > cfg["max_bars"]:
+        return _filtered(f"{n_bars} bars, more than max_bars={cfg['max_bars']} (broken timing?)")
+    spb = cfg["steps_per_beat"]
+    n_steps = int(R.ticks_to_step(end, song.resolution, spb)) + 1 if end else 0
+    roll = R.encode(song, steps_per_beat=spb, length=n_steps)
+    chunks, offsets = cut_chunks(roll, cfg["chunk_len"], cfg["hop"], cfg["min_stems"])
+    if len(chunks) == 0:
+        return _filtered(f"no {cfg['chunk_len']}-step chunk with at least {cfg['min_stems']} stems sounding "
+                         f"(stems in song: {', '.join(present)})")
+    save_shard(shard, chunks, offsets)
+    ts = song.time_signatures[0]
+    return {
+        "title": song.title,
+        "stems": present,
+        "tempo": round(song.tempos[0].qpm, 3),
+        "time_signature": f"{ts.numerator}/{ts.denominator}",
+        "bars": n_bars,
+        "n_steps": int(roll.shape[-1]),
+        "n_chunks": int(len(chunks)),
+        "chunk_stems": {s: int(chunks[:, i].any(axis=(1, 2)).sum()) for i, s in enumerate(STEMS)},
+    }
+
+
+# --- the driver -------------------------------------------------------------------------
+
+def _load_previous(out: Path) -> dict:
+    p = out / MANIFEST
+    if not p.exists():
+        return {}
+    try:
+        return json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        return {}  # a corrupt manifest: convert everything again
+
+
+def _write_manifest(out: Path, config: dict, songs: list[dict], skipped: list[dict]) -> None:
+    songs = sorted(songs, key=lambda s: (s["root"], s["path"]))
+    skipped = sorted(skipped, key=lambda s: (s["root"], s["path"]))
+    counts = {s: sum(1 for e in songs if e["split"] == s) for s in SPLITS}
+    chunks = {s: sum(e["n_chunks"] for e in songs if e["split"] == s) for s in SPLITS}
+    m = {"config": config, "counts": {"songs": counts, "chunks": chunks}, "songs": songs, "skipped": skipped}
+    atomic_write_bytes(out / MANIFEST, (json.dumps(m, indent=1, ensure_ascii=False) + "\n").encode())
+
+
+def _check_out(out: Path, inputs: list[Path]) -> None:
+    if out.exists() and not out.is_dir():
+        raise WriteError(f"{out}: -o must be a folder (it holds manifest.json and shards/), not a file")
+    for i in inputs:
+        if i.exists() and out.exists() and os.path.samefile(out, i):
+            raise WriteError(f"{out}: output folder is an input; choose another -o (inputs are never written to)")
+        if out.resolve() == i.resolve():
+            raise WriteError(f"{out}: output path is an input; choose another -o")
+
+
+def convert(
+    inputs: list[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    chunk_len: int = CHUNK_LEN,
+    hop: int = HOP,
+    jobs: int | None = None,
+    require_all: bool = False,
+    seed: int = 0,
+    split: tuple[float, float, float] = SPLIT,
+    min_stems: int = MIN_STEMS,
+    steps_per_beat: int = STEPS_PER_BEAT,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> Report:
+    """Convert song files/folders into chunk shards + ``OUT/manifest.json``; see the module doc.
+
+    ``jobs``: worker processes (None: one per CPU; 1: in this process). ``log`` receives one
+    line per skipped file (``skipping <file>: <reason>``) and the closing summary.
+    """
+    t0 = time.perf_counter()
+    cfg = ConvertConfig(chunk_len=chunk_len, hop=hop, min_stems=min_stems, require_all=require_all, seed=seed,
+                        split=tuple(split), steps_per_beat=steps_per_beat)
+    config = cfg.as_manifest()
+    out = Path(out)
+    in_paths = [Path(i) for i in inputs]
+    if not in_paths:
+        raise StemfillError("no inputs given")
+    _check_out(out, in_paths)
+    files = discover(in_paths)
+    say = log or (lambda line: None)
+    report = Report(out=out, n_files=len(files))
+
+    prev = _load_previous(out)
+    prev_cfg = prev.get("config", {})
+    same_cfg = all(prev_cfg.get(k) == config[k] for k in SHARD_KEYS)
+    prev_songs = {s["hash"]: s for s in prev.get("songs", [])} if same_cfg else {}
+    prev_filtered = {s["hash"]: s for s in prev.get("skipped", []) if s.get("kind") == "filtered"} if same_cfg else {}
+
+    songs: list[dict] = []
+    skipped: list[dict] = []
+    todo: list[tuple[Path, Path, str]] = []  # (root, file, hash)
+    first_of: dict[str, str] = {}
+
+    def rel(root: Path, f: Path) -> str:
+        try:
+            return f.relative_to(root).as_posix()
+        except ValueError:
+            return f.name
+
+    def skip(root: Path, path: str, reason: str, kind: str, h: str | None = None) -> None:
+        skipped.append({"path": path, "root": str(root), "reason": reason, "kind": kind, **({"hash": h} if h else {})})
+        report.skipped.append((path, reason))
+        say(f"skipping {path}: {reason}")
+
+    for root, f in files:
+        r = rel(root, f)
+        try:
+            h = file_hash(f)
+        except OSError as e:
+            skip(root, r, _one_line(f"cannot read: {e.strerror or e}"), "error")
+            continue
+        if h in first_of:
+            skip(root, r, f"duplicate of {first_of[h]}", "duplicate", h)
+            continue
+        first_of[h] = r
+        base = {"id": h[:16], "path": r, "root": str(root), "hash": h, "split": split_of(h, seed, cfg.split),
+                "shard": f"{SHARDS}/{h[:16]}.npz"}
+        old = prev_songs.get(h)
+        if old is not None and (out / old["shard"]).exists():
+            songs.append({**old, **base})
+            report.done += 1
+        elif h in prev_filtered:
+            skip(root, r, prev_filtered[h]["reason"], "filtered", h)
+            report.done += 1
+        else:
+            todo.append((root, f, h))
+
+    def finish(root: Path, f: Path, h: str, result: dict) -> None:
+        r = rel(root, f)
+        if "skip" in result:
+            skip(root, r, result["skip"], result.get("kind", "error"), h)
+        else:
+            report.converted += 1
+            songs.append({"id": h[:16], "path": r, "root": str(root), "hash": h,
+                          "split": split_of(h, seed, cfg.split), **result, "shard": f"{SHARDS}/{h[:16]}.npz"})
+
+    if report.done:
+        say(f"{report.done} already done")
+    out.mkdir(parents=True, exist_ok=True)
+    last_save = time.monotonic()
+    try:
+        bar = _progress(progress, len(todo))
+        with bar:
+            task = bar.add_task("converting", total=len(todo))
+            for (root, f, h), result in _run(todo, out, config, jobs):
+                finish(root, f, h, result)
+                bar.advance(task)
+                if time.monotonic() - last_save > _SAVE_EVERY_S:
+                    _write_manifest(out, config, songs, skipped)
+                    last_save = time.monotonic()
+    finally:
+        _write_manifest(out, config, songs, skipped)
+
+    report.n_songs = len(songs)
+    report.n_chunks = sum(s["n_chunks"] for s in songs)
+    report.split_songs = {s: sum(1 for e in songs if e["split"] == s) for s in SPLITS}
+    report.split_chunks = {s: sum(e["n_chunks"] for e in songs if e["split"] == s) for s in SPLITS}
+    report.seconds = time.perf_counter() - t0
+    say(report.summary())
+    return report
+
+
+def _run(todo: list[tuple[Path, Path, str]], out: Path, config: dict, jobs: int | None):
+    """Yield ((root, file, hash), result) as songs finish, in-process or in a process pool."""
+    jobs = min(jobs or os.cpu_count() or 1, len(todo))
+    args = [(str(f), h, str(out / SHARDS / f"{h[:16]}.npz"), config) for _, f, h in todo]
+    if jobs <= 1:
+        for item, a in zip(todo, args):
+            yield item, convert_file(*a)
+        return
+    crashed: list[int] = []
+    pool = ProcessPoolExecutor(max_workers=jobs)
+    try:
+        futures = {pool.submit(convert_file, *a): k for k, a in enumerate(args)}
+        for fut in as_completed(futures):
+            k = futures[fut]
+            try:
+                result = fut.result()
+            except BrokenProcessPool:
+                crashed.append(k)
+                continue
+            yield todo[k], result
+    finally:  # also on Ctrl-C or an error in the caller: drop the queued files, don't wait for them
+        pool.shutdown(wait=True, cancel_futures=True)
+    # A worker died (segfault, out of memory): the pool is gone. Retry each unfinished file
+    # alone, so that only the file that kills its process is skipped.
+    for k in sorted(crashed):
+        try:
+            with ProcessPoolExecutor(max_workers=1) as solo:
+                result = solo.submit(convert_file, *args[k]).result()
+        except BrokenProcessPool:
+            result = {"skip": "worker process died while reading this file (crash or out of memory)"}
+        yield todo[k], result
+
+
+class _NoProgress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a) -> None:
+        return None
+
+    def add_task(self, *a, **k) -> int:
+        return 0
+
+    def advance(self, *a, **k) -> None:
+        return None
+
+
+def _progress(show: bool, total: int):
+    if not show or total == 0:
+        return _NoProgress()
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=Console(stderr=True), transient=False)

@@ -1,0 +1,330 @@
+"""The evaluation protocol: remove stems from real chunks, let a system fill them, score the result.
+
+Cases (docs/evaluation.md):
+
+* single ``<stem>``: chunks where the stem has notes and at least one other stem has notes;
+  the stem is zeroed and filled from the others.
+* pair ``<a>+<b>:<stem>``: chunks where all three stems have notes; a and b are zeroed and
+  filled together; each of the two is scored under its own key.
+
+Chunks are picked by a seeded permutation (``limit`` keeps its first N) and every batch gets
+its own generator ``default_rng([seed, case, batch])``, so a system sees the same chunks and the
+same random streams whatever else is evaluated beside it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from stemfill.datasets.chunks import Chunks
+from stemfill.errors import StemfillError
+from stemfill.evaluation import metrics as M
+from stemfill.pianoroll.roll import STEPS_PER_BEAT
+from stemfill.pianoroll.song import STEMS
+
+KINDS = ("single", "pair")
+# Headline metrics of the tables, with short column labels (every metric is in the JSON).
+HEADLINE = {
+    "agree/onset_F1": "onset F1", "agree/pc_beat_F1": "pc F1", "agree/frame_F1": "frame F1",
+    "fit/TD": "TD", "fit/onset_F1_context": "ctx F1", "fit/root_agree": "root",
+    "stat/EB/absdiff": "ΔEB", "stat/density/absdiff": "Δdens",
+    "dist/OA_pitch": "OA pitch", "dist/OA_ioi": "OA ioi", "dist/FD": "FD", "fidelity/known_exact": "kept",
+}
+
+
+def legend(metrics=HEADLINE) -> str:
+    return "; ".join(f"{v} = {k}" for k, v in metrics.items())
+
+
+@dataclass
+class Case:
+    name: str  # "bass" or "drums+bass"
+    missing: tuple[int, ...]  # channels zeroed
+    idx: np.ndarray  # chunk indices
+
+    def key(self, c: int) -> str:
+        """Result key of the stem in channel c: the stem's name, or "<pair>:<stem>"."""
+        return STEMS[c] if len(self.missing) == 1 else f"{self.name}:{STEMS[c]}"
+
+
+def make_cases(present: np.ndarray, kinds=KINDS) -> list[Case]:
+    """Cases from the (N, 3) table of which stems have notes in which chunk."""
+    bad = set(kinds) - set(KINDS)
+    if bad:
+        raise StemfillError(f"unknown case kind(s) {sorted(bad)}; expected {KINDS}")
+    C = present.shape[1]
+    cases = []
+    if "single" in kinds:
+        for c in range(C):
+            others = [o for o in range(C) if o != c]
+            idx = np.flatnonzero(present[:, c] & present[:, others].any(axis=1))
+            cases.append(Case(STEMS[c], (c,), idx))
+    if "pair" in kinds:
+        for a, b in itertools.combinations(range(C), 2):
+            cases.append(Case(f"{STEMS[a]}+{STEMS[b]}", (a, b), np.flatnonzero(present.all(axis=1))))
+    return cases
+
+
+def select(n: int, limit: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of the chunks evaluated: the first ``limit`` of a seeded permutation."""
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm if limit is None else perm[:max(0, limit)])
+
+
+def count_instances(chunks: Chunks, kinds=KINDS, seed: int = 0, limit: int | None = None) -> int:
+    """How many (chunk, case) fills ``evaluate`` makes: the total for a progress bar."""
+    sel = select(len(chunks), limit, seed)
+    return sum(len(c.idx) for c in make_cases(chunks.present[sel], kinds))
+
+
+def evaluate(system, chunks: Chunks, kinds=KINDS, seed: int = 0, limit: int | None = None,
+             batch_size: int = 64, progress: Callable[[int], None] | None = None,
+             examples: list | None = None, n_examples: int = 0) -> dict:
+    """Score one system. Returns {case key: {"n": count, "fill_seconds": s, metric: mean, ...}}.
+
+    Means skip NaN ("undefined" instances); a metric undefined everywhere is None.
+    ``progress(k)`` is called after each batch with its size. The first ``n_examples`` fills of
+    each case are appended to ``examples`` as dicts (key, chunk, real, generated) for plotting.
+    """
+    if len(chunks) == 0:
+        raise StemfillError("no chunks to evaluate")
+    if chunks.rolls.ndim != 4 or chunks.rolls.shape[1] != len(STEMS):
+        raise StemfillError(f"chunks have shape {chunks.rolls.shape}; expected (N, {len(STEMS)}, pitches, steps)")
+    spb = int(chunks.config.get("steps_per_beat", STEPS_PER_BEAT))
+    if hasattr(system, "check"):
+        system.check(chunks)
+    sel = select(len(chunks), limit, seed)
+    cases = make_cases(chunks.present[sel], kinds)
+    out: dict[str, dict] = {}
+    for ci, case in enumerate(cases):
+        idx = sel[case.idx]
+        per: dict[int, dict[str, list]] = {c: {} for c in case.missing}
+        values = {c: {"gen": {}, "real": {}} for c in case.missing}
+        feats = {c: {"gen": [], "real": []} for c in case.missing}
+        exact, seconds = [], 0.0
+        for bi, b0 in enumerate(range(0, len(idx), batch_size)):
+            truth = chunks.rolls[idx[b0:b0 + batch_size]]
+            known = np.ones(truth.shape[:2], dtype=bool)
+            known[:, list(case.missing)] = False
+            masked = truth.copy()
+            masked[:, list(case.missing)] = False
+            rng = np.random.default_rng([seed, ci, bi])
+            t0 = time.perf_counter()
+            if getattr(system, "needs_truth", False):
+                filled = system.fill(masked, known, rng, truth=truth)
+            else:
+                filled = system.fill(masked, known, rng)
+            seconds += time.perf_counter() - t0
+            filled = np.asarray(filled)
+            if filled.shape != truth.shape:
+                raise StemfillError(f"system {system.name!r} returned shape {filled.shape}; expected {truth.shape}")
+            filled = filled.astype(bool, copy=False)
+            kept = [c for c in range(len(STEMS)) if c not in case.missing]
+            exact.append((filled[:, kept] == truth[:, kept]).all(axis=(1, 2, 3)))
+            for c in case.missing:
+                for k, v in M.score_stem(filled, truth, c, spb).items():
+                    per[c].setdefault(k, []).append(v)
+                stem = STEMS[c]
+                for side, x in (("gen", filled[:, c]), ("real", truth[:, c])):
+                    for k, v in M.note_values(x, stem).items():
+                        values[c][side].setdefault(k, []).append(v)
+                    s = M.stem_stats(x, stem, spb)
+                    feats[c][side].append(np.stack([s[k] for k in M.STATS[stem]], axis=1))
+            if examples is not None and bi == 0:
+                for j in range(min(n_examples, len(truth))):
+                    examples.append({"case": case.name, "chunk": int(idx[j]), "real": truth[j],
+                                     "generated": filled[j], "missing": case.missing})
+            if progress is not None:
+                progress(len(truth))
+        fidelity = float(np.concatenate(exact).mean()) if exact else None
+        for c in case.missing:
+            res: dict = {"n": int(len(idx)), "fill_seconds": round(seconds, 3)}
+            for k, parts in per[c].items():
+                res[k] = _nanmean(np.concatenate(parts))
+            for k in values[c]["real"]:
+                g = np.concatenate(values[c]["gen"].get(k, [np.zeros(0)]))
+                r = np.concatenate(values[c]["real"][k])
+                res[f"dist/OA_{k}"] = M.overlap_area(g, r, M.OA_GRID[k]) if len(idx) else None
+            if feats[c]["gen"]:
+                res["dist/FD"] = M.frechet_distance(np.concatenate(feats[c]["gen"]), np.concatenate(feats[c]["real"]))
+            res["fidelity/known_exact"] = fidelity
+            out[case.key(c)] = res
+    return out
+
+
+def _nanmean(v: np.ndarray):
+    v = np.asarray(v, dtype=np.float64)
+    ok = np.isfinite(v)
+    return float(v[ok].mean()) if ok.any() else None
+
+
+def evaluate_many(systems: dict, chunks: Chunks, kinds=KINDS, seed: int = 0, limit: int | None = None,
+                  batch_size: int = 64, progress: Callable[[str, int], None] | None = None,
+                  n_examples: int = 0) -> tuple[dict, list]:
+    """Score several systems on the same chunks. Returns (report, examples).
+
+    report = {"config": {...}, "results": {system: {case key: {metric: value}}}}.
+    """
+    report = {
+        "config": {"seed": seed, "limit": limit, "kinds": list(kinds), "n_chunks": int(len(chunks)),
+                   "n_selected": int(len(select(len(chunks), limit, seed))),
+                   "chunk_shape": list(chunks.rolls.shape[1:]),
+                   "steps_per_beat": int(chunks.config.get("steps_per_beat", STEPS_PER_BEAT)),
+                   "qn_min_steps": M.QN_MIN_STEPS, "beats_per_bar": M.BEATS_PER_BAR},
+        "results": {},
+    }
+    examples: list = []
+    for name, system in systems.items():
+        ex: list = []
+        cb = None if progress is None else (lambda k, _n=name: progress(_n, k))
+        report["results"][name] = evaluate(system, chunks, kinds, seed, limit, batch_size, cb, ex, n_examples)
+        examples += [dict(e, system=name) for e in ex]
+    return report, examples
+
+
+# --------------------------------------------------------------------------- output
+
+
+def case_keys(report: dict) -> list[str]:
+    keys: list[str] = []
+    for res in report["results"].values():
+        keys += [k for k in res if k not in keys]
+    return keys
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, int):
+        return str(v)
+    return f"{v:.3f}"
+
+
+def table_rows(report: dict, key: str, metrics=HEADLINE) -> tuple[list[str], list[list[str]]]:
+    """Header and rows (one per system) of one case's table."""
+    header = ["system", "n"] + [metrics[m] if isinstance(metrics, dict) else m for m in metrics]
+    rows = []
+    for name, res in report["results"].items():
+        r = res.get(key)
+        rows.append([name] + (["–"] * (len(header) - 1) if r is None else
+                              [_fmt(r.get("n"))] + [_fmt(r.get(m)) for m in metrics]))
+    return header, rows
+
+
+def markdown(report: dict, metrics=HEADLINE) -> str:
+    """One markdown table per case: rows = systems, columns = headline metrics."""
+    parts = []
+    for key in case_keys(report):
+        header, rows = table_rows(report, key, metrics)
+        parts.append(f"### {key}\n")
+        parts.append("| " + " | ".join(header) + " |")
+        parts.append("|" + "|".join(["---"] + ["--:"] * (len(header) - 1)) + "|")
+        parts += ["| " + " | ".join(r) + " |" for r in rows]
+        parts.append("")
+    parts.append(f"Columns: {legend(metrics)}." if isinstance(metrics, dict) else "")
+    return "\n".join(parts)
+
+
+def _json_safe(x):
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        return float(x) if np.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def write_json(report: dict, path: str | Path) -> Path:
+    from stemfill.pianoroll.io import atomic_write_bytes
+
+    atomic_write_bytes(path, (json.dumps(_json_safe(report), indent=1) + "\n").encode())
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)  # the temp file was private; give the report the usual mode
+    return Path(path)
+
+
+def plot_examples(examples: list, out_dir: str | Path, steps_per_beat: int = STEPS_PER_BEAT) -> list[Path]:
+    """One PNG per example: the real chunk beside the filled one (all three channels)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        from stemfill.pianoroll.plot import plot_roll
+    except ImportError:  # pragma: no cover - the plot module ships with the package
+        plot_roll = None
+    paths = []
+    for e in examples:
+        p = out_dir / f"{e['system']}-{e['case'].replace('+', '_')}-{e['chunk']}.png"
+        title = f"{e['system']}: fill {e['case']}, chunk {e['chunk']}"
+        if plot_roll is not None:
+            plot_roll(e["real"], p, steps_per_beat, title=title, compare=e["generated"],
+                      labels=("real", f"{e['system']} (filled: {e['case']})"))
+        else:  # pragma: no cover
+            _imshow_pair(e, p, title)
+        paths.append(p)
+    return paths
+
+
+def _imshow_pair(e: dict, path: Path, title: str) -> None:  # pragma: no cover - fallback only
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 7))
+    axes = fig.subplots(len(STEMS), 2, sharex=True, squeeze=False)
+    for j, roll in enumerate((e["real"], e["generated"])):
+        for c, stem in enumerate(STEMS):
+            axes[c, j].imshow(roll[c], origin="lower", aspect="auto", interpolation="nearest", cmap="Greys")
+            axes[c, j].set_ylabel(stem)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=80)
+
+
+# --------------------------------------------------------------------------- one call for the CLI and bench
+
+
+def run(data: str | Path, split: str = "test", systems=("real", "random", "rule", "retrieval"),
+        model: str | Path | None = None, limit: int | None = None, seed: int = 0, kinds=KINDS,
+        batch_size: int = 64, progress_factory=None, n_examples: int = 0, steps: int | None = None):
+    """Load ``split`` (and the train split where a system needs it) of a chunks folder, build the
+    systems and score them. ``progress_factory(name, total)`` returns a callable advanced by batch
+    sizes. Returns (report, examples)."""
+    from stemfill.datasets.chunks import load_chunks
+    from stemfill.evaluation.baselines import SYSTEMS, get_system
+
+    names = list(dict.fromkeys(systems))
+    unknown = [n for n in names if n not in SYSTEMS]
+    if unknown:
+        raise StemfillError(f"unknown system(s) {', '.join(unknown)}; expected one of {', '.join(SYSTEMS)}")
+    if not names:
+        raise StemfillError("no systems to evaluate")
+    chunks = load_chunks(data, split)
+    if chunks.rolls.size == 0:
+        raise StemfillError(f"{data}: split {split!r} has no chunks")
+    train = None
+    if any(n in ("random", "retrieval") for n in names):
+        train = load_chunks(data, "train")
+        if train.rolls.shape[2:] != chunks.rolls.shape[2:]:
+            raise StemfillError(f"{data}: train chunks {train.rolls.shape[2:]} and {split} chunks "
+                                f"{chunks.rolls.shape[2:]} differ in shape")
+    built = {n: get_system(n, model_path=model, train_chunks=train, steps=steps, seed=seed) for n in names}
+    for s in built.values():
+        if hasattr(s, "check"):
+            s.check(chunks)
+    progress = None
+    if progress_factory is not None:
+        total = count_instances(chunks, kinds, seed, limit)
+        bars = {n: progress_factory(n, total) for n in names}
+        progress = lambda name, k: bars[name](k)  # noqa: E731
+    report, examples = evaluate_many(built, chunks, kinds, seed, limit, batch_size, progress, n_examples)
+    report["config"].update(data=str(data), split=split, model=None if model is None else str(model))
+    return report, examples

@@ -1,0 +1,231 @@
+"""Binary (Bernoulli) diffusion over piano rolls, with masked ("subtractive") training.
+
+``BinaryDiffusion(net, config)`` owns the noise process; ``net`` (``unet.UNet``) only
+maps (planes, t) -> x0 logits. ``forward(x0, known) -> loss``; ``sample(context,
+known, ...) -> rolls`` re-imposes the known cells at every step and returns them
+bit-exact.
+
+Objectives
+----------
+``"bernoulli"`` (default): a D3PM-style process on {0,1} with a per-channel prior
+``r`` (the note density of that channel)::
+
+    q(x_t | x0) = Bernoulli(x0 * abar(t) + r * (1 - abar(t))),  t in [0, 1], abar cosine
+
+so x_1 is pure Bernoulli(r) noise. The net predicts x0 (BCE on logits, on the
+unknown cells only); sampling walks ``steps`` evenly spaced times 1 -> 0 with the
+exact posterior q(x_s | x_t, x0) averaged over the predicted x0 (step skipping is
+exact for this process), and thresholds the last prediction at 0.5.
+
+``"atassi"`` (the paper's reference, L. Atassi 2023): ``x_t ~ Bernoulli(x0 (1 -
+beta_t) + r beta_t)``, ``beta_t = (t + 1) / T``, T = 100, L1 loss on the predicted
+x0 probability; the sampler thresholds x0 at 0.5 and, where it disagrees with the
+initial noise, keeps the noise with a probability that shrinks from 1 to 1/steps.
+
+Subtractive training
+--------------------
+``subtractive_mask`` removes 1 or 2 of the stems that *have notes* in a chunk; the
+others stay as clean context, including stems that are empty in the data (a valid
+context: "this song has no guitar"). An empty stem is never a target, so the model
+is never taught to answer "add bass" with silence. With probability ``cond_drop``
+the context is dropped (known planes and context zeroed) for classifier-free
+guidance; ``guidance`` > 1 at sampling mixes the two predictions in logit space.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+OBJECTIVES = ("bernoulli", "atassi")
+
+
+@dataclass
+class DiffusionConfig:
+    objective: str = "bernoulli"
+    density: tuple[float, ...] = (0.02, 0.03, 0.03)  # per-channel prior r; train.py estimates it from data
+    sample_steps: int = 16  # default sampling steps (bernoulli: any; atassi: <= atassi_T)
+    atassi_T: int = 100
+    cond_drop: float = 0.1  # context dropout in training (classifier-free guidance)
+    guidance: float = 1.0  # default guidance scale at sampling (1 = off)
+    pos_weight: float = 1.0  # BCE weight of positive cells (bernoulli)
+    max_remove: int = 2  # stems removed per training sample: 1..max_remove
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"DiffusionConfig: objective {self.objective!r} is not one of {OBJECTIVES}")
+        self.density = tuple(float(d) for d in self.density)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def cosine_abar(t: torch.Tensor, s: float = 0.008) -> torch.Tensor:
+    """Share of x0 kept at time t in [0, 1]: 1 at t=0, 0 at t=1."""
+    f = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2 / math.cos(s / (1 + s) * math.pi / 2) ** 2
+    return f.clamp(0.0, 1.0)
+
+
+def full_mask(known: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Broadcast a known mask given per (B, C), (B, C, L) or (B, C, P, L) to a full (B, C, P, L) bool plane."""
+    k = known.bool()
+    if k.dim() == 2:
+        k = k[:, :, None, None]
+    elif k.dim() == 3:
+        k = k[:, :, None, :]
+    return k.expand(shape)
+
+
+def subtractive_mask(x0: torch.Tensor, max_remove: int = 2, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B, C) bool known mask: per sample remove 1..max_remove stems that have notes (at least one stays
+    known where two or more have notes). A chunk with no notes at all keeps everything known (no loss)."""
+    b, c = x0.shape[:2]
+    present = x0.bool().flatten(2).any(-1).cpu()
+    known = torch.ones(b, c, dtype=torch.bool)
+    for i in range(b):
+        idx = torch.nonzero(present[i]).flatten()
+        n = len(idx)
+        if n == 0:
+            continue
+        k_max = max(1, min(max_remove, n - 1))
+        k = int(torch.randint(1, k_max + 1, (1,), generator=generator))
+        drop = idx[torch.randperm(n, generator=generator)[:k]]
+        known[i, drop] = False
+    return known.to(x0.device)
+
+
+class BinaryDiffusion(nn.Module):
+    def __init__(self, net: nn.Module, config: DiffusionConfig | None = None):
+        super().__init__()
+        self.net = net
+        self.config = config or DiffusionConfig()
+        self.register_buffer("r", torch.tensor(self.config.density, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    # --- network input ------------------------------------------------------
+    def model_logits(self, x_t: torch.Tensor, known: torch.Tensor, context: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        k = known.float()
+        planes = torch.cat([x_t.float() * (1 - k), k, context.float() * k], dim=1)
+        return self.net(planes, t)
+
+    def guided_logits(self, x_t, known, context, t, guidance: float) -> torch.Tensor:
+        if guidance == 1.0:
+            return self.model_logits(x_t, known, context, t)
+        z = torch.zeros_like(known)
+        both = self.model_logits(torch.cat([x_t, x_t]), torch.cat([known, z]), torch.cat([context, z]), torch.cat([t, t]))
+        cond, uncond = both.chunk(2)
+        return uncond + guidance * (cond - uncond)
+
+    # --- training -----------------------------------------------------------
+    def forward(self, x0: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        """Loss of predicting x0 on the unknown cells. x0: (B, 3, P, L) {0,1}; known: (B,3) / (B,3,L) / (B,3,P,L)."""
+        cfg = self.config
+        x0 = x0.float()
+        b = x0.shape[0]
+        known = full_mask(known, x0.shape)
+        target = ~known
+        if cfg.objective == "bernoulli":
+            t = torch.rand(b, device=x0.device)
+            ab = cosine_abar(t).view(b, 1, 1, 1)
+        else:
+            ti = torch.randint(0, cfg.atassi_T, (b,), device=x0.device)
+            ab = (1 - (ti.float() + 1) / cfg.atassi_T).view(b, 1, 1, 1)
+            t = ti.float() / cfg.atassi_T
+        x_t = torch.bernoulli(x0 * ab + self.r * (1 - ab))
+        if cfg.cond_drop > 0:
+            drop = (torch.rand(b, device=x0.device) < cfg.cond_drop).view(b, 1, 1, 1)
+            known_in = known & ~drop
+        else:
+            known_in = known
+        logits = self.model_logits(x_t, known_in, x0, t)
+        w = target.float()
+        if cfg.objective == "bernoulli":
+            pw = torch.tensor(cfg.pos_weight, device=x0.device)
+            per = F.binary_cross_entropy_with_logits(logits, x0, reduction="none", pos_weight=pw)
+        else:
+            per = (torch.sigmoid(logits) - x0).abs()
+        return (per * w).sum() / w.sum().clamp_min(1.0)
+
+    # --- sampling -----------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, context: torch.Tensor, known: torch.Tensor, steps: int | None = None, seed: int | None = 0,
+               guidance: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Fill the unknown cells of ``context`` (B, 3, P, L). Returns a bool tensor, known cells bit-exact.
+
+        Randomness comes from a CPU generator (``generator``, else seeded with ``seed``) so a seed gives the
+        same result on any device.
+        """
+        cfg = self.config
+        steps = int(steps or cfg.sample_steps)
+        guidance = cfg.guidance if guidance is None else float(guidance)
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        g = generator if generator is not None else torch.Generator().manual_seed(int(seed or 0))
+        dev = self.r.device
+        ctx = context.bool().to(dev)
+        known = full_mask(known.to(dev), ctx.shape)
+        ctx = ctx & known
+        b = ctx.shape[0]
+        r = self.r.expand(ctx.shape)
+
+        def bern(p: torch.Tensor) -> torch.Tensor:
+            return torch.bernoulli(p.float().cpu(), generator=g).to(dev)
+
+        x = bern(r)
+        if cfg.objective == "atassi":
+            steps = min(steps, cfg.atassi_T)
+            x_init = x.clone()
+            ts = torch.linspace(cfg.atassi_T - 1, 0, steps).round().long().tolist()
+            for i, ti in enumerate(ts):
+                t = torch.full((b,), ti / cfg.atassi_T, device=dev)
+                p = torch.sigmoid(self.guided_logits(x, known, ctx, t, guidance))
+                x0 = (p >= 0.5).float()
+                keep = (steps - i) / steps  # share of disagreeing noise kept: 1 .. 1/steps (as in the reference)
+                m = bern((x0 != x_init).float() * keep)
+                x = x0 * (1 - m) + x_init * m
+            out = x.bool()
+        else:
+            for k in range(steps, 0, -1):
+                t = torch.full((b,), k / steps, device=dev)
+                p = torch.sigmoid(self.guided_logits(x, known, ctx, t, guidance))
+                if k == 1:
+                    x = (p >= 0.5).float()
+                    break
+                ab_t = cosine_abar(t).view(b, 1, 1, 1)
+                ab_s = cosine_abar(torch.full((b,), (k - 1) / steps, device=dev)).view(b, 1, 1, 1)
+                x = bern(self.posterior(x, p, ab_t, ab_s, r))
+            out = x.bool()
+        return torch.where(known, ctx, out)
+
+    @staticmethod
+    def posterior(x_t: torch.Tensor, p0: torch.Tensor, ab_t: torch.Tensor, ab_s: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """P(x_s = 1 | x_t, x0 ~ Bernoulli(p0)) for s < t, D3PM x0-parameterisation."""
+        a = (ab_t / ab_s.clamp_min(1e-12)).clamp(0, 1)  # keep-probability from s to t
+        p1 = p0 * ab_s + r * (1 - ab_s)  # q(x_s = 1 | x0), averaged over x0
+        like1 = torch.where(x_t > 0, a + r * (1 - a), (1 - a) * (1 - r))  # q(x_t | x_s = 1)
+        like0 = torch.where(x_t > 0, r * (1 - a), 1 - r * (1 - a))  # q(x_t | x_s = 0)
+        num = like1 * p1
+        return (num / (num + like0 * (1 - p1)).clamp_min(1e-12)).clamp(0, 1)
+
+    @torch.no_grad()
+    def score(self, rolls: torch.Tensor, known: torch.Tensor, seed: int = 0, times: tuple[float, ...] = (0.3, 0.6)) -> torch.Tensor:
+        """Self-consistency of filled rolls (B,): minus the model's mean BCE at re-noised copies of the
+        filled cells (a likelihood proxy; higher = the model finds the fill more plausible)."""
+        g = torch.Generator().manual_seed(seed)
+        dev = self.r.device
+        x0 = rolls.float().to(dev)
+        known = full_mask(known.to(dev), x0.shape)
+        w = (~known).float()
+        b = x0.shape[0]
+        total = torch.zeros(b, device=dev)
+        for tv in times:
+            t = torch.full((b,), tv, device=dev)
+            ab = cosine_abar(t).view(b, 1, 1, 1)
+            x_t = torch.bernoulli((x0 * ab + self.r * (1 - ab)).cpu(), generator=g).to(dev)
+            logits = self.model_logits(x_t, known, x0, t)
+            bce = F.binary_cross_entropy_with_logits(logits, x0, reduction="none")
+            total += (bce * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp_min(1.0)
+        return -total / len(times)

@@ -1,0 +1,245 @@
+"""Fill missing stems: chunk batches (``fill_chunks``) and whole songs (``fill_song``).
+
+Whole songs are cut into windows of ``WINDOW`` steps filled in two batched passes::
+
+    pass 1:  [====W====]          [====W====]          [====W====] ...   (independent, one batch)
+    pass 2:        [ o |  new  | o ]    [ o |  new  | o ]              (one batch)
+
+Pass 1 fills windows spaced ``WINDOW + gap`` apart; pass 2 fills each gap with a window
+that overlaps ``OVERLAP`` already-written steps on *both* sides, given to the model as
+known cells (the known mask is a full (channel, pitch, time) plane). Every window of
+a pass is independent, so a pass is one batched sampling loop: a 3-minute song costs
+two loops of ~15 windows each instead of ~45 sequential windows.
+The song is padded at the end with known silence, so a song shorter than a window works.
+
+``candidates=K`` samples every window K times and keeps, per window, the candidate
+with the best self-consistency score: the model's own likelihood proxy (minus its
+BCE at predicting the filled cells back from re-noised copies, ``BinaryDiffusion.score``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace as dc_replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stemfill.errors import StemfillError
+from stemfill.pianoroll.model import load_model  # noqa: F401  (re-exported for the evaluation harness)
+from stemfill.pianoroll.roll import CHANNEL, decode_stem, encode, n_steps, new_track, ticks_to_step
+from stemfill.pianoroll.song import STEMS, Song
+from stemfill.pianoroll.stems import classify_song
+
+WINDOW = 192  # steps per window = the training chunk length (4 bars of 4/4 at 12 steps per beat)
+OVERLAP = 48  # known steps on each side of a pass-2 window
+BATCH = 32  # windows per forward pass
+
+
+def _known_full(known: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    k = np.asarray(known, dtype=bool)
+    if k.ndim == 2:
+        k = k[:, :, None, None]
+    elif k.ndim == 3:
+        k = k[:, :, None, :]
+    return np.broadcast_to(k, shape)
+
+
+def _sample_windows(model, ctx: np.ndarray, known: np.ndarray, steps, generator, guidance, candidates: int,
+                    batch: int) -> np.ndarray:
+    """Fill a stack of windows (N, 3, P, L); with candidates > 1 keep the best-scoring of K per window."""
+    dev = model.r.device
+    out = np.empty_like(ctx)
+    per = max(1, batch // max(1, candidates))
+    for i in range(0, len(ctx), per):
+        c = torch.from_numpy(np.ascontiguousarray(ctx[i:i + per]))
+        k = torch.from_numpy(np.ascontiguousarray(known[i:i + per]))
+        n = len(c)
+        if candidates > 1:
+            c, k = c.repeat_interleave(candidates, 0), k.repeat_interleave(candidates, 0)
+        x = model.sample(c.to(dev), k.to(dev), steps=steps, generator=generator, guidance=guidance)
+        if candidates > 1:
+            s = model.score(x, k.to(dev), seed=int(torch.randint(2**31, (1,), generator=generator)))
+            best = s.view(n, candidates).argmax(1).cpu()
+            x = x.view(n, candidates, *x.shape[1:])[torch.arange(n), best]
+        out[i:i + n] = x.cpu().numpy()
+    return out
+
+
+@torch.inference_mode()
+def fill_chunks(model, rolls: np.ndarray, known: np.ndarray, steps: int | None = None, seed: int = 0,
+                guidance: float | None = None, candidates: int = 1, batch: int = BATCH) -> np.ndarray:
+    """Fill the unknown cells of chunks. rolls: bool (N, 3, P, L); known: (N, 3), (N, 3, L) or (N, 3, P, L).
+
+    Returns a bool array like ``rolls`` whose known cells are the input's, bit for bit.
+    """
+    rolls = np.asarray(rolls, dtype=bool)
+    kn = np.ascontiguousarray(_known_full(known, rolls.shape))
+    g = torch.Generator().manual_seed(int(seed))
+    model.eval()
+    out = _sample_windows(model, rolls & kn, kn, steps, g, guidance, candidates, batch)
+    return np.where(kn, rolls, out)
+
+
+def window_plan(T: int, window: int = WINDOW, overlap: int = OVERLAP) -> tuple[int, list[int], list[int]]:
+    """(padded length, pass-1 window starts, pass-2 window starts) covering T steps."""
+    gap = window - 2 * overlap
+    if gap <= 0:
+        raise ValueError(f"overlap {overlap} must be less than half the window {window}")
+    period = window + gap
+    n = max(0, math.ceil((T - window) / period))
+    return n * period + window, [k * period for k in range(n + 1)], [k * period + window - overlap for k in range(n)]
+
+
+@torch.inference_mode()
+def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = None, seed: int = 0,
+              guidance: float | None = None, candidates: int = 1, window: int = WINDOW, overlap: int = OVERLAP,
+              batch: int = BATCH) -> np.ndarray:
+    """Fill the unknown cells of a whole-song roll (3, P, T); known: (3, T) or (3, P, T) bool."""
+    roll = np.asarray(roll, dtype=bool)
+    C, P, T = roll.shape
+    kn = np.broadcast_to(known[:, None, :] if known.ndim == 2 else known, roll.shape)
+    T_pad, pass1, pass2 = window_plan(T, window, overlap)
+    R = np.zeros((C, P, T_pad), dtype=bool)
+    K = np.ones((C, P, T_pad), dtype=bool)  # the padding is known silence
+    R[..., :T] = roll & kn
+    K[..., :T] = kn
+    g = torch.Generator().manual_seed(int(seed))
+    model.eval()
+    for starts in (pass1, pass2):
+        todo = [s for s in starts if not K[..., s:s + window].all()]
+        if not todo:
+            continue
+        ctx = np.stack([R[..., s:s + window] for s in todo])
+        kw = np.stack([K[..., s:s + window] for s in todo])
+        out = _sample_windows(model, ctx, kw, steps, g, guidance, candidates, batch)
+        for s, o in zip(todo, out):
+            R[..., s:s + window] = o
+            K[..., s:s + window] = True
+    return np.where(kn, roll, R[..., :T])
+
+
+def parse_bars(bars: str, song: Song) -> tuple[int, int]:
+    """'A-B' or 'A' (1-based, inclusive) -> (first tick, end tick) of that bar range."""
+    try:
+        a, _, b = bars.partition("-")
+        first, last = int(a), int(b or a)
+    except ValueError:
+        raise StemfillError(f"--bars {bars!r}: expected A-B, e.g. 5-8 (bars are 1-based, inclusive)") from None
+    starts = song.bar_starts()
+    n = len(starts) if song.end > 0 else 0
+    if not 1 <= first <= last <= n:
+        raise StemfillError(f"--bars {bars!r}: the song has bars 1-{n}; need 1 <= A <= B <= {n}")
+    end = starts[last] if last < n else max(song.end, starts[-1] + 1)
+    return starts[first - 1], end
+
+
+def _copy_song(song: Song, tracks) -> Song:
+    return Song(tracks=tracks, tempos=list(song.tempos), time_signatures=list(song.time_signatures),
+                resolution=song.resolution, title=song.title)
+
+
+def fill_song_detail(song: Song, add: list[str], model, steps: int | None = None, seed: int = 0,
+                     bars: str | None = None, candidates: int = 1, replace: bool = False,
+                     guidance: float | None = None, window: int = WINDOW, overlap: int = OVERLAP):
+    """Like ``fill_song``; also returns the filled roll (3, P, T) and the generated-cell mask (3, T)."""
+    stems = list(dict.fromkeys(add))
+    if not stems:
+        raise StemfillError("nothing to add: name at least one stem (--add drums/bass/guitar)")
+    for s in stems:
+        if s not in STEMS:
+            raise StemfillError(f"unknown stem {s!r}; choose from {', '.join(STEMS)}")
+    if candidates < 1:
+        raise StemfillError(f"candidates must be >= 1, got {candidates}")
+    groups = classify_song(song)
+    span = parse_bars(bars, song) if bars else None
+    tracks = [dc_replace(t, notes=list(t.notes)) for t in song.tracks]
+    drop: set[int] = set()
+    for s in stems:
+        existing = [i for i in groups[s] if song.tracks[i].notes]
+        if not existing:
+            continue
+        if span is not None:  # regenerate inside the bars: clear them, keep the rest note for note
+            a, b = span
+            for i in groups[s]:
+                kept = []
+                for n in tracks[i].notes:
+                    if a <= n.start < b:
+                        continue
+                    if n.start < a < n.end:
+                        n = dc_replace(n, duration=a - n.start)
+                    kept.append(n)
+                tracks[i].notes = kept
+        elif replace:
+            drop.update(groups[s])
+        else:
+            names = ", ".join(repr(song.tracks[i].name) for i in existing)
+            raise StemfillError(f"song already has a {s} part (tracks: {names}); use --replace to write a new one")
+    work = _copy_song(song, [t for i, t in enumerate(tracks) if i not in drop])
+    T = max(n_steps(song), 1)
+    roll = encode(work, length=T)
+    known = np.ones((len(STEMS), T), dtype=bool)
+    if span is not None:
+        a_step, b_step = (int(x) for x in ticks_to_step(np.array(span), song.resolution))
+        b_step = min(max(b_step, a_step + 1), T)
+    for s in stems:
+        if span is None:
+            known[CHANNEL[s]] = False
+        else:
+            known[CHANNEL[s], a_step:b_step] = False
+    if not (roll & known[:, None, :]).any():
+        raise StemfillError("nothing to condition on: the song has no drums, bass or guitar notes besides the "
+                            f"stem(s) to add ({', '.join(stems)})")
+    filled = fill_roll(model, roll, known, steps=steps, seed=seed, guidance=guidance, candidates=candidates,
+                       window=window, overlap=overlap)
+    for s in stems:
+        c = CHANNEL[s]
+        notes = decode_stem(filled[c] & ~known[c][None, :], s, resolution=song.resolution)
+        work.tracks.append(new_track(s, notes))
+    return work, filled, ~known
+
+
+def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed: int = 0, bars: str | None = None,
+              candidates: int = 1, replace: bool = False, guidance: float | None = None) -> Song:
+    """Add the stems ``add`` to a copy of ``song``; original tracks are untouched (see module doc).
+
+    ``bars='A-B'``: generate only inside those bars (1-based, inclusive); an existing stem keeps its notes
+    outside them, its notes inside are removed and the new ones go to a new track (no ``replace`` needed).
+    ``replace``: an existing stem's tracks are removed and one new track is written.
+    """
+    return fill_song_detail(song, add, model, steps, seed, bars, candidates, replace, guidance)[0]
+
+
+def save_roll_pngs(panels, path: str | Path, max_width: float = 24.0) -> Path:
+    """Plot [(title, roll (3, P, T), generated mask (3,)/(3, T)/(3, P, T) or None)] stacked, one PNG.
+    Known notes are dark, generated notes red; channels drums/bass/guitar from bottom to top."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    T = max(r.shape[-1] for _, r, _ in panels)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(min(max_width, 4 + T / 80), 2.6 * len(panels)), squeeze=False)
+    for ax, (title, roll, new) in zip(axes[:, 0], panels):
+        C, P, t = roll.shape
+        img = np.ones((C * P, t, 3))
+        nm = np.zeros_like(roll) if new is None else _known_full(np.asarray(new)[None], (1,) + roll.shape)[0]
+        for c in range(C):
+            rows = slice((C - 1 - c) * P, (C - c) * P)
+            block = img[rows]
+            on = roll[c][::-1]
+            gen = on & nm[c][::-1]
+            block[on & ~gen] = (0.15, 0.15, 0.2)
+            block[gen] = (0.85, 0.1, 0.1)
+        ax.imshow(img, aspect="auto", interpolation="nearest")
+        for c in range(1, C):
+            ax.axhline(c * P - 0.5, color="0.6", lw=0.5)
+        ax.set_yticks([(C - 1 - c) * P + P / 2 for c in range(C)], STEMS[:C])
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path

@@ -1,0 +1,110 @@
+"""Build, save and load a stem-filling model (``BinaryDiffusion`` around a ``UNet``).
+
+A saved model is a diffusers-style folder::
+
+    DIR/model.safetensors   the (EMA) weights of BinaryDiffusion
+    DIR/config.json         {"unet": UNetConfig, "diffusion": DiffusionConfig, ...}
+
+``load_model`` takes that folder, a ``.safetensors`` file with ``config.json`` beside
+it, or a training checkpoint ``ckpt.pt`` (its EMA weights). Anything wrong with the
+file is a ``ModelError`` with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from stemfill.errors import ModelError
+from stemfill.pianoroll.diffusion import BinaryDiffusion, DiffusionConfig
+from stemfill.pianoroll.unet import UNet, UNetConfig
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+
+
+def build_model(unet: UNetConfig | dict | None = None, diffusion: DiffusionConfig | dict | None = None) -> BinaryDiffusion:
+    ucfg = UNetConfig(**unet) if isinstance(unet, dict) else (unet or UNetConfig())
+    dcfg = DiffusionConfig(**diffusion) if isinstance(diffusion, dict) else (diffusion or DiffusionConfig())
+    return BinaryDiffusion(UNet(ucfg), dcfg)
+
+
+def model_config(model: BinaryDiffusion) -> dict:
+    return {"unet": asdict(model.net.config), "diffusion": asdict(model.config)}
+
+
+def save_pretrained(model: BinaryDiffusion, directory: str | os.PathLike, extra: dict | None = None) -> Path:
+    """Write ``model.safetensors`` + ``config.json`` into ``directory`` (each file atomically)."""
+    from safetensors.torch import save_file
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = d / f".{WEIGHTS}.tmp"
+    save_file(state, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, d / WEIGHTS)
+    cfg = {**model_config(model), **(extra or {})}
+    tmpc = d / f".{CONFIG}.tmp"
+    tmpc.write_text(json.dumps(cfg, indent=2) + "\n")
+    os.replace(tmpc, d / CONFIG)
+    return d
+
+
+def _build(cfg: dict, where: Path) -> BinaryDiffusion:
+    try:
+        return build_model(cfg["unet"], cfg["diffusion"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelError(f"{where}: bad model config ({type(e).__name__}: {e})") from e
+
+
+def _load_state(model: BinaryDiffusion, state: dict, where: Path) -> BinaryDiffusion:
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        reason = " ".join(x.strip() for x in first[:3])[:300]
+        raise ModelError(f"{where}: weights do not fit the model config ({reason})") from e
+    return model.eval()
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> BinaryDiffusion:
+    """Load a model folder, a ``.safetensors`` (with config.json beside it) or a ``ckpt.pt`` (EMA weights)."""
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(f"{p}: no such model file or folder")
+    if p.is_dir():
+        if (p / WEIGHTS).exists():
+            p = p / WEIGHTS
+        elif (p / "ckpt.pt").exists():
+            p = p / "ckpt.pt"
+        else:
+            raise ModelError(f"{p}: folder has neither {WEIGHTS} nor ckpt.pt")
+    if p.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        cfg_path = p.parent / CONFIG
+        if not cfg_path.exists():
+            raise ModelError(f"{p}: no {CONFIG} beside the weights")
+        try:
+            cfg = json.loads(cfg_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ModelError(f"{cfg_path}: corrupt config ({e})") from e
+        model = _build(cfg, cfg_path)
+        try:
+            state = load_file(str(p))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            raise ModelError(f"{p}: corrupt weights file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
+        return _load_state(model, state, p).to(device)
+    try:
+        ck = torch.load(p, map_location="cpu", weights_only=False)
+    except Exception as e:  # torch raises many kinds for a bad pickle/zip
+        raise ModelError(f"{p}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+    if not isinstance(ck, dict) or "config" not in ck or ("ema" not in ck and "model" not in ck):
+        raise ModelError(f"{p}: not a stemfill checkpoint (expected keys config, ema/model)")
+    model = _build(ck["config"], p)
+    return _load_state(model, ck.get("ema") or ck["model"], p).to(device)

@@ -1,0 +1,288 @@
+"""stemfill convert: discovery, de-duplication, skip reasons, split by song, resume, shards, CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+
+from stemfill.datasets import convert as C
+from stemfill.datasets.chunks import SPLITS, load_chunks, load_shard
+from stemfill.errors import StemfillError
+from stemfill.pianoroll import roll as R
+
+STEMS_ALL = ("drums", "bass", "guitar")
+
+
+def make_midi(path: Path, stems=STEMS_ALL, bars: int = 8, seed: int = 0, qpm: float = 120.0, tpq: int = 480) -> Path:
+    """A small type-1 General MIDI file: drums (channel 10), bass (program 33), guitar (program 29)."""
+    rng = np.random.default_rng(seed)
+    mf = mido.MidiFile(type=1, ticks_per_beat=tpq)
+    meta = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(qpm), time=0),
+                           mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0)])
+    mf.tracks.append(meta)
+    spec = {"drums": (9, 0, "Drums"), "bass": (1, 33, "Bass"), "guitar": (2, 29, "Guitar")}
+    for stem in stems:
+        ch, prog, name = spec[stem]
+        events = []  # (tick, order, message)
+        for beat in range(bars * 4):
+            t = beat * tpq
+            if stem == "drums":
+                pitches = [36 if beat % 2 == 0 else 38, 42]
+                dur = tpq // 4
+            elif stem == "bass":
+                pitches, dur = [int(rng.integers(33, 52))], tpq - tpq // 8
+            else:
+                root = int(rng.integers(48, 60))
+                pitches, dur = [root, root + 7], tpq // 2
+            for p in pitches:
+                events.append((t, 1, mido.Message("note_on", channel=ch, note=p, velocity=90)))
+                events.append((t + dur, 0, mido.Message("note_off", channel=ch, note=p, velocity=0)))
+        events.sort(key=lambda e: (e[0], e[1]))
+        tr = mido.MidiTrack([mido.MetaMessage("track_name", name=name, time=0)])
+        if stem != "drums":
+            tr.append(mido.Message("program_change", channel=ch, program=prog, time=0))
+        now = 0
+        for t, _, msg in events:
+            tr.append(msg.copy(time=t - now))
+            now = t
+        mf.tracks.append(tr)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mf.save(path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _need_midi_reader():
+    try:
+        from stemfill.pianoroll import midi  # noqa: F401
+    except ModuleNotFoundError:
+        pytest.skip("MIDI reader (stemfill/pianoroll/midi.py) not available yet")
+
+
+@pytest.fixture
+def songs(tmp_path) -> Path:
+    """in/: 6 good songs (one in a sub-folder, one bass-only), a duplicate, a broken file, a text file."""
+    d = tmp_path / "in"
+    for i in range(5):
+        make_midi(d / f"song{i}.mid", seed=i, bars=8 + i)
+    make_midi(d / "sub" / "deep.midi", seed=9, bars=4)
+    make_midi(d / "bassonly.mid", stems=("bass",), seed=7)
+    make_midi(d / "drums_bass.mid", stems=("drums", "bass"), seed=8)
+    shutil.copy(d / "song1.mid", d / "sub" / "copy of song1.mid")
+    (d / "broken.mid").write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0MTrk\x00\x00\xff\xff\x90<")
+    (d / "notes.txt").write_text("not a song")
+    return d
+
+
+def _manifest(out: Path) -> dict:
+    return json.loads((out / "manifest.json").read_text())
+
+
+def test_helpers_split_offsets_chunks():
+    h = "ab" * 32
+    assert C.split_of(h) == C.split_of(h) and C.split_of(h) in SPLITS
+    shares = [C.split_of(f"{i:064x}") for i in range(2000)]
+    assert 0.75 < shares.count("train") / 2000 < 0.85 and shares.count("valid") > 100 and shares.count("test") > 100
+    assert [C.split_of(f"{i:064x}", seed=1) for i in range(50)] != shares[:50]
+    assert C.chunk_offsets(0, 192, 96).tolist() == []
+    assert C.chunk_offsets(100, 192, 96).tolist() == [0]
+    assert C.chunk_offsets(384, 192, 96).tolist() == [0, 96, 192]
+    assert C.chunk_offsets(400, 192, 96).tolist() == [0, 96, 192, 288]  # the tail is covered, zero padded
+    roll = np.zeros((3, R.N_PITCHES, 400), dtype=bool)
+    roll[0, 0, :] = True
+    roll[1, 5, :150] = True
+    chunks, offs = C.cut_chunks(roll, 192, 96, min_stems=2)
+    assert chunks.shape == (2, 3, R.N_PITCHES, 192) and offs.tolist() == [0, 96]
+    assert len(C.cut_chunks(roll, 192, 96, min_stems=1)[0]) == 4
+
+
+def test_convert_manifest_split_dedupe_skips(songs, tmp_path):
+    out = tmp_path / "out"
+    rep = C.convert([songs], out, jobs=1)
+    m = _manifest(out)
+    cfg = m["config"]
+    assert (cfg["steps_per_beat"], cfg["n_pitches"], cfg["chunk_len"], cfg["hop"]) == (12, 48, 192, 96)
+    assert (cfg["bass_low"], cfg["guitar_low"]) == (R.BASS_LOW, R.GUITAR_LOW)
+
+    paths = sorted(s["path"] for s in m["songs"])
+    assert paths == ["drums_bass.mid", "song0.mid", "song1.mid", "song2.mid", "song3.mid", "song4.mid", "sub/deep.midi"]
+    skipped = {s["path"]: s["reason"] for s in m["skipped"]}
+    assert set(skipped) == {"bassonly.mid", "broken.mid", "sub/copy of song1.mid"}
+    assert skipped["sub/copy of song1.mid"] == "duplicate of song1.mid"
+    assert "chunk" in skipped["bassonly.mid"]
+    assert "\n" not in skipped["broken.mid"] and skipped["broken.mid"]
+    assert rep.converted == 7 and rep.done == 0 and len(rep.skipped) == 3 and rep.n_files == 10
+
+    for s in m["songs"]:
+        assert set(s) >= {"id", "path", "hash", "split", "stems", "tempo", "bars", "n_steps", "n_chunks", "shard"}
+        assert s["split"] == C.split_of(s["hash"]) and s["id"] == s["hash"][:16]
+        assert s["tempo"] == pytest.approx(120.0)
+        assert (out / s["shard"]).exists()
+        rolls, offs = load_shard(out / s["shard"])
+        assert rolls.shape == (s["n_chunks"], 3, R.N_PITCHES, 192) and len(offs) == s["n_chunks"]
+        assert (rolls.any(axis=(2, 3)).sum(axis=1) >= 2).all()
+    by = {s["path"]: s for s in m["songs"]}
+    assert by["song0.mid"]["stems"] == list(STEMS_ALL) and by["drums_bass.mid"]["stems"] == ["drums", "bass"]
+    assert by["song0.mid"]["bars"] == 8 and by["song0.mid"]["n_chunks"] == 3  # 8 bars: chunks at 0, 2, 4 bars
+    # nothing but the manifest and the shards; no temp files
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "shards"]
+    assert all(p.suffix == ".npz" and not p.name.startswith(".") for p in (out / "shards").iterdir())
+
+    # load_chunks: every split together adds up; each song's chunks sit in one split only
+    total = 0
+    seen: dict[str, str] = {}
+    for split in SPLITS:
+        try:
+            ch = load_chunks(out, split)
+        except StemfillError:
+            continue
+        assert ch.rolls.shape[1:] == (3, R.N_PITCHES, 192) and ch.rolls.dtype == bool
+        total += len(ch)
+        for s in ch.songs:
+            assert seen.setdefault(s["hash"], split) == split
+    assert total == sum(s["n_chunks"] for s in m["songs"]) == rep.n_chunks
+    everything = load_chunks(out, None, require=STEMS_ALL)
+    assert len(everything) == sum(s["chunk_stems"]["guitar"] for s in m["songs"])
+
+
+def test_second_run_does_no_work_and_split_is_stable(songs, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    C.convert([songs], out, jobs=1)
+    before = _manifest(out)
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "shards").iterdir()}
+
+    def boom(*a, **k):
+        raise AssertionError("read a file that was already done")
+
+    real = C._convert_file  # broken files are retried (a newer reader may read them); nothing else is read
+    monkeypatch.setattr(C, "_convert_file", lambda path, *a: boom() if path.name != "broken.mid" else real(path, *a))
+    lines: list[str] = []
+    rep = C.convert([songs], out, jobs=1, log=lines.append)
+    assert rep.converted == 0 and rep.done == 8  # 7 songs + the bass-only one remembered as filtered
+    assert "8 already done" in lines
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "shards").iterdir()} == mtimes
+    after = _manifest(out)
+    assert [(s["hash"], s["split"]) for s in after["songs"]] == [(s["hash"], s["split"]) for s in before["songs"]]
+
+    # a song moved to another folder keeps its split and its shard
+    monkeypatch.undo()
+    moved = tmp_path / "moved"
+    shutil.copytree(songs, moved)
+    C.convert([moved], tmp_path / "out2", jobs=1)
+    splits2 = {s["hash"]: s["split"] for s in _manifest(tmp_path / "out2")["songs"]}
+    assert splits2 == {s["hash"]: s["split"] for s in before["songs"]}
+
+    # another config converts again
+    rep = C.convert([songs], out, jobs=1, chunk_len=96, hop=48)
+    assert rep.converted == 7 and rep.done == 0
+    assert _manifest(out)["config"]["chunk_len"] == 96
+
+
+def test_require_all_and_crash_isolation(songs, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    real = C._convert_file
+
+    def flaky(path, *a):
+        if path.name == "song2.mid":
+            raise ZeroDivisionError("simulated crash")
+        return real(path, *a)
+
+    monkeypatch.setattr(C, "_convert_file", flaky)
+    rep = C.convert([songs], out, jobs=1, require_all=True)
+    m = _manifest(out)
+    skipped = {s["path"]: s["reason"] for s in m["skipped"]}
+    assert skipped["song2.mid"] == "ZeroDivisionError: simulated crash"
+    assert "all three stems required" in skipped["drums_bass.mid"] and "guitar" in skipped["drums_bass.mid"]
+    assert all(s["stems"] == list(STEMS_ALL) for s in m["songs"]) and rep.converted == 5
+    assert m["config"]["require_all"] is True and m["config"]["min_stems"] == 3
+
+
+def test_parallel_matches_serial(songs, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    C.convert([songs], a, jobs=1)
+    C.convert([songs], b, jobs=2)
+    ma, mb = _manifest(a), _manifest(b)
+    assert ma["songs"] == mb["songs"] and ma["skipped"] == mb["skipped"]
+    for s in ma["songs"]:
+        ra, _ = load_shard(a / s["shard"])
+        rb, _ = load_shard(b / s["shard"])
+        assert np.array_equal(ra, rb)
+
+
+def test_refuses_output_equal_to_input(songs, tmp_path):
+    with pytest.raises(StemfillError, match="input"):
+        C.convert([songs], songs, jobs=1)
+    with pytest.raises(StemfillError, match="folder"):
+        C.convert([songs], songs / "song0.mid", jobs=1)
+    with pytest.raises(StemfillError, match="no such"):
+        C.convert([tmp_path / "missing"], tmp_path / "out", jobs=1)
+
+
+def test_cli_convert_shared_midi(shared_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from stemfill.cli import app
+
+    out = tmp_path / "midi-chunks"
+    runner = CliRunner()
+    res = runner.invoke(app, ["convert", str(shared_data / "midi"), "-o", str(out), "--jobs", "2"])
+    assert res.exit_code == 0, res.output
+    m = _manifest(out)
+    n_files = len(list((shared_data / "midi").rglob("*.mid")))
+    assert len(m["songs"]) + len(m["skipped"]) == n_files
+    assert len(m["songs"]) >= n_files - 4
+    assert all(s["path"].startswith("broken/") for s in m["skipped"] if s["kind"] == "error")
+    assert any(s["path"].startswith("broken/") for s in m["skipped"])
+    for s in m["skipped"]:
+        assert f"skipping {s['path']}: " in res.output
+    res = runner.invoke(app, ["convert", str(shared_data / "midi"), "-o", str(out)])
+    n_done = len(m["songs"]) + sum(s["kind"] == "filtered" for s in m["skipped"])
+    assert res.exit_code == 0 and f"{n_done} already done" in res.output
+    assert "0 converted" in res.output
+    res = runner.invoke(app, ["convert", str(shared_data / "midi" / "Funkytown.mid"), "-o",
+                              str(shared_data / "midi" / "Funkytown.mid")])
+    assert res.exit_code == 1 and res.output.startswith("error:")
+
+
+def test_interrupted_run_keeps_finished_songs(songs, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    real = C._convert_file
+    calls = []
+
+    def interrupt_fourth(path, *a):
+        calls.append(path.name)
+        if len(calls) == 4:  # after bassonly (filtered), broken (error), drums_bass (song)
+            raise KeyboardInterrupt
+        return real(path, *a)
+
+    monkeypatch.setattr(C, "_convert_file", interrupt_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        C.convert([songs], out, jobs=1)
+    m = _manifest(out)  # written on the way out, complete JSON, with the songs finished so far
+    assert len(m["songs"]) + sum(s["kind"] == "filtered" for s in m["skipped"]) == 2
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]
+    monkeypatch.undo()
+    rep = C.convert([songs], out, jobs=1)
+    assert rep.done == 2 and rep.converted + rep.done == 8
+
+
+def test_worker_death_skips_only_that_file(songs, tmp_path, monkeypatch):
+    import os
+
+    real = C._convert_file
+
+    def die_on_song3(path, *a):  # forked workers inherit the patch
+        if path.name == "song3.mid":
+            os._exit(3)
+        return real(path, *a)
+
+    monkeypatch.setattr(C, "_convert_file", die_on_song3)
+    rep = C.convert([songs], tmp_path / "out", jobs=2)
+    reasons = dict(rep.skipped)
+    assert "worker process died" in reasons["song3.mid"]
+    assert rep.converted == 6 and "song4.mid" not in reasons

@@ -1,0 +1,265 @@
+"""The evaluation harness, the baseline systems and `stemfill eval`, on tiny synthetic chunks built in code."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from stemfill.cli import app
+from stemfill.datasets.chunks import Chunks, save_shard
+from stemfill.errors import StemfillError
+from stemfill.evaluation import harness as H
+from stemfill.evaluation.baselines import RetrievalSystem, get_system
+from stemfill.evaluation.metrics import AGREEMENT
+
+P, L = 48, 96  # 2 bars of 4/4 at 12 steps per beat
+SYSTEMS = ("real", "random", "rule", "retrieval")
+
+
+def synth(n: int, seed: int) -> np.ndarray:
+    """Rock-ish chunks: groove drums, a root bass on quarters, a triad on half notes; every 4th chunk lacks guitar."""
+    rng = np.random.default_rng(seed)
+    rolls = np.zeros((n, 3, P, L), dtype=bool)
+    for i in range(n):
+        root = int(rng.integers(0, 12))
+        rolls[i, 0, 0, ::24] = True
+        rolls[i, 0, 1, 12::24] = True
+        rolls[i, 0, 4, ::6] = True
+        for t in range(0, L, 12):
+            rolls[i, 1, root + 4, t:t + 10] = True
+        if i % 4:
+            for t in range(0, L, 24):
+                rolls[i, 2, [root + 4, root + 8, root + 11], t:t + 20] = True
+    return rolls
+
+
+def chunks_of(rolls: np.ndarray) -> Chunks:
+    n = len(rolls)
+    return Chunks(rolls, np.arange(n) // 2, np.zeros(n, dtype=np.int64), [{} for _ in range((n + 1) // 2)],
+                  {"steps_per_beat": 12, "chunk_len": L})
+
+
+@pytest.fixture(scope="module")
+def train() -> Chunks:
+    return chunks_of(synth(16, 1))
+
+
+@pytest.fixture(scope="module")
+def test_chunks() -> Chunks:
+    return chunks_of(synth(12, 2))
+
+
+KNOWN_PATTERNS = [np.array(k) for k in itertools.product([True, False], repeat=3) if not all(k) and any(k)]
+
+
+@pytest.mark.parametrize("name", SYSTEMS)
+def test_systems_fill_unknown_and_keep_known(name, train, test_chunks):
+    system = get_system(name, train_chunks=train)
+    truth = test_chunks.rolls[:6]
+    for known1 in KNOWN_PATTERNS:
+        known = np.tile(known1, (len(truth), 1))
+        masked = np.where(known[:, :, None, None], truth, False)
+        rng = np.random.default_rng(0)
+        kw = {"truth": truth} if name == "real" else {}
+        out = system.fill(masked, known, rng, **kw)
+        assert out.shape == truth.shape and out.dtype == bool
+        assert np.array_equal(out[:, known1], truth[:, known1]), f"{name} changed a known channel"
+        if name in ("rule", "real"):
+            assert out[:, ~known1].any(axis=(2, 3)).all() or name == "real"
+        again = system.fill(masked, known, np.random.default_rng(0), **kw)
+        assert np.array_equal(out, again), f"{name} is not reproducible under a seeded rng"
+
+
+def test_rule_groove_and_roots():
+    rolls = np.zeros((1, 3, P, L), dtype=bool)
+    rolls[0, 2, [2, 6, 9], 0:L] = True  # guitar D major (D2 F#2 A2) throughout
+    known = np.array([[False, False, True]])
+    out = get_system("rule").fill(rolls, known, np.random.default_rng(0))
+    drums = out[0, 0]
+    assert np.array_equal(np.flatnonzero(drums[0]), [0, 24, 48, 72])  # kick 1 and 3
+    assert np.array_equal(np.flatnonzero(drums[1]), [12, 36, 60, 84])  # snare 2 and 4
+    assert np.array_equal(np.flatnonzero(drums[4]), np.arange(0, L, 6))  # closed hat 8ths
+    bass_rows = np.flatnonzero(out[0, 1].any(axis=1))
+    assert len(bass_rows) == 1 and (24 + bass_rows[0]) % 12 == 2 and 28 <= 24 + bass_rows[0] <= 52  # D in E1-E3
+    # guitar from a bass on A: power chord unless a third shows in the context
+    rolls = np.zeros((1, 3, P, L), dtype=bool)
+    rolls[0, 1, 9, :] = True  # A1
+    rolls[0, 1, 12, 40:44] = True  # a C (minor third of A) in bar 1
+    out = get_system("rule").fill(rolls, np.array([[True, True, False]]), np.random.default_rng(0))
+    first_half_pcs = {r % 12 for r in np.flatnonzero(out[0, 2, :, :24].any(axis=1))}
+    assert first_half_pcs == {9, 0, 4}  # A minor from the chunk's C
+
+
+def test_retrieval_returns_the_nearest_training_stem(train):
+    system = RetrievalSystem(train)
+    q = train.rolls[5:6].copy()
+    q[:, 1] = False
+    out = system.fill(q, np.array([[True, False, True]]), np.random.default_rng(0))
+    # train chunks 4 and 5 may share guitar pitches; the lent bass must be that of a chunk whose guitar matches
+    donors = [i for i in range(len(train)) if np.array_equal(train.rolls[i, 2], q[0, 2])]
+    assert any(np.array_equal(out[0, 1], train.rolls[i, 1]) for i in donors)
+
+
+def test_random_density_matches_training(train):
+    system = get_system("random", train_chunks=train)
+    rolls = np.zeros((64, 3, P, L), dtype=bool)
+    out = system.fill(rolls, np.tile([True, False, True], (64, 1)), np.random.default_rng(0))
+    want = train.rolls[:, 1].mean()
+    assert out[:, 1].mean() == pytest.approx(want, rel=0.1)
+
+
+def test_harness_real_is_perfect_and_keys(test_chunks, train):
+    report, examples = H.evaluate_many({n: get_system(n, train_chunks=train) for n in SYSTEMS}, test_chunks,
+                                       n_examples=1)
+    res = report["results"]
+    assert set(res) == set(SYSTEMS)
+    keys = {"drums", "bass", "guitar", "drums+bass:drums", "drums+bass:bass", "drums+guitar:drums",
+            "drums+guitar:guitar", "bass+guitar:bass", "bass+guitar:guitar"}
+    assert set(res["real"]) == keys
+    real = res["real"]
+    for key, r in real.items():
+        assert r["fidelity/known_exact"] == 1.0
+        for m in AGREEMENT:
+            if m in r:
+                assert r[m] == pytest.approx(1.0), (key, m)
+        assert r["dist/FD"] == pytest.approx(0.0, abs=1e-6)
+        assert r["dist/OA_pitch"] == pytest.approx(1.0, abs=1e-6)
+        assert all(v == pytest.approx(0.0) for k, v in r.items() if k.endswith("/absdiff"))
+    assert res["real"]["guitar"]["n"] == 9 and res["real"]["bass"]["n"] == 12  # guitar in 9 of 12 chunks
+    assert res["real"]["bass+guitar:bass"]["n"] == 9
+    assert res["random"]["bass"]["agree/frame_F1"] < 0.5
+    for r in res.values():
+        assert r["bass"]["fidelity/known_exact"] == 1.0
+    assert examples and {"system", "case", "real", "generated"} <= set(examples[0])
+    md = H.markdown(report)
+    assert "### bass+guitar:guitar" in md and "| real |" in md
+
+
+def test_harness_seeded_limit_and_reproducible(test_chunks, train):
+    a = H.evaluate(get_system("random", train_chunks=train), test_chunks, seed=3, limit=5)
+    b = H.evaluate(get_system("random", train_chunks=train), test_chunks, seed=3, limit=5)
+    for r in (*a.values(), *b.values()):
+        r.pop("fill_seconds")  # wall time, the one thing allowed to differ
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    assert a["bass"]["n"] == 5
+    c = H.evaluate(get_system("random", train_chunks=train), test_chunks, seed=4, limit=5)
+    assert c["bass"]["agree/frame_F1"] != a["bass"]["agree/frame_F1"]
+
+
+class _Meddler:
+    """A broken system: fills the stem but also flips a cell of a known channel."""
+
+    name = "meddler"
+
+    def fill(self, rolls, known, rng):
+        out = rolls.copy()
+        out[:, 0, 5, 5] ^= True
+        return out
+
+
+class _WrongShape:
+    name = "wrong"
+
+    def fill(self, rolls, known, rng):
+        return rolls[..., :-1]
+
+
+def test_harness_reports_broken_systems(test_chunks):
+    res = H.evaluate(_Meddler(), test_chunks, kinds=("single",))
+    assert res["bass"]["fidelity/known_exact"] == 0.0
+    assert res["drums"]["fidelity/known_exact"] == 1.0  # drums is the filled channel there
+    with pytest.raises(StemfillError, match="returned shape"):
+        H.evaluate(_WrongShape(), test_chunks)
+
+
+# --------------------------------------------------------------------------- on disk and the CLI
+
+
+def write_folder(root: Path, splits: dict[str, np.ndarray]) -> Path:
+    songs = []
+    for split, rolls in splits.items():
+        for j in range(0, len(rolls), 4):
+            sid = f"{split}{j}"
+            shard = f"shards/{sid}.npz"
+            save_shard(root / shard, rolls[j:j + 4], np.arange(len(rolls[j:j + 4])) * L)
+            songs.append({"id": sid, "path": f"{sid}.mid", "hash": sid, "split": split, "stems": ["drums", "bass"],
+                          "tempo": 120.0, "bars": 2, "n_steps": L, "n_chunks": len(rolls[j:j + 4]), "shard": shard})
+    config = {"steps_per_beat": 12, "chunk_len": L, "n_pitches": P}
+    (root / "manifest.json").write_text(json.dumps({"config": config, "songs": songs, "skipped": []}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return write_folder(tmp_path_factory.mktemp("chunks"), {"train": synth(8, 1), "test": synth(8, 2)})
+
+
+def test_cli_eval_writes_json_and_plots(folder, tmp_path):
+    out, plots = tmp_path / "r.json", tmp_path / "plots"
+    r = CliRunner().invoke(app, ["eval", "--data", str(folder), "--system", "real", "--system", "rule",
+                                 "--limit", "6", "--no-pairs", "--json", str(out), "--plot", str(plots)])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(out.read_text())
+    assert set(rep["results"]) == {"real", "rule"} and set(rep["results"]["rule"]) == {"drums", "bass", "guitar"}
+    assert rep["config"]["n_selected"] == 6 and rep["config"]["split"] == "test"
+    assert rep["results"]["real"]["bass"]["agree/onset_F1"] == 1.0
+    assert len(list(plots.glob("rule-*.png"))) == 3  # one example per case; none for 'real' (it is the truth)
+    assert not list(plots.glob("real-*.png"))
+    assert "fill bass" in r.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--split", "valid"], "has no chunks"),
+    (["--system", "model", "--model", "nope.pt"], "no such model file"),
+    (["--system", "model"], "needs --model"),
+    (["--system", "oracle"], "unknown system"),
+])
+def test_cli_eval_errors(folder, args, message):
+    r = CliRunner().invoke(app, ["eval", "--data", str(folder), *args])
+    assert r.exit_code == 1
+    assert message in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_cli_eval_no_manifest(tmp_path):
+    r = CliRunner().invoke(app, ["eval", "--data", str(tmp_path)])
+    assert r.exit_code == 1 and "no manifest.json" in r.output
+
+
+def _fake_fill_module(monkeypatch, length: int):
+    """Stand-in for stemfill.pianoroll.fill: a 'model' that copies the truth it was built with."""
+    mod = types.ModuleType("stemfill.pianoroll.fill")
+
+    class Model:
+        config = {"n_pitches": P, "chunk_len": length, "steps_per_beat": 12}
+
+    mod.load_model = lambda path: Model()
+
+    def fill_chunks(model, rolls, known, steps=20, seed=0):
+        out = rolls.copy()
+        out[:, :, 0, 0] |= ~known  # writes one cell into every unknown channel
+        return out
+
+    mod.fill_chunks = fill_chunks
+    monkeypatch.setitem(sys.modules, "stemfill.pianoroll.fill", mod)
+
+
+def test_cli_eval_model_adapter_and_shape_check(folder, tmp_path, monkeypatch):
+    ckpt = tmp_path / "m.pt"
+    ckpt.write_bytes(b"x")
+    _fake_fill_module(monkeypatch, length=L)
+    out = tmp_path / "m.json"
+    r = CliRunner().invoke(app, ["eval", "--data", str(folder), "--system", "model", "--model", str(ckpt),
+                                 "--limit", "3", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    res = json.loads(out.read_text())["results"]["model"]
+    assert res["bass"]["fidelity/known_exact"] == 1.0 and res["bass"]["stat/density/gen"] > 0
+    _fake_fill_module(monkeypatch, length=2 * L)
+    r = CliRunner().invoke(app, ["eval", "--data", str(folder), "--system", "model", "--model", str(ckpt)])
+    assert r.exit_code == 1 and "model and chunks differ" in r.output and "length 192 (model) vs 96" in r.output

@@ -1,0 +1,416 @@
+"""Guitar Pro reader/writer: real files, tiny tabs built in code, round trips, corrupt bytes."""
+
+from __future__ import annotations
+
+import random
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import guitarpro as gp
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stemfill.errors import GuitarProReadError, WriteError
+from stemfill.pianoroll.guitarpro import play_order, read_guitarpro, split_ticks, write_guitarpro
+from stemfill.pianoroll.io import read_song, write_song
+from stemfill.pianoroll.roll import NEW_TRACK, new_track
+from stemfill.pianoroll.song import Note, Song, TempoChange, TimeSignature, Track
+
+Q = 960  # ticks per quarter
+STD = (64, 59, 55, 50, 45, 40)
+NORMAL, TIE, DEAD = gp.NoteType.normal, gp.NoteType.tie, gp.NoteType.dead
+
+
+def gpdir(shared_data: Path) -> Path:
+    return shared_data / "guitarpro"
+
+
+# --- tiny tabs built in code ------------------------------------------------------------
+
+def dur(value: int, dotted: bool = False, tuplet: tuple[int, int] = (1, 1)) -> gp.Duration:
+    return gp.Duration(value=value, isDotted=dotted, tuplet=gp.Tuplet(*tuplet))
+
+
+def build_tab(path: Path, bars, *, tuning=STD, percussion=False, tempo=120, sigs=None, capo=0, headers=None) -> Path:
+    """bars: [voice1 beats, voice2 beats?] per bar; a beat is (Duration, [(string, fret, type, kw)...]) or a dict."""
+    song = gp.Song(tempo=tempo)
+    song.measureHeaders = []
+    track = song.tracks[0]
+    track.measures = []
+    track.strings = [gp.GuitarString(i + 1, v) for i, v in enumerate(tuning)]
+    track.offset = capo
+    if percussion:
+        track.isPercussionTrack = True
+        track.channel = gp.MidiChannel(channel=9, effectChannel=9, instrument=0)
+    for k, voices in enumerate(bars):
+        num, den = (sigs[k] if sigs else (4, 4))
+        h = gp.MeasureHeader(number=k + 1, timeSignature=gp.TimeSignature(num, gp.Duration(value=den)))
+        for key, value in (headers or {}).get(k, {}).items():
+            setattr(h, key, value)
+        song.addMeasureHeader(h)
+        m = gp.Measure(track, h)
+        for vi, beats in enumerate(voices):
+            voice = m.voices[vi]
+            for spec in beats:
+                d, notes, *extra = spec
+                beat = gp.Beat(voice, duration=d, status=gp.BeatStatus.normal if notes else gp.BeatStatus.rest)
+                if extra:
+                    beat.effect.mixTableChange = gp.MixTableChange(tempo=gp.MixTableItem(value=extra[0]), hideTempo=False)
+                for string, fret, typ, *kw in notes:
+                    note = gp.Note(beat, value=fret, string=string, type=typ)
+                    for key, value in (kw[0] if kw else {}).items():
+                        setattr(note.effect, key, value)
+                    beat.notes.append(note)
+                voice.beats.append(beat)
+        for voice in m.voices:
+            if not voice.beats:
+                voice.beats.append(gp.Beat(voice, status=gp.BeatStatus.empty))
+        track.measures.append(m)
+    gp.write(song, str(path), version=(5, 1, 0))
+    return path
+
+
+def spans(track: Track) -> list[tuple[int, int, int]]:
+    return [(n.start, n.duration, n.pitch) for n in track.notes]
+
+
+def test_ties_merge_within_and_across_bars(tmp_path):
+    bars = [
+        [[(dur(4), [(1, 2, NORMAL)]), (dur(4), [(1, 2, TIE)]), (dur(2), [(1, 2, NORMAL)])]],
+        [[(dur(2), [(1, 2, TIE)]), (dur(4), []), (dur(4), [(2, 0, NORMAL)])]],
+    ]
+    song = read_guitarpro(build_tab(tmp_path / "ties.gp5", bars))
+    assert spans(song.tracks[0]) == [(0, 2 * Q, 66), (2 * Q, 4 * Q, 66), (7 * Q, Q, 59)]
+    assert song.tracks[0].notes[0].string == 1 and song.tracks[0].notes[0].fret == 2
+
+
+def test_tuplets_dots_and_rests(tmp_path):
+    trip = [(dur(8, tuplet=(3, 2)), [(1, k, NORMAL)]) for k in range(3)]  # 3 x 320
+    quint = [(dur(16, tuplet=(5, 4)), [(2, k, NORMAL)]) for k in range(5)]  # 5 x 192
+    bars = [[trip + [(dur(4, dotted=True), [(3, 0, NORMAL)]), (dur(8), [])] + quint]]
+    notes = spans(read_guitarpro(build_tab(tmp_path / "tuplets.gp5", bars)).tracks[0])
+    assert [(s, d) for s, d, _ in notes] == [(0, 320), (320, 320), (640, 320), (960, 1440)] + [(2880 + 192 * k, 192) for k in range(5)]
+
+
+def test_two_voices(tmp_path):
+    bars = [[[(dur(1), [(6, 0, NORMAL)])], [(dur(4), [(1, k, NORMAL)]) for k in range(4)]]]
+    notes = spans(read_guitarpro(build_tab(tmp_path / "voices.gp5", bars)).tracks[0])
+    assert notes == [(0, 4 * Q, 40), (0, Q, 64), (Q, Q, 65), (2 * Q, Q, 66), (3 * Q, Q, 67)]
+
+
+def test_tempo_and_time_signature_changes(tmp_path):
+    bars = [
+        [[(dur(2), [(1, 0, NORMAL)]), (dur(4), [])]],  # 3/4
+        [[(dur(4), [(1, 0, NORMAL)]), (dur(4), [(1, 1, NORMAL)], 90), (dur(4), []), (dur(8), [])]],  # 7/8
+        [[(dur(1), [(1, 3, NORMAL)])]],  # 4/4
+    ]
+    song = read_guitarpro(build_tab(tmp_path / "meter.gp5", bars, sigs=[(3, 4), (7, 8), (4, 4)], tempo=140))
+    assert song.tempos == [TempoChange(0, 140.0), TempoChange(3 * Q + Q, 90.0)]
+    assert song.time_signatures == [TimeSignature(0, 3, 4), TimeSignature(3 * Q, 7, 8), TimeSignature(3 * Q + 7 * Q // 2, 4, 4)]
+    assert spans(song.tracks[0])[-1] == (3 * Q + 7 * Q // 2, 4 * Q, 67)
+
+
+def test_dead_and_ghost_notes(tmp_path):
+    bars = [[[(dur(2), [(1, 0, DEAD)]), (dur(2), [(1, 5, NORMAL, {"ghostNote": True})])]]]
+    a, b = read_guitarpro(build_tab(tmp_path / "dead.gp5", bars)).tracks[0].notes
+    assert (a.start, a.duration, a.pitch) == (0, Q // 4, 64)  # a dead note is a short hit
+    assert (b.start, b.duration, b.pitch) == (2 * Q, 2 * Q, 69) and b.velocity < a.velocity
+
+
+def test_drum_track_keys_and_capo(tmp_path):
+    drums = build_tab(tmp_path / "drums.gp5", [[[(dur(4), [(1, 36, NORMAL), (2, 42, NORMAL)]), (dur(2, dotted=True), [(1, 38, NORMAL)])]]],
+                      tuning=(0,) * 6, percussion=True)
+    t = read_guitarpro(drums).tracks[0]
+    assert t.is_drum and t.tuning is None and spans(t) == [(0, Q, 36), (0, Q, 42), (Q, 3 * Q, 38)]
+    capo = read_guitarpro(build_tab(tmp_path / "capo.gp5", [[[(dur(1), [(2, 3, NORMAL)])]]], capo=2)).tracks[0]
+    assert capo.tuning == STD and capo.notes[0].pitch == 59 + 2 + 3 and (capo.notes[0].string, capo.notes[0].fret) == (2, 3)
+
+
+def test_repeats_and_alternate_endings_are_unrolled(tmp_path):
+    # |: A | B :|x2 then |: C [1. D :| [2. E |
+    bars = [[[(dur(1), [(1, k, NORMAL)])]] for k in range(5)]
+    headers = {0: {"isRepeatOpen": True}, 1: {"repeatClose": 1}, 2: {"isRepeatOpen": True},
+               3: {"repeatAlternative": 0b01, "repeatClose": 1}, 4: {"repeatAlternative": 0b10}}
+    song = read_guitarpro(build_tab(tmp_path / "repeat.gp5", bars, headers=headers))
+    assert [n.fret for n in song.tracks[0].notes] == [0, 1, 0, 1, 2, 3, 2, 4]
+    assert [n.start for n in song.tracks[0].notes] == [4 * Q * k for k in range(8)]
+
+
+def test_play_order_without_repeats_is_written_order():
+    headers = [gp.MeasureHeader(number=k) for k in range(1, 6)]
+    assert play_order(headers) == [0, 1, 2, 3, 4]
+
+
+# --- real files ----------------------------------------------------------------------------
+
+def test_demo_v5(shared_data):
+    song = read_guitarpro(gpdir(shared_data) / "Demo v5.gp5")
+    assert [t.name for t in song.tracks] == ["Rhythm Guitar", "Solo Guitar", "Melody", "Bass", "Percussions"]
+    assert [t.is_drum for t in song.tracks] == [False] * 4 + [True]
+    assert song.tracks[3].tuning == (43, 38, 33, 28) and song.tracks[3].program == 34
+    assert song.tempos[0].qpm == 165 and song.time_signatures == [TimeSignature(0, 4, 4)]
+    assert song.n_bars == 52  # 49 written bars, bars 1-3 repeated once with two endings
+    assert song.stem_tracks("bass") == [song.tracks[3]]
+    assert all(t.notes for t in song.tracks)
+
+
+@pytest.mark.parametrize("name, n_tracks, drums", [
+    ("001_Funky_Guy.gp5", 2, [False, True]),
+    ("dadagp-progmetal.gp3", 5, [False] * 4 + [True]),
+    ("freedark-107b387a.gp3", 4, [False] * 3 + [True]),
+    ("freedark-b5c4f3b0.gp4", 8, [False] * 6 + [True, False]),
+    ("freedark-0645d8c9.gp5", 1, [False]),
+])
+def test_real_files(shared_data, name, n_tracks, drums):
+    song = read_guitarpro(gpdir(shared_data) / name)
+    assert len(song.tracks) == n_tracks and [t.is_drum for t in song.tracks] == drums
+    for t in song.tracks:
+        assert t.is_drum or (t.tuning and all(n.string is not None for n in t.notes))
+
+
+def test_tie_and_voices_files(shared_data):
+    tie = read_guitarpro(gpdir(shared_data) / "Tie.gp5").tracks[0]
+    assert (960, 1920, 66) in spans(tie)  # fret 2 tied over the next beat
+    assert (11520, 2880, 65) in spans(tie)  # two ties across beats, merged
+    voices = read_guitarpro(gpdir(shared_data) / "Voices.gp5").tracks[0]
+    assert (0, 1440, 45) in spans(voices) and (0, 960, 41) in spans(voices)
+
+
+def test_every_shared_file_reads_or_fails_cleanly(shared_data):
+    ok, failed = 0, {}
+    for f in sorted(gpdir(shared_data).iterdir()):
+        try:
+            read_guitarpro(f)
+            ok += 1
+        except GuitarProReadError as e:
+            failed[f.name] = e.problem
+    gp7 = {k: v for k, v in failed.items() if k.endswith(".gp")}
+    assert len(gp7) == 3 and all("Guitar Pro 7" in v for v in gp7.values())
+    assert {k for k, v in failed.items() if v == "no notes"} == {"Key.gp4", "Key.gp5", "RSE.gp5", "Repeat.gp4", "Repeat.gp5"}
+    assert ok == 41 and len(failed) == 8
+
+
+# --- malformed input -------------------------------------------------------------------------
+
+def test_malformed_files(shared_data, tmp_path):
+    data = (gpdir(shared_data) / "Demo v5.gp5").read_bytes()
+    cases = {"truncated.gp5": data[: len(data) // 2], "empty.gp5": b"", "random.gp3": random.Random(0).randbytes(4000),
+             "header-only.gp4": data[:31]}
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(GuitarProReadError) as err:
+            read_guitarpro(tmp_path / name)
+        assert str(tmp_path / name) in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(GuitarProReadError, match="no such file|cannot open"):
+        read_guitarpro(tmp_path / "missing.gp5")
+    with pytest.raises(GuitarProReadError, match="no notes"):
+        read_song(gpdir(shared_data) / "Key.gp5")
+
+
+_FUZZ_SOURCES = ("Chords.gp3", "Effects.gp4", "Tie.gp5", "001_Funky_Guy.gp5", "Measure Header.gp5")
+
+
+@settings(max_examples=40, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.sampled_from(_FUZZ_SOURCES), flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), max_size=6),
+       cut=st.one_of(st.none(), st.floats(0, 1)))
+def test_mutated_files_raise_only_read_errors(shared_data, which, flips, cut):
+    data = bytearray((gpdir(shared_data) / which).read_bytes())
+    for pos, value in flips:
+        data[int(pos * len(data))] = value
+    if cut is not None:
+        data = data[: int(cut * len(data))]
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / which
+        path.write_bytes(bytes(data))
+        try:
+            song = read_guitarpro(path)
+        except GuitarProReadError:
+            return
+        assert isinstance(song, Song) and any(t.notes for t in song.tracks)
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+def matched(a: Track, b: Track, tol: int = 80, durations: bool = True) -> tuple[int, int]:
+    """(notes of a with no partner in b, notes of b left over): same pitch, start and duration within tol."""
+    pool: dict[int, list[Note]] = {}
+    for n in b.notes:
+        pool.setdefault(n.pitch, []).append(n)
+    missing = 0
+    for n in a.notes:
+        cands = pool.get(n.pitch, [])
+        k = next((k for k, m in enumerate(cands) if abs(m.start - n.start) <= tol and (not durations or abs(m.duration - n.duration) <= tol)), None)
+        if k is None:
+            missing += 1
+        else:
+            cands.pop(k)
+    return missing, sum(len(v) for v in pool.values())
+
+
+def dedupe(t: Track) -> Track:
+    seen, notes = set(), []
+    for n in t.notes:
+        if (n.start, n.pitch) not in seen:
+            seen.add((n.start, n.pitch))
+            notes.append(n)
+    return Track(t.name, t.program, t.is_drum, notes, t.tuning)
+
+
+@pytest.mark.parametrize("name", ["Demo v5.gp5", "001_Funky_Guy.gp5", "dadagp-progmetal.gp3", "Tie.gp5", "freedark-413f5c83.gp3"])
+def test_real_file_round_trip(shared_data, tmp_path, name):
+    song = read_guitarpro(gpdir(shared_data) / name)
+    write_guitarpro(song, tmp_path / "out.gp5")
+    back = read_guitarpro(tmp_path / "out.gp5")
+    assert back.tempos == song.tempos and back.time_signatures == song.time_signatures
+    assert [(t.name, t.program, t.is_drum, t.tuning) for t in back.tracks] == [(t.name, t.program, t.is_drum, t.tuning) for t in song.tracks]
+    for a, b in zip(song.tracks, back.tracks):
+        assert matched(dedupe(a), dedupe(b), durations=not a.is_drum) == (0, 0), a.name
+    write_guitarpro(back, tmp_path / "again.gp5")  # and once more: stable
+    again = read_guitarpro(tmp_path / "again.gp5")
+    assert [spans(t) for t in again.tracks] == [spans(t) for t in back.tracks]
+
+
+def grid_song(seed: int) -> Song:
+    """Bass line, guitar chords with held notes, drums: all on the 80-tick grid, across bars and meters."""
+    rng = random.Random(seed)
+    bass, guitar, drums = [], [], []
+    t = 0
+    while t < 12 * 4 * Q:
+        d = rng.choice([80, 160, 240, 400, 480, 720, 960, 1200, 1920, 4400])
+        bass.append(Note(t, d, rng.randint(28, 60)))
+        t += d + rng.choice([0, 0, 80, 240])
+    t = held_until = 0
+    while t < 12 * 4 * Q:
+        d = rng.choice([240, 320, 480, 960, 1440, 3840, 5200])
+        base = rng.randint(52, 70)
+        chord = [base + k for k in rng.sample(range(12), rng.randint(1, 3))]  # playable in one position
+        guitar.extend(Note(t, d, p) for p in chord)
+        if rng.random() < 0.3 and t >= held_until:  # a low note held into the next chord
+            guitar.append(Note(t, d + 960, rng.randint(40, 51)))
+            held_until = t + d + 960
+        t += d
+    for t in range(0, 12 * 4 * Q, 240):
+        drums.extend(Note(t, 80, k) for k in rng.sample([36, 38, 42, 46, 49, 51], rng.randint(0, 3)))
+    tracks = [new_track("bass", bass), new_track("guitar", guitar), new_track("drums", drums)]
+    return Song(tracks=tracks, tempos=[TempoChange(0, 100.0), TempoChange(8 * Q, 132.0)],
+                time_signatures=[TimeSignature(0, 4, 4), TimeSignature(16 * Q, 3, 4), TimeSignature(16 * Q + 12 * Q, 4, 4)])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_model_song_round_trip_is_exact_on_the_grid(tmp_path, seed):
+    song = grid_song(seed)
+    write_guitarpro(song, tmp_path / "grid.gp5")
+    gp.parse(str(tmp_path / "grid.gp5"))  # PyGuitarPro itself reads it
+    back = read_guitarpro(tmp_path / "grid.gp5")
+    assert back.tempos == song.tempos and back.time_signatures == song.time_signatures
+    bass, guitar, drums = back.tracks
+    assert spans(bass) == spans(song.tracks[0]) and spans(guitar) == spans(song.tracks[1])
+    assert guitar.tuning == NEW_TRACK["guitar"]["tuning"] and bass.tuning == NEW_TRACK["bass"]["tuning"]
+    for t in (bass, guitar):  # playable: frets in range, one note per string at a time
+        assert all(0 <= n.fret <= 24 and t.tuning[n.string - 1] + n.fret == n.pitch for n in t.notes)
+        by_string: dict[int, int] = {}
+        for n in sorted(t.notes, key=lambda n: n.start):
+            assert by_string.get(n.string, 0) <= n.start
+            by_string[n.string] = n.end
+    assert drums.is_drum and [(n.start, n.pitch) for n in drums.notes] == [(n.start, n.pitch) for n in song.tracks[2].notes]
+
+
+@settings(max_examples=25, deadline=2000)
+@given(st.lists(st.tuples(st.integers(0, 30), st.integers(1, 40), st.integers(0, 127)), min_size=1, max_size=30))
+def test_monophonic_lines_round_trip(steps):
+    notes, t = [], 0
+    for gap, length, pitch in steps:
+        t += gap * 80
+        notes.append(Note(t, length * 80, pitch))
+        t += length * 80
+    song = Song(tracks=[Track("Lead guitar", program=29, notes=notes)])
+    with tempfile.TemporaryDirectory() as d:
+        write_guitarpro(song, Path(d) / "line.gp5")
+        back = read_guitarpro(Path(d) / "line.gp5").tracks[0]
+    assert [(n.start, n.duration) for n in back.notes] == [(n.start, n.duration) for n in notes]
+    for a, b in zip(notes, back.notes):  # out-of-range pitches move by octaves onto the neck
+        assert (a.pitch - b.pitch) % 12 == 0 and 40 <= b.pitch <= 64 + 24
+
+
+def test_off_grid_times_round_to_40_ticks(tmp_path):
+    notes = [Note(0, 60, 60), Note(60, 60, 62), Note(130, 192, 64), Note(1000, 7, 65)]
+    write_guitarpro(Song(tracks=[Track("Guitar", notes=notes)]), tmp_path / "off.gp5")
+    back = read_guitarpro(tmp_path / "off.gp5").tracks[0]
+    assert len(back.notes) == 4
+    assert all(abs(a.start - b.start) <= 20 and abs(a.end - b.end) <= 40 and b.duration >= 40 for a, b in zip(notes, back.notes))
+
+
+def test_split_ticks_covers_the_grid():
+    for length in range(40, 4 * 4 * Q, 40):
+        assert sum(p[0] for p in split_ticks(length)) == length
+
+
+def test_write_keeps_given_strings_and_frets(tmp_path):
+    notes = [Note(0, Q, 64, string=2, fret=5), Note(Q, Q, 45, string=6, fret=5)]
+    write_guitarpro(Song(tracks=[Track("Guitar", program=27, notes=notes, tuning=STD)]), tmp_path / "f.gp5")
+    back = read_guitarpro(tmp_path / "f.gp5").tracks[0]
+    assert [(n.string, n.fret) for n in back.notes] == [(2, 5), (6, 5)] and back.program == 27
+
+
+# --- writing into a source tab -------------------------------------------------------------------
+
+def with_new_guitar(song: Song) -> tuple[Song, list[Note]]:
+    notes = [Note(t, 400, 45 + (t // 480) % 19) for t in range(0, song.end + 3000, 480)]
+    song.tracks.append(new_track("guitar", notes))
+    return song, notes
+
+
+def test_source_preserving_write_keeps_original_tracks(shared_data, tmp_path):
+    src = gpdir(shared_data) / "001_Funky_Guy.gp5"
+    song, added = with_new_guitar(read_guitarpro(src))
+    write_guitarpro(song, tmp_path / "out.gp5", source=src)
+    before, after = gp.parse(str(src)), gp.parse(str(tmp_path / "out.gp5"))
+    assert len(after.tracks) == 3 and len(after.measureHeaders) > len(before.measureHeaders)  # bars added for the new notes
+    for old, new in zip(before.tracks, after.tracks):
+        assert (old.name, old.strings, old.channel, old.isPercussionTrack) == (new.name, new.strings, new.channel, new.isPercussionTrack)
+        assert all(a.voices == b.voices for a, b in zip(old.measures, new.measures))  # effects and all
+    back = read_guitarpro(tmp_path / "out.gp5")
+    assert [spans(t) for t in back.tracks[:2]] == [spans(t) for t in song.tracks[:2]]
+    assert [(n.start, n.duration, n.pitch) for n in back.tracks[2].notes] == [(n.start, n.duration, n.pitch) for n in added]
+    assert back.tracks[2].name == NEW_TRACK["guitar"]["name"] and back.tracks[2].program == NEW_TRACK["guitar"]["program"]
+
+
+@pytest.mark.parametrize("name", ["Demo v5.gp5", "freedark-f0039c1c.gp3"])
+def test_source_with_repeats_is_written_unrolled(shared_data, tmp_path, name):
+    src = gpdir(shared_data) / name
+    song, added = with_new_guitar(read_guitarpro(src))
+    n = len(song.tracks) - 1
+    out = write_song(song, tmp_path / "out.gp5", source=src)
+    back = read_guitarpro(out)
+    assert [(t.name, t.notes) for t in back.tracks[:n]] == [(t.name, t.notes) for t in song.tracks[:n]]  # exact, velocities too
+    assert back.tempos == song.tempos
+    assert [(n.start, n.duration, n.pitch) for n in back.tracks[n].notes] == [(n.start, n.duration, n.pitch) for n in added]
+    assert not any(h.isRepeatOpen or h.repeatClose > 0 or h.repeatAlternative for h in gp.parse(str(out)).measureHeaders)
+
+
+def test_source_must_match_the_song(shared_data, tmp_path):
+    src = gpdir(shared_data) / "001_Funky_Guy.gp5"
+    other = read_guitarpro(gpdir(shared_data) / "Chords.gp5")
+    with pytest.raises(WriteError, match="not the source's tracks"):
+        write_guitarpro(other, tmp_path / "x.gp5", source=src)
+    (tmp_path / "cut.gp5").write_bytes(src.read_bytes()[:500])
+    with pytest.raises(GuitarProReadError):
+        write_guitarpro(other, tmp_path / "x.gp5", source=tmp_path / "cut.gp5")
+
+
+def test_write_song_dispatch_and_names(tmp_path):
+    song = Song(tracks=[Track("Gitarre \u00fc \u2603 " + "x" * 60, program=30, notes=[Note(0, Q, 52)]),
+                        Track("Drums", is_drum=True, notes=[Note(0, 80, 36), Note(Q, 80, 120)])], title="T\u00eftle")
+    out = write_song(song, tmp_path / "named.gp5")
+    back = read_guitarpro(out)
+    assert back.title == "T\u00eftle" and back.tracks[0].name.startswith("Gitarre \u00fc ?") and len(back.tracks[0].name) == 40
+    assert [(n.start, n.pitch) for n in back.tracks[1].notes] == [(0, 36), (Q, 87)]  # drum keys stop at 87
+    assert back.tracks[1].notes[0].duration == Q  # a hit lasts up to the next one
+
+
+def test_a_midi_source_is_ignored(tmp_path):
+    song = Song(tracks=[Track("Bass", program=33, notes=[Note(0, Q, 40)])])
+    write_guitarpro(song, tmp_path / "m.gp5", source=tmp_path / "song.mid")  # never opened
+    assert spans(read_guitarpro(tmp_path / "m.gp5").tracks[0]) == [(0, Q, 40)]

@@ -1,0 +1,280 @@
+"""MIDI reader and writer: tiny files built in code, real files round-tripped, malformed files refused."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import mido
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stemfill.errors import MidiReadError
+from stemfill.pianoroll.io import read_song, write_song
+from stemfill.pianoroll.midi import (
+    MIN_DURATION,
+    assign_channels,
+    midi_bytes,
+    midi_from_bytes,
+    read_midi,
+    write_midi,
+)
+from stemfill.pianoroll.song import Note, Song, TempoChange, TimeSignature, Track
+
+DATA = Path(__file__).resolve().parent / "data"
+M, MM = mido.Message, mido.MetaMessage
+REAL = ["All The Small Things.mid", "Girls Just Want to Have Fun.mid", "d6caebd1964d9e4a3c5ea59525230e2a.mid"]
+
+
+def build(tracks: list[list], ticks_per_beat: int = 480, midi_type: int = 1) -> bytes:
+    mid = mido.MidiFile(type=midi_type, ticks_per_beat=ticks_per_beat)
+    for msgs in tracks:
+        mid.tracks.append(mido.MidiTrack(msgs))
+    buf = io.BytesIO()
+    mid.save(file=buf)
+    return buf.getvalue()
+
+
+def notes_of(track: Track) -> list[tuple[int, int, int, int]]:
+    return [(n.start, n.duration, n.pitch, n.velocity) for n in track.notes]
+
+
+def sorted_notes(track: Track) -> list[tuple[int, int, int, int]]:
+    return sorted(notes_of(track))
+
+
+def assert_same_song(a: Song, b: Song) -> None:
+    assert [(t.name, t.program, t.is_drum) for t in a.tracks] == [(t.name, t.program, t.is_drum) for t in b.tracks]
+    for ta, tb in zip(a.tracks, b.tracks):
+        assert sorted_notes(ta) == sorted_notes(tb), ta.name
+    assert a.tempos == b.tempos
+    assert a.time_signatures == b.time_signatures
+    assert a.resolution == b.resolution
+
+
+# --- reading files built in code ---------------------------------------------
+
+
+def test_tiny_file_reads_to_exact_song():
+    conductor = [
+        MM("track_name", name="My Song"),
+        MM("set_tempo", tempo=500_000),  # 120 qpm
+        MM("time_signature", numerator=3, denominator=4),
+        MM("set_tempo", tempo=400_000, time=1440),  # 150 qpm after one 3/4 bar
+        MM("time_signature", numerator=6, denominator=8),
+    ]
+    band = [
+        MM("track_name", name="Band"),
+        M("program_change", channel=0, program=33),  # bass on channel 1
+        M("program_change", channel=1, program=29),  # guitar on channel 2
+        M("note_on", channel=0, note=40, velocity=100),
+        M("note_on", channel=1, note=64, velocity=70),
+        M("note_off", channel=0, note=40, time=480),
+        M("note_on", channel=1, note=64, velocity=0, time=240),  # note-on with velocity 0 ends a note
+        M("note_on", channel=9, note=36, velocity=110),  # drums, zero length
+        M("note_off", channel=9, note=36),
+    ]
+    song = midi_from_bytes(build([conductor, band], ticks_per_beat=480), title="t")
+    assert song.resolution == 960
+    assert song.tempos == [TempoChange(0, 120.0), TempoChange(2880, 150.0)]
+    assert song.time_signatures == [TimeSignature(0, 3, 4), TimeSignature(2880, 6, 8)]
+    by_program = {(t.program, t.is_drum): t for t in song.tracks}
+    assert len(song.tracks) == 3
+    bass, gtr, drums = by_program[33, False], by_program[29, False], by_program[0, True]
+    assert bass.name == gtr.name == drums.name == "Band"
+    assert notes_of(bass) == [(0, 960, 40, 100)]
+    assert notes_of(gtr) == [(0, 1440, 64, 70)]
+    assert notes_of(drums) == [(1440, MIN_DURATION, 36, 110)]
+    assert song.title == "t"
+
+
+def test_defaults_fallback_names_and_type0():
+    data = build(
+        [[M("program_change", channel=2, program=33), M("note_on", channel=2, note=40, velocity=90),
+          M("note_off", channel=2, note=40, time=96), M("note_on", channel=9, note=38, velocity=90),
+          M("note_off", channel=9, note=38, time=48)]],
+        ticks_per_beat=96,
+        midi_type=0,
+    )
+    song = midi_from_bytes(data)
+    assert song.tempos == [TempoChange(0, 120.0)]  # MIDI's default tempo and meter
+    assert song.time_signatures == [TimeSignature(0, 4, 4)]
+    names = {t.is_drum: t.name for t in song.tracks}
+    assert names == {False: "Electric Bass (finger)", True: "Drums"}
+    assert {notes_of(t)[0] for t in song.tracks} == {(0, 960, 40, 90), (960, 480, 38, 90)}
+
+
+def test_odd_resolution_is_rounded_to_960():
+    data = build([[M("note_on", note=60, velocity=90, time=1), M("note_off", note=60, time=52)]], ticks_per_beat=52)
+    (track,) = midi_from_bytes(data).tracks
+    assert notes_of(track) == [(18, 960, 60, 90)]  # 1 * 960/52 = 18.46 -> 18; end 53 * 960/52 = 978.5 -> 978
+
+
+def test_invalid_time_signature_is_dropped():
+    good = build([[MM("time_signature", numerator=5, denominator=4), M("note_on", note=60, velocity=90),
+                   M("note_off", note=60, time=480), MM("time_signature", numerator=7, denominator=8)]])
+    bad = good.replace(b"\xff\x58\x04\x07\x03", b"\xff\x58\x04\x07\x09")  # 7/512: not a valid denominator
+    assert bad != good
+    assert midi_from_bytes(good).time_signatures == [TimeSignature(0, 5, 4), TimeSignature(960, 7, 8)]
+    assert midi_from_bytes(bad).time_signatures == [TimeSignature(0, 5, 4)]
+
+
+def test_absurd_tempo_is_refused():
+    data = build([[MM("set_tempo", tempo=1000), M("note_on", note=60, velocity=90), M("note_off", note=60, time=480)]])
+    with pytest.raises(MidiReadError, match="absurd tempo 60000 qpm"):
+        midi_from_bytes(data, name="fast.mid")
+
+
+# --- malformed files ----------------------------------------------------------
+
+FIXTURE_ERRORS = {
+    "empty.mid": "empty file",
+    "not-midi.mid": "not a MIDI file",
+    "truncated.mid": "corrupt MIDI data",
+    "type2.mid": "MIDI type 2 (independent sequences) is not supported",
+    "zero-ticks-per-beat.mid": "zero ticks per beat",
+    "smpte-division.mid": "SMPTE",
+    "zero-tempo.mid": "tempo of 0",
+    "no-notes.mid": "no notes",
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURE_ERRORS))
+def test_malformed_fixture_raises_midi_read_error(name):
+    path = DATA / name
+    assert path.stat().st_size < 1024
+    with pytest.raises(MidiReadError) as exc:
+        read_midi(path)
+    msg = str(exc.value)
+    assert FIXTURE_ERRORS[name] in msg
+    assert msg.startswith(str(path)) and "\n" not in msg
+
+
+def test_corrupt_data_error_is_raised_from_the_cause():
+    with pytest.raises(MidiReadError) as exc:
+        read_midi(DATA / "truncated.mid")
+    assert exc.value.__cause__ is not None
+
+
+def test_missing_file():
+    with pytest.raises(MidiReadError, match="nope.mid: cannot read file"):
+        read_midi("nope.mid")
+
+
+def test_broken_files_read_or_fail_cleanly(shared_data):
+    broken = sorted((shared_data / "midi" / "broken").glob("*.mid"))
+    assert len(broken) == 3
+    outcomes = []
+    for f in broken:
+        try:
+            song = read_midi(f)
+        except MidiReadError as e:
+            assert f.name in str(e) and "\n" not in str(e)
+            outcomes.append("error")
+        else:
+            assert sum(len(t.notes) for t in song.tracks) > 0
+            outcomes.append("song")
+    assert outcomes.count("song") >= 1  # the truncated-track file is readable
+
+
+# --- writing ------------------------------------------------------------------
+
+
+def test_written_file_layout(shared_data):
+    song = read_midi(shared_data / "midi" / "All The Small Things.mid")
+    mid = mido.MidiFile(file=io.BytesIO(midi_bytes(song)))
+    assert mid.type == 1 and mid.ticks_per_beat == 960
+    assert len(mid.tracks) == len(song.tracks) + 1
+    conductor = {m.type for m in mid.tracks[0]}
+    assert {"set_tempo", "time_signature"} <= conductor
+    assert not any(m.type == "note_on" for m in mid.tracks[0])
+    for track, mtrack in zip(song.tracks, mid.tracks[1:]):
+        assert mtrack.name == track.name
+        channels = {m.channel for m in mtrack if m.type in ("note_on", "note_off", "program_change")}
+        assert len(channels) == 1
+        assert (channels == {9}) == track.is_drum
+        programs = [m.program for m in mtrack if m.type == "program_change"]
+        assert programs == [track.program]
+        assert sum(m.type == "note_on" for m in mtrack) == len(track.notes)
+    assert any(t.is_drum for t in song.tracks)
+
+
+def test_channels_drums_on_9_and_reuse_past_15():
+    tracks = [Track(f"T{i}", program=i % 17, notes=[Note(0, 10, 60)]) for i in range(18)]
+    tracks.insert(3, Track("Kit", is_drum=True, notes=[Note(0, 10, 36)]))
+    ch = assign_channels(tracks)
+    assert ch[3] == 9 and ch.count(9) == 1
+    melodic = [c for c, t in zip(ch, tracks) if not t.is_drum]
+    assert melodic[:15] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15]
+    assert melodic[15:] == [0, 1, 0]  # new programs 15, 16 share round-robin; program 0 again joins T0's channel
+    song = Song(tracks)
+    back = midi_from_bytes(midi_bytes(song))
+    assert [(t.name, t.program, t.is_drum) for t in back.tracks] == [(t.name, t.program, t.is_drum) for t in tracks]
+
+
+def test_velocities_overlaps_and_touching_notes_survive():
+    # overlapping notes of one pitch survive when they end in the order they start (MIDI pairs on/off first-in first-out)
+    notes = [Note(0, 480, 60, 10), Note(480, 480, 60, 127), Note(240, 480, 60, 64), Note(0, 100, 62, 1), Note(0, 50, 62, 2)]
+    song = Song([Track("Lead", program=81, notes=notes)], tempos=[TempoChange(0, 125.0), TempoChange(1000, 97.0)],
+                time_signatures=[TimeSignature(0, 7, 8)], title="x")
+    back = midi_from_bytes(midi_bytes(song), title="x")
+    assert back.tempos[1].qpm == pytest.approx(97.0, rel=1e-6)  # stored as whole microseconds per quarter
+    back.tempos = song.tempos
+    assert_same_song(song, back)
+
+
+def test_write_song_and_read_song_dispatch(tmp_path, shared_data):
+    src = shared_data / "midi" / "Funkytown.mid"
+    song = read_song(src)
+    out = write_song(song, tmp_path / "out.mid", source=src)
+    assert_same_song(song, read_song(out))
+    write_midi(song, tmp_path / "plain.mid")
+    assert (tmp_path / "plain.mid").read_bytes() == out.read_bytes()
+
+
+# --- round trips on real files ------------------------------------------------
+
+
+@pytest.mark.parametrize("name", REAL)
+def test_round_trip_real_files(shared_data, name):
+    song = read_midi(shared_data / "midi" / name)
+    assert len(song.tracks) >= 3 and song.end > 0
+    assert_same_song(song, midi_from_bytes(midi_bytes(song)))
+
+
+def test_round_trip_corpus_files(shared_data):
+    files = sorted((shared_data / "corpus").rglob("*.mid"))
+    assert len(files) > 100
+    for f in files[:: len(files) // 3][:3]:
+        song = read_midi(f)
+        assert_same_song(song, midi_from_bytes(midi_bytes(song)))
+
+
+# --- fuzzing -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_bytes(shared_data) -> list[bytes]:
+    return [(shared_data / "midi" / n).read_bytes() for n in REAL]
+
+
+@settings(max_examples=40, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    which=st.integers(0, len(REAL) - 1),
+    edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), max_size=8),
+    cut=st.one_of(st.none(), st.floats(0, 1)),
+)
+def test_mutated_real_files_give_song_or_midi_read_error(real_bytes, which, edits, cut):
+    data = bytearray(real_bytes[which])
+    for where, value in edits:
+        data[int(where * len(data))] = value
+    if cut is not None:
+        data = data[: int(cut * len(data))]
+    try:
+        song = midi_from_bytes(bytes(data), name="fuzz.mid")
+    except MidiReadError as e:
+        assert str(e).startswith("fuzz.mid: ") and "\n" not in str(e)
+    else:
+        assert isinstance(song, Song) and song.resolution == 960
+        assert all(n.duration > 0 for t in song.tracks for n in t.notes)
