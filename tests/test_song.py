@@ -35,3 +35,15 @@ def test_classification():
     assert classify_track(Track("Track 2", program=25, tuning=(64, 59, 55, 50, 45, 40))) == "guitar"
     s = Song([Track("b", 33, notes=[Note(0, 10, 40)]), Track("p", 0, notes=[Note(0, 10, 60)]), Track("g", 27)])
     assert stems_present(s) == ["bass"]
+
+
+def test_vocals_on_a_guitar_program_are_not_guitar():
+    assert classify_track(Track("Bg Vocals", program=26)) == "other"
+    assert classify_track(Track("Lead Guitar", program=29)) == "guitar"
+    assert classify_track(Track("Melody", program=33)) == "other"
+    assert classify_track(Track("Lead Vocals", program=29)) == "other"
+
+
+def test_meter_change_at_the_end_opens_no_bar():
+    s = Song([Track("g", 29, notes=[Note(0, 3840, 52)])], time_signatures=[TimeSignature(0, 4, 4), TimeSignature(3840, 3, 4)])
+    assert s.bar_starts() == [0]

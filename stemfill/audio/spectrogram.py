@@ -149,18 +149,48 @@ def mel_to_stft(mel: np.ndarray, *, refine_iters: int = 0) -> np.ndarray:
     return out
 
 
-def mel_to_audio(mel: np.ndarray, *, n_iter: int = GRIFFIN_LIM_ITERS, refine_iters: int = 0, seed: int = 0, length: int | None = None) -> np.ndarray:
-    """Waveform (float32, 44.1 kHz) from mel magnitudes: mel inversion + Griffin-Lim (not normalised)."""
-    import librosa
+def mel_to_audio(mel: np.ndarray, *, n_iter: int = GRIFFIN_LIM_ITERS, refine_iters: int = 0, seed: int = 0,
+                 length: int | None = None, device: str | None = None) -> np.ndarray:
+    """Waveform (float32, 44.1 kHz) from mel magnitudes: mel inversion + Griffin-Lim (not normalised).
 
+    ``device=None`` runs librosa's Griffin-Lim on the CPU; a torch device ("cpu", "cuda")
+    runs ``griffin_lim_torch`` there (much faster on a GPU).
+    """
     S = mel_to_stft(mel, refine_iters=refine_iters)
     if length is None:
         length = (S.shape[1] - 1) * HOP_LENGTH
+    if device is not None:
+        return griffin_lim_torch(S, n_iter=n_iter, seed=seed, length=length, device=device)
+    import librosa
+
     y = librosa.griffinlim(
         S, n_iter=n_iter, hop_length=HOP_LENGTH, win_length=WIN_LENGTH, n_fft=N_FFT, window="hann", center=True,
         pad_mode="reflect", length=length, init="random", random_state=seed,
     )
     return y.astype(np.float32)
+
+
+def griffin_lim_torch(S: np.ndarray, *, n_iter: int = GRIFFIN_LIM_ITERS, momentum: float = 0.99, seed: int = 0,
+                      length: int | None = None, device: str = "cpu") -> np.ndarray:
+    """Fast Griffin-Lim (Perraudin et al.) in torch, as torchaudio's GriffinLim does (momentum 0.99, random phase)."""
+    import torch
+
+    dev = torch.device(device)
+    mag = torch.as_tensor(S, dtype=torch.float32, device=dev)
+    win = torch.hann_window(WIN_LENGTH, device=dev)
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    angles = torch.exp(2j * np.pi * torch.rand(mag.shape, generator=g)).to(dev)
+    length = length if length is not None else (S.shape[1] - 1) * HOP_LENGTH
+    kw = dict(n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=WIN_LENGTH, window=win, center=True)
+    prev = torch.zeros_like(angles)
+    for _ in range(n_iter):
+        y = torch.istft(mag * angles, length=length, **kw)
+        rebuilt = torch.stft(y, pad_mode="reflect", return_complex=True, **kw)
+        angles = rebuilt - (momentum / (1 + momentum)) * prev
+        angles = angles / angles.abs().clamp_min(1e-16)
+        prev = rebuilt
+    y = torch.istft(mag * angles, length=length, **kw)
+    return y.detach().cpu().numpy().astype(np.float32)
 
 
 # --- mel magnitudes <-> image ---------------------------------------------------------
@@ -206,12 +236,12 @@ def audio_to_image(y: np.ndarray, sr: int = SAMPLE_RATE, max_value: float | None
     return mel_to_image(audio_to_mel(y, sr), max_value)
 
 
-def image_to_audio(img, *, n_iter: int = GRIFFIN_LIM_ITERS, refine_iters: int = 0, seed: int = 0) -> np.ndarray:
+def image_to_audio(img, *, n_iter: int = GRIFFIN_LIM_ITERS, refine_iters: int = 0, seed: int = 0, device: str | None = None) -> np.ndarray:
     """Mono float32 audio at 44.1 kHz from a spectrogram image, peak-normalised to OUTPUT_PEAK.
 
     A 512-column image gives SEGMENT_SAMPLES (5.11 s) of audio.
     """
-    y = mel_to_audio(image_to_mel(img), n_iter=n_iter, refine_iters=refine_iters, seed=seed)
+    y = mel_to_audio(image_to_mel(img), n_iter=n_iter, refine_iters=refine_iters, seed=seed, device=device)
     peak = float(np.abs(y).max()) if y.size else 0.0
     return (y * (OUTPUT_PEAK / peak)).astype(np.float32) if peak > 0 else y
 

@@ -119,6 +119,8 @@ class Song:
         starts: list[int] = []
         sigs = self.time_signatures
         for i, ts in enumerate(sigs):
+            if i > 0 and ts.time >= end:
+                break  # a meter change at (or after) the song's end opens no bar
             stop = sigs[i + 1].time if i + 1 < len(sigs) else max(end, ts.time + 1)
             t = ts.time
             length = self.bar_ticks(ts)

@@ -10,6 +10,8 @@ _BASS_NAME = re.compile(r"\bbass|basse|bajo|baixo|contrabass|\bbs\b", re.I)
 _GUITAR_NAME = re.compile(r"guit|gtr|gitar|guitarra|\bgt\b|rhythm|lead|distort|overdrive|acoustic|electric", re.I)
 _DRUM_NAME = re.compile(r"drum|percussion|\bkit\b|batterie|bater", re.I)
 _NOT_BASS = re.compile(r"bassoon|bass\s*drum|kick", re.I)
+# tracks that borrow a guitar/bass program but carry another part (common in karaoke files)
+_NOT_STEM = re.compile(r"vocal|voice|vox|melody|sing|choir|lyric|piano|organ|keys|synth|string|sax|trumpet|flute", re.I)
 
 
 def classify_track(track: Track) -> str:
@@ -33,6 +35,8 @@ def classify_track(track: Track) -> str:
         if 32 <= track.program <= 39:
             return "bass"
         return "guitar"
+    if _NOT_STEM.search(name) and not re.search(r"guit|gtr|bass", name, re.I):
+        return STEM_OTHER
     if 24 <= track.program <= 31:
         return "guitar"
     if 32 <= track.program <= 39:
