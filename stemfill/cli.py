@@ -109,6 +109,96 @@ def plot(
 
 # === symbolic: midi / train (model) =========================================
 
+
+def _default_model_path() -> Path:
+    from importlib import resources
+
+    p = Path(str(resources.files("stemfill") / "models" / "default"))
+    if not (p / "model.safetensors").exists():
+        raise StemfillError(f"no default model installed at {p}; train one with `stemfill train` and pass --model RUN/model")
+    return p
+
+
+def _default_out(inp: Path, add: List[str]) -> Path:
+    ext = inp.suffix.lower()
+    ext = ext if ext in (".mid", ".midi", ".gp5") else (".mid" if ext == ".kar" else ".gp5")
+    return inp.with_name(f"{inp.stem}-{'+'.join(add)}{ext}")
+
+
+@app.command("midi")
+@friendly
+def midi_cmd(
+    inp: Path = typer.Argument(..., metavar="IN", help="A Guitar Pro or MIDI file."),
+    add: List[str] = typer.Option(..., "--add", help="Stem to add: drums, bass or guitar (repeatable)."),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Output .mid or .gp5 (default: IN-<stems>.mid/.gp5 beside IN)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model folder, .safetensors or ckpt.pt (default: the shipped model)."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Denoising steps (default: the model's own)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same result)."),
+    bars: Optional[str] = typer.Option(None, "--bars", help="Only generate bars A-B (1-based, inclusive); the rest is kept."),
+    candidates: int = typer.Option(1, "--candidates", min=1, help="Sample K fills per window, keep the most self-consistent."),
+    replace: bool = typer.Option(False, "--replace", help="Replace a stem the song already has."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale (1 = off; default: the model's)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw input vs filled piano roll as a PNG."),
+) -> None:
+    """Add missing stems (drums / bass / guitar) to a song with the diffusion model."""
+    from stemfill.pianoroll.fill import fill_song_detail, load_model
+    from stemfill.pianoroll.io import check_output_path, read_song, write_song
+
+    out = out or _default_out(inp, list(add))
+    check_output_path(out, inp)
+    if plot is not None:
+        check_output_path(plot, inp)
+    song = read_song(inp)
+    m = load_model(model if model is not None else _default_model_path())
+    new, filled, gen = fill_song_detail(song, list(add), m, steps=steps, seed=seed, bars=bars,
+                                        candidates=candidates, replace=replace, guidance=guidance)
+    write_song(new, out, source=inp)
+    added = [t for t in new.tracks[len(new.tracks) - len(dict.fromkeys(add)):]]
+    typer.echo(f"wrote {out}: added " + ", ".join(f"{t.name} ({len(t.notes)} notes)" for t in added))
+    if plot is not None:
+        from stemfill.pianoroll import roll as R
+        from stemfill.pianoroll.plot import plot_roll
+
+        before = filled & ~gen[:, None, :]
+        starts = [int(x) for x in R.ticks_to_step(song.bar_starts(), song.resolution)]
+        plot_roll(before, plot, R.STEPS_PER_BEAT, [x for x in starts if x < filled.shape[-1]],
+                  title=f"{inp.name}: + {', '.join(add)}", compare=filled, labels=("input", "filled"))
+        typer.echo(f"wrote {plot}")
+
+
+@app.command("train")
+@friendly
+def train_cmd(
+    data: Path = typer.Option(..., "--data", help="Chunks folder written by `stemfill convert`."),
+    out: Path = typer.Option(..., "-o", "--out", help="Run folder: ckpt.pt, model/ (safetensors + config.json), log.jsonl, samples/."),
+    steps: int = typer.Option(20000, "--steps", min=1, help="Total optimizer steps."),
+    batch: int = typer.Option(32, "--batch", min=1, help="Chunks per step (per process under torchrun)."),
+    lr: float = typer.Option(4e-4, "--lr", help="Peak learning rate (warm-up, then cosine)."),
+    size: str = typer.Option("default", "--size", help="UNet size preset: tiny, small, default, large."),
+    objective: str = typer.Option("bernoulli", "--objective", help="bernoulli (default) or atassi (the paper's reference)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    augment: int = typer.Option(5, "--augment", min=0, help="Pitch-shift bass+guitar by up to +-N semitones (0: off)."),
+    val_every: int = typer.Option(500, "--val-every", min=1, help="Validate every N steps."),
+    ckpt_every: int = typer.Option(1000, "--ckpt-every", min=1, help="Checkpoint every N steps."),
+    sample_every: int = typer.Option(2000, "--sample-every", min=0, help="Write sample PNGs every N steps (0: never)."),
+    warmup: int = typer.Option(500, "--warmup", min=0, help="Warm-up steps."),
+    resume: bool = typer.Option(False, "--resume", help="Continue RUN/ckpt.pt exactly (--steps may extend it)."),
+) -> None:
+    """Train the symbolic stem-filling model (one process; see stemfill.pianoroll.train for torchrun)."""
+    from stemfill.pianoroll.diffusion import OBJECTIVES
+    from stemfill.pianoroll.train import PRESETS, TrainConfig, train
+
+    if objective not in OBJECTIVES:
+        raise StemfillError(f"--objective {objective!r}: choose from {', '.join(OBJECTIVES)}")
+    if size not in PRESETS:
+        raise StemfillError(f"--size {size!r}: choose from {', '.join(PRESETS)}")
+    cfg = TrainConfig(data=str(data), out=str(out), steps=steps, batch=batch, lr=lr, size=size, objective=objective,
+                      seed=seed, device=device, augment=augment, val_every=val_every, ckpt_every=ckpt_every,
+                      sample_every=sample_every, warmup=warmup)
+    model_dir = train(cfg, resume=resume, progress=sys.stderr.isatty())
+    typer.echo(f"wrote {model_dir} (EMA weights) and {Path(out) / 'ckpt.pt'}")
+
 # === evaluation =============================================================
 
 

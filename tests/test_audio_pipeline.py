@@ -15,6 +15,17 @@ from stemfill.errors import AudioError
 runner = CliRunner()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: on a shared 2-core machine, OpenMP's spinning threads made tiny convolutions 20x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _song(seconds: float, sr: int, channels: int = 1, seed: int = 0) -> np.ndarray:
     t = np.arange(int(seconds * sr)) / sr
     rng = np.random.default_rng(seed)

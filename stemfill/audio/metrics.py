@@ -55,8 +55,8 @@ def frechet_distance(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
         raise AudioError("frechet_distance: needs at least 2 clips on each side")
     mu1, mu2 = a.mean(0), b.mean(0)
     s1, s2 = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    covmean, _ = scipy.linalg.sqrtm(s1 @ s2, disp=False)
-    if not np.isfinite(covmean).all():
+    covmean = scipy.linalg.sqrtm(s1 @ s2)
+    if not np.isfinite(covmean).all():  # nearly singular product
         off = np.eye(len(s1)) * eps
         covmean = scipy.linalg.sqrtm((s1 + off) @ (s2 + off))
     covmean = np.real(covmean)

@@ -75,6 +75,8 @@ def _same_length(stems: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def stem_folder_songs(paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, Loader]]:
     """Pre-stemmed songs: a folder with one audio file per stem (drums.wav, bass.wav, ...), or a folder of such folders."""
     for p in map(Path, paths):
+        if not p.exists():
+            raise AudioError(f"{p}: no such folder")
         if not p.is_dir():
             raise AudioError(f"{p}: not a folder (--source stems takes song folders or a folder of them)")
         dirs = [p] if _audio_files(p) else sorted(d for d in p.iterdir() if d.is_dir() and _audio_files(d))
@@ -360,8 +362,10 @@ def build_triplets(songs: Iterable[tuple[str, Loader]], out: str | os.PathLike, 
                 pending_done.append(key)
             except StemfillError as e:
                 del buf_full[n_before:], buf_removed[n_before:], buf_meta[n_before:]
-                reason = str(e).splitlines()[0]
-                log(f"skipping {key.split(':', 1)[-1]}: {reason}")
+                reason, name = str(e).splitlines()[0], key.split(":", 1)[-1]
+                if reason.startswith(name + ": "):
+                    reason = reason[len(name) + 2 :]
+                log(f"skipping {name}: {reason}")
                 pending_skip.append({"song": key, "reason": reason})
             bar.advance(task)
             if len(buf_meta) >= shard_size:

@@ -54,6 +54,8 @@ class DiffusionConfig:
     guidance: float = 1.0  # default guidance scale at sampling (1 = off)
     pos_weight: float = 1.0  # BCE weight of positive cells (bernoulli)
     max_remove: int = 2  # stems removed per training sample: 1..max_remove
+    window: int = 192  # chunk length it was trained on (steps); whole-song filling uses it
+    steps_per_beat: int = 12  # the roll grid it was trained on
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:

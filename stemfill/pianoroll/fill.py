@@ -142,7 +142,7 @@ def _copy_song(song: Song, tracks) -> Song:
 
 def fill_song_detail(song: Song, add: list[str], model, steps: int | None = None, seed: int = 0,
                      bars: str | None = None, candidates: int = 1, replace: bool = False,
-                     guidance: float | None = None, window: int = WINDOW, overlap: int = OVERLAP):
+                     guidance: float | None = None, window: int | None = None, overlap: int | None = None):
     """Like ``fill_song``; also returns the filled roll (3, P, T) and the generated-cell mask (3, T)."""
     stems = list(dict.fromkeys(add))
     if not stems:
@@ -191,6 +191,8 @@ def fill_song_detail(song: Song, add: list[str], model, steps: int | None = None
     if not (roll & known[:, None, :]).any():
         raise StemfillError("nothing to condition on: the song has no drums, bass or guitar notes besides the "
                             f"stem(s) to add ({', '.join(stems)})")
+    window = window or int(getattr(model.config, "window", WINDOW))
+    overlap = overlap or window // 4
     filled = fill_roll(model, roll, known, steps=steps, seed=seed, guidance=guidance, candidates=candidates,
                        window=window, overlap=overlap)
     for s in stems:

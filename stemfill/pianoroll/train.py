@@ -25,11 +25,11 @@ import torch
 from stemfill.errors import ModelError, StemfillError
 from stemfill.pianoroll.diffusion import DiffusionConfig, subtractive_mask
 from stemfill.pianoroll.model import build_model, model_config, save_pretrained
-from stemfill.pianoroll.roll import CHANNEL
+from stemfill.pianoroll.roll import CHANNEL, STEPS_PER_BEAT
 from stemfill.pianoroll.unet import UNetConfig
 
 PRESETS = {  # UNet sizes; "default" is what ships
-    "tiny": dict(channels=(8, 16), down=((2, 2),), layers=(0, 1), norm_groups=4, time_dim=32, heads=2),
+    "tiny": dict(channels=(8, 16), down=((2, 2),), layers=(0, 1), norm_groups=4, time_dim=32, attention=False),
     "small": dict(channels=(16, 32, 64, 96)),
     "default": dict(channels=(16, 32, 64, 96)),
     "large": dict(channels=(24, 48, 96, 128), layers=(1, 1, 1, 1)),
@@ -213,7 +213,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, until: 
         model = build_model(ck["config"]["unet"], ck["config"]["diffusion"])
     else:
         dcfg = DiffusionConfig(objective=cfg.objective, density=estimate_density(train_rolls),
-                               cond_drop=cfg.cond_drop, max_remove=cfg.max_remove)
+                               cond_drop=cfg.cond_drop, max_remove=cfg.max_remove, window=int(train_rolls.shape[-1]),
+                               steps_per_beat=STEPS_PER_BEAT)
         model = build_model(UNetConfig(**PRESETS[cfg.size]), dcfg)
     model.to(device)
     ema = deepcopy(model).eval().requires_grad_(False)

@@ -1,0 +1,166 @@
+"""The symbolic model: UNet + binary diffusion, training loop, save/load. Tiny configs, CPU, seeded."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from symbolic_toy import make_chunk_folder, toy_rolls
+
+from stemfill.errors import ModelError
+from stemfill.pianoroll.diffusion import BinaryDiffusion, DiffusionConfig, subtractive_mask
+from stemfill.pianoroll.fill import fill_chunks
+from stemfill.pianoroll.model import build_model, load_model, save_pretrained
+from stemfill.pianoroll.train import PRESETS, TrainConfig, pitch_shift, train
+from stemfill.pianoroll.unet import UNet, UNetConfig
+
+TINY = UNetConfig(**PRESETS["tiny"])
+
+
+def tiny_model(objective: str = "bernoulli", seed: int = 0) -> BinaryDiffusion:
+    torch.manual_seed(seed)
+    return build_model(TINY, DiffusionConfig(objective=objective, density=(0.01, 0.02, 0.05), sample_steps=4))
+
+
+def test_unet_shapes_and_default_size():
+    x = torch.zeros(2, 9, 48, 192)
+    assert UNet(TINY)(x, torch.rand(2)).shape == (2, 3, 48, 192)
+    n = UNet(UNetConfig()).n_params()
+    assert 0.5e6 < n < 3e6, n
+    with pytest.raises(ValueError, match="multiple"):
+        UNet(UNetConfig())(torch.zeros(1, 9, 48, 100), torch.rand(1))
+
+
+def test_subtractive_mask_removes_only_present_stems():
+    x0 = torch.from_numpy(toy_rolls(64, seed=3))
+    known = subtractive_mask(x0, 2, torch.Generator().manual_seed(0))
+    present = x0.flatten(2).any(-1)
+    assert not (~known & ~present).any()  # an empty stem is never a target
+    removed = (~known).sum(1)
+    assert ((removed >= 1) & (removed <= 2)).all()
+    assert (known & present).any(1)[present.sum(1) >= 2].all()  # some context always stays
+
+
+def test_pitch_shift_leaves_drums():
+    x = toy_rolls(8, seed=1)
+    y = pitch_shift(x, 5, np.random.default_rng(0))
+    assert (y[:, 0] == x[:, 0]).all()
+    assert y[:, 1:].sum() <= x[:, 1:].sum()
+
+
+@pytest.mark.parametrize("objective", ["bernoulli", "atassi"])
+def test_loss_finite_and_decreases(objective):
+    model = tiny_model(objective)
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    x0 = torch.from_numpy(toy_rolls(16, seed=0))
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    losses = []
+    for _ in range(25):
+        loss = model(x0, subtractive_mask(x0, 2, g))
+        assert torch.isfinite(loss)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+
+
+@pytest.mark.parametrize("objective", ["bernoulli", "atassi"])
+def test_known_cells_bit_exact(objective):
+    model = tiny_model(objective)
+    rolls = toy_rolls(3, seed=2)
+    known = np.array([[True, False, True], [False, True, True], [False, False, True]])
+    out = fill_chunks(model, rolls, known, steps=3, seed=1)
+    assert out.dtype == bool and out.shape == rolls.shape
+    k = np.broadcast_to(known[:, :, None, None], rolls.shape)
+    assert (out[k] == rolls[k]).all()
+    # per-step masks too
+    kt = np.zeros((3, 3, 192), dtype=bool)
+    kt[:, :, :50] = True
+    out = fill_chunks(model, rolls, kt, steps=2, seed=1)
+    assert (out[..., :50] == rolls[..., :50]).all()
+
+
+def test_sampling_is_seeded():
+    model = tiny_model()
+    rolls = toy_rolls(2, seed=2)
+    known = np.array([[True, False, True]] * 2)
+    a = fill_chunks(model, rolls, known, steps=3, seed=7)
+    b = fill_chunks(model, rolls, known, steps=3, seed=7)
+    assert (a == b).all()
+    c = fill_chunks(model, rolls, known, steps=3, seed=7, guidance=2.0, candidates=2)
+    assert c.shape == a.shape
+
+
+def test_save_pretrained_round_trip(tmp_path):
+    model = tiny_model()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    d = save_pretrained(model, tmp_path / "m")
+    assert {p.name for p in d.iterdir()} == {"model.safetensors", "config.json"}
+    rolls, known = toy_rolls(2, seed=4), np.array([[True, False, True]] * 2)
+    want = fill_chunks(model, rolls, known, steps=3, seed=3)
+    for path in (d, d / "model.safetensors"):
+        got = fill_chunks(load_model(path), rolls, known, steps=3, seed=3)
+        assert (got == want).all()
+
+
+def test_load_model_errors(tmp_path):
+    model = tiny_model()
+    d = save_pretrained(model, tmp_path / "m")
+    with pytest.raises(ModelError, match="no such"):
+        load_model(tmp_path / "missing")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text((d / "config.json").read_text())
+    (bad / "model.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(ModelError, match="corrupt"):
+        load_model(bad)
+    other = tmp_path / "other"
+    other.mkdir()
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["unet"]["channels"] = [16, 32]
+    (other / "config.json").write_text(json.dumps(cfg))
+    (other / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes())
+    with pytest.raises(ModelError, match="do not fit"):
+        load_model(other)
+    ck = tmp_path / "ckpt.pt"
+    ck.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match="not a readable checkpoint"):
+        load_model(ck)
+    for e in (ModelError("x"),):
+        assert "\n" not in str(e)
+
+
+def _cfg(tmp_path, **kw) -> TrainConfig:
+    data = make_chunk_folder(tmp_path / "chunks", n_train=24, n_valid=4)
+    base = dict(data=str(data), out=str(tmp_path / "run"), size="tiny", steps=5, batch=4, warmup=2, val_every=2,
+                ckpt_every=100, sample_every=0, log_every=1, lr=3e-3, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_train_resume_is_exact(tmp_path):
+    train(_cfg(tmp_path, out=str(tmp_path / "straight")), progress=False)
+    cfg = _cfg(tmp_path, out=str(tmp_path / "resumed"))
+    train(cfg, progress=False, until=3)
+    ck = torch.load(tmp_path / "resumed" / "ckpt.pt", weights_only=False)
+    assert ck["step"] == 3 and set(ck) >= {"config", "train", "model", "ema", "opt", "rng", "wall_time"}
+    train(cfg, resume=True, progress=False)
+    a = torch.load(tmp_path / "straight" / "ckpt.pt", weights_only=False)
+    b = torch.load(tmp_path / "resumed" / "ckpt.pt", weights_only=False)
+    assert a["step"] == b["step"] == 5
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+        assert torch.equal(a["ema"][k], b["ema"][k]), k
+    # the run folder's model and the checkpoint load to the same EMA weights
+    m1, m2 = load_model(tmp_path / "resumed" / "model"), load_model(tmp_path / "resumed" / "ckpt.pt")
+    for (k, v), (_, w) in zip(m1.state_dict().items(), m2.state_dict().items()):
+        assert torch.equal(v, w), k
+    log = [json.loads(x) for x in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()]
+    assert any("val_loss" in r for r in log)
+    assert load_model(tmp_path / "resumed" / "model").config.window == 192
