@@ -139,7 +139,7 @@ def main() -> None:
         rows.append(("  peak GPU memory (train)", f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"))
 
     # --- inference window ---
-    unet = acc.unwrap_model(unet).eval()
+    unet = acc.unwrap_model(unet, keep_fp32_wrapper=False).eval()
     del opt
     if cuda:
         torch.cuda.empty_cache()

@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 from stemfill.audio import metrics as M
 from stemfill.audio.pipeline import LATENT_CHANNELS, load_pipeline, save_tiny_pipeline, tiny_unet
 from stemfill.cli import app
-from stemfill.errors import AudioError
 
 runner = CliRunner()
 
@@ -103,6 +102,18 @@ def test_train_save_load_and_insert_a_stem(trained, tmp_path):
     assert [p.name for p in out.parent.iterdir()] == ["with-drums.wav"]  # no temporary left behind
 
 
+def test_sdedit_baseline_on_a_mono_clip(base_model, tmp_path):
+    song, out = tmp_path / "clip.wav", tmp_path / "clip-out.flac"
+    sf.write(song, _song(2.0, 44_100), 44_100)
+    r = runner.invoke(app, ["audio", str(song), "-p", "add drums", "-o", str(out), "--model", str(base_model),
+                            "--method", "sdedit", "--strength", "0.5", "--steps", "2", "--griffin-lim-iters", "2"])
+    assert r.exit_code == 0, r.output
+    y, sr = sf.read(out, always_2d=True)
+    assert sr == 44_100 and y.shape == (88_200, 1)
+    r = runner.invoke(app, ["audio", str(song), "-p", "add drums", "-o", str(out), "--model", str(base_model)])
+    assert r.exit_code == 1 and "use --method sdedit" in r.output
+
+
 def test_resume_continues_exactly(triplets, base_model, trained, tmp_path):
     """2 steps straight == 1 step, then --resume to 2: same UNet weights."""
     import torch
@@ -146,6 +157,7 @@ def test_bad_input_is_one_line_error(tmp_path, case):
     r = runner.invoke(app, ["audio", str(song), "--prompt", "add drums", "-o", str(out), "--model", str(tmp_path)])
     assert r.exit_code == 1
     assert r.output.startswith("error:") and r.output.strip().count("\n") == 0
+    assert {"silent": "silent", "corrupt": "cannot read", "over-input": "refusing"}[case] in r.output
     assert not (tmp_path / "o.wav").exists()
 
 

@@ -129,8 +129,8 @@ def insert_stem(in_path: str | os.PathLike, out_path: str | os.PathLike, cfg: In
     from stemfill.audio.spectrogram import load_audio, save_image
 
     in_path, out_path = Path(in_path), Path(out_path)
-    if out_path.exists() and in_path.exists() and os.path.samefile(in_path, out_path) or \
-            out_path.resolve() == in_path.resolve():
+    if out_path.resolve() == in_path.resolve() or (
+            out_path.exists() and in_path.exists() and os.path.samefile(in_path, out_path)):
         raise AudioError(f"{out_path}: refusing to write over the input; choose another output file")
     if out_path.is_dir():
         raise AudioError(f"{out_path}: is a directory; give an output file name")
@@ -159,7 +159,6 @@ def insert_stem(in_path: str | os.PathLike, out_path: str | os.PathLike, cfg: In
 
         bar = Progress(TextColumn(f"{in_path.name}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                        disable=not progress, transient=True)
-        written = 0
         with bar, sf.SoundFile(mono_tmp, "w", samplerate=SAMPLE_RATE, channels=1, subtype="FLOAT", format="WAV") as mono:
             task = bar.add_task("windows", total=len(starts))
             for i, s in enumerate(starts):
@@ -180,7 +179,6 @@ def insert_stem(in_path: str | os.PathLike, out_path: str | os.PathLike, cfg: In
                         save_image(edited, plot / f"window_{i:04d}_out.png")
                 done = fader.push(w)
                 mono.write(done)
-                written += len(done)
                 bar.update(task, advance=1)
             mono.write(fader.flush())
 

@@ -24,7 +24,6 @@ continues exactly as an uninterrupted one would.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import time
@@ -230,6 +229,8 @@ def train(data: str | os.PathLike, run: str | os.PathLike, cfg: TrainConfig | No
     mp = cfg.mixed_precision
     if mp == "auto":
         mp = "fp16" if torch.cuda.is_available() else "no"
+    elif mp == "fp16" and not torch.cuda.is_available():
+        raise AudioError("--mixed-precision fp16 needs a CUDA GPU; use no (or bf16) on a CPU")
     acc = Accelerator(mixed_precision=mp, gradient_accumulation_steps=cfg.grad_accum)
     parts = load_components(str(run) if resume else cfg.model)
     unet, vae, text_encoder, tokenizer, noise_scheduler = (parts[k] for k in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"))

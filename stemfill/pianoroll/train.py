@@ -190,6 +190,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, until: 
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
             cfg.device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
     device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     out = Path(cfg.out)
     ckpt_path = out / "ckpt.pt"
     ck = None
@@ -209,13 +212,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, until: 
     if valid_rolls is not None:
         valid_rolls = valid_rolls[np.random.default_rng(0).permutation(len(valid_rolls))[:cfg.val_chunks]]
 
+    torch.manual_seed(cfg.seed)  # the initial weights
     if ck is not None:
         model = build_model(ck["config"]["unet"], ck["config"]["diffusion"])
     else:
         dcfg = DiffusionConfig(objective=cfg.objective, density=estimate_density(train_rolls),
                                cond_drop=cfg.cond_drop, max_remove=cfg.max_remove, window=int(train_rolls.shape[-1]),
                                steps_per_beat=STEPS_PER_BEAT)
-        model = build_model(UNetConfig(**PRESETS[cfg.size]), dcfg)
+        d = float(np.mean(dcfg.density))
+        model = build_model(UNetConfig(**PRESETS[cfg.size], prior_logit=round(math.log(d / (1 - d)), 3)), dcfg)
     model.to(device)
     ema = deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))

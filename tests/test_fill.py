@@ -1,0 +1,120 @@
+"""Whole-song filling and the `stemfill midi` command, with a tiny untrained model (CPU, seeded)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from symbolic_toy import toy_rolls, toy_song
+from typer.testing import CliRunner
+
+from stemfill.cli import app
+from stemfill.errors import StemfillError
+from stemfill.pianoroll.diffusion import DiffusionConfig
+from stemfill.pianoroll.fill import fill_chunks, fill_roll, fill_song, fill_song_detail, window_plan
+from stemfill.pianoroll.io import read_song, write_song
+from stemfill.pianoroll.model import build_model, save_pretrained
+from stemfill.pianoroll.train import PRESETS
+from stemfill.pianoroll.unet import UNetConfig
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    # an untrained net biased towards notes (prior logit > 0), so that "adds a track" is visible
+    return build_model(UNetConfig(**PRESETS["tiny"], prior_logit=0.5), DiffusionConfig(density=(0.3, 0.3, 0.3), sample_steps=3))
+
+
+def notes_of(track):
+    return [(n.start, n.duration, n.pitch, n.velocity) for n in track.notes]
+
+
+def test_window_plan_covers_every_step():
+    for T in (1, 50, 192, 193, 500, 4321):
+        T_pad, p1, p2 = window_plan(T, 192, 48)
+        cover = np.zeros(T_pad, dtype=int)
+        for s in p1 + p2:
+            cover[s:s + 192] += 1
+        assert T_pad >= T and (cover[:T] >= 1).all() and max(p1 + p2) + 192 == T_pad
+
+
+@pytest.mark.parametrize("known", [[False, True, True], [True, False, True], [True, True, False], [True, False, False]])
+def test_one_model_fills_any_stems(model, known):
+    rolls = toy_rolls(2, seed=5)
+    rolls[:, :] |= toy_rolls(1, seed=6)[0][None]  # every stem present
+    out = fill_chunks(model, rolls, np.array([known] * 2), steps=2, seed=0)
+    k = np.array(known)
+    assert (out[:, k] == rolls[:, k]).all()
+    assert out[:, ~k].any()
+
+
+def test_fill_roll_long_and_short(model):
+    for T in (70, 700):
+        roll = np.zeros((3, 48, T), dtype=bool)
+        roll[0, 0, ::24] = True
+        known = np.ones((3, T), dtype=bool)
+        known[1] = False
+        out = fill_roll(model, roll, known, steps=2, seed=0, window=192, overlap=48)
+        assert out.shape == roll.shape and (out[0] == roll[0]).all() and (out[2] == roll[2]).all()
+        assert out[1].any()
+
+
+def test_fill_song_keeps_tracks_and_adds_one(model):
+    song = toy_song(bars=6)
+    out = fill_song(song, ["bass"], model, steps=2, seed=0)
+    assert len(out.tracks) == len(song.tracks) + 1
+    for a, b in zip(song.tracks, out.tracks):
+        assert notes_of(a) == notes_of(b) and a.name == b.name
+    new = out.tracks[-1]
+    assert new.stem == "bass" and new.notes and new.program == 33
+    assert fill_song(song, ["bass"], model, steps=2, seed=0).tracks[-1].notes == new.notes  # seeded
+    two = fill_song(toy_song(bars=3, stems=("drums",)), ["bass", "guitar"], model, steps=2)
+    assert [t.stem for t in two.tracks[-2:]] == ["bass", "guitar"]
+
+
+def test_fill_song_refusals(model):
+    song = toy_song(bars=4, stems=("drums", "guitar", "bass"))
+    with pytest.raises(StemfillError, match="already has a bass part.*'Bass'.*--replace"):
+        fill_song(song, ["bass"], model, steps=2)
+    out = fill_song(song, ["bass"], model, steps=2, replace=True)
+    assert [t.name for t in out.tracks] == ["Drums", "Guitar", "Bass (stemfill)"]
+    with pytest.raises(StemfillError, match="unknown stem 'vocals'"):
+        fill_song(song, ["vocals"], model)
+    with pytest.raises(StemfillError, match="nothing to condition on"):
+        fill_song(toy_song(bars=2, stems=("guitar",)), ["guitar"], model, replace=True)
+    with pytest.raises(StemfillError, match="bars 1-4"):
+        fill_song(song, ["bass"], model, bars="3-9")
+
+
+def test_bars_keeps_notes_outside(model):
+    song = toy_song(bars=6, stems=("drums", "guitar", "bass"))
+    res = song.resolution
+    out, filled, gen = fill_song_detail(song, ["bass"], model, steps=2, bars="3-4")
+    a, b = 2 * 4 * res, 4 * 4 * res
+    old = [n for n in song.tracks[2].notes if not a <= n.start < b]
+    assert out.tracks[2].notes == old  # outside the bars, note for note
+    assert all(a <= n.start < b for n in out.tracks[-1].notes) and out.tracks[-1].notes
+    assert notes_of(out.tracks[0]) == notes_of(song.tracks[0])
+
+
+@pytest.fixture()
+def saved_model(model, tmp_path):
+    return save_pretrained(model, tmp_path / "model")
+
+
+def test_cli_midi(tmp_path, saved_model):
+    src = write_song(toy_song(bars=4), tmp_path / "song.mid")
+    r = CliRunner().invoke(app, ["midi", str(src), "--add", "bass", "--model", str(saved_model), "--steps", "2",
+                                 "--plot", str(tmp_path / "roll.png")])
+    assert r.exit_code == 0, r.output
+    out = read_song(tmp_path / "song-bass.mid")
+    assert len(out.tracks) == 3 and any(t.stem == "bass" or 32 <= t.program <= 39 for t in out.tracks)
+    assert (tmp_path / "roll.png").stat().st_size > 0
+    # the output now has a bass: adding it again needs --replace
+    r = CliRunner().invoke(app, ["midi", str(tmp_path / "song-bass.mid"), "--add", "bass", "--model", str(saved_model),
+                                 "-o", str(tmp_path / "again.mid")])
+    assert r.exit_code == 1 and "already has a bass part" in r.output and "--replace" in r.output
+    r = CliRunner().invoke(app, ["midi", str(src), "--add", "bass", "--model", str(saved_model), "-o", str(src)])
+    assert r.exit_code == 1 and "input" in r.output
+    r = CliRunner().invoke(app, ["midi", str(src), "--add", "bass", "--model", str(tmp_path / "nope")])
+    assert r.exit_code == 1 and "no such model" in r.output
