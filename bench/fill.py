@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import resource
+import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -26,7 +28,7 @@ def main() -> None:
     ap.add_argument("song", nargs="?", default=str(SONG))
     ap.add_argument("--model", default=None)
     ap.add_argument("--add", default="bass")
-    ap.add_argument("--steps", type=int, nargs="+", default=[8, 16, 24])
+    ap.add_argument("--steps", type=int, nargs="+", default=[0], help="0 = the model's own default")
     ap.add_argument("--candidates", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0)
     a = ap.parse_args()
@@ -54,16 +56,29 @@ def main() -> None:
     print(f"song: {Path(a.song).name}: {secs:.0f} s, {song.n_bars} bars, {T} steps -> {len(p1)} + {len(p2)} windows of {win}")
     print(f"model: {which}, {model.net.n_params() / 1e6:.2f} M params; torch threads {torch.get_num_threads()}")
     replace = any(t.notes for t in song.stem_tracks(a.add))
+    print(f"model defaults: {model.config.sample_steps} steps, guidance {model.config.guidance}")
     rows = []
     for steps in a.steps:
+        steps = steps or model.config.sample_steps
         t0 = time.perf_counter()
         out, _, _ = fill_song_detail(song, [a.add], model, steps=steps, seed=0, candidates=a.candidates, replace=replace)
         dt = time.perf_counter() - t0
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        rows.append((steps, dt, rss, len(out.tracks[-1].notes)))
-    print(f"\n| steps | candidates | wall s | peak RSS MB | notes written |\n|---:|---:|---:|---:|---:|")
-    for steps, dt, rss, n in rows:
-        print(f"| {steps} | {a.candidates} | {dt:.2f} | {rss:.0f} | {n} |")
+        rows.append((f"fill_song, {steps} steps", dt, rss, len(out.tracks[-1].notes)))
+    if not a.model:
+        # the whole command as a user runs it: start-up, model load, read, fill, write
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = [sys.executable, "-m", "stemfill.cli", "midi", a.song, "--add", a.add, "-o", str(Path(tmp) / "out.mid")]
+            if replace:
+                cmd.append("--replace")
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True)
+            dt = time.perf_counter() - t0
+            rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            rows.append(("`stemfill midi` end to end", dt, rss, None))
+    print(f"\n| what | candidates | wall s | peak RSS MB | notes written |\n|---|---:|---:|---:|---:|")
+    for what, dt, rss, n in rows:
+        print(f"| {what} | {a.candidates} | {dt:.2f} | {rss:.0f} | {'' if n is None else n} |")
 
 
 if __name__ == "__main__":

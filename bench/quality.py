@@ -1,10 +1,12 @@
 """How well does each system fill a missing stem? Runs the evaluation protocol on a test split.
 
-    python bench/quality.py [--data CHUNKS] [--model CKPT] [--limit N] [--seed S] [--out docs/results.md]
+    python bench/quality.py [--data CHUNKS] [--model CKPT] [--paper-models DIR] [--limit N] [--seed S]
+                            [--out docs/results.md]
 
 Without ``--data`` the corpus (../shared/data/corpus) is converted once into chunks/quality-corpus
 with `stemfill convert`'s defaults (resumable: a second run does no work). Systems: real, random,
-rule, retrieval, plus model when ``--model`` is given. Writes the markdown tables, the command
+rule, retrieval, plus model when ``--model`` is given, plus paper (the paper's three per-instrument
+models) when ``--paper-models`` is given or bench/paper-models/ holds them (``--no-paper`` skips it). Writes the markdown tables, the command
 and the wall time to ``--out`` and the full report (every metric) beside it as JSON.
 Protocol and metric definitions: docs/evaluation.md.
 """
@@ -22,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "data" / "corpus"
 CACHE = ROOT / "chunks" / "quality-corpus"
+PAPER_MODELS = ROOT / "bench" / "paper-models"  # drums/, bass/, guitar/ (see its README.md)
 
 
 def ensure_chunks(data: Path | None) -> Path:
@@ -46,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, help="chunks folder (default: convert the corpus into chunks/quality-corpus)")
     ap.add_argument("--split", default="test")
     ap.add_argument("--model", type=Path, help="checkpoint for the 'model' system")
-    ap.add_argument("--steps", type=int, help="denoising steps for the model (default: its own)")
+    ap.add_argument("--paper-models", help="folder with drums/, bass/, guitar/ per-stem models (or three comma-separated "
+                    "model folders) for the 'paper' system (default: bench/paper-models if it holds all three)")
+    ap.add_argument("--no-paper", action="store_true", help="leave out the 'paper' system")
+    ap.add_argument("--steps", type=int, help="denoising steps for the model(s) (default: each model's own)")
     ap.add_argument("--limit", type=int, help="evaluate only N chunks (seeded pick)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results.md")
@@ -58,7 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(["python bench/quality.py"] + [shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)])
     try:
         data = ensure_chunks(args.data)
-        systems = ["real", "random", "rule", "retrieval"] + (["model"] if args.model else [])
+        paper = None if args.no_paper else args.paper_models
+        if paper is None and not args.no_paper and all((PAPER_MODELS / s / "config.json").exists()
+                                                       for s in ("drums", "bass", "guitar")):
+            paper = str(PAPER_MODELS)
+        systems = ["real", "random", "rule", "retrieval"] + (["model"] if args.model else []) + (["paper"] if paper else [])
         t0 = time.perf_counter()
         last = {"t": 0.0}
 
@@ -74,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             return tick
 
         report, _ = H.run(data, args.split, systems, args.model, args.limit, args.seed,
-                          progress_factory=factory, steps=args.steps)
+                          progress_factory=factory, steps=args.steps, paper_models=paper)
         wall = time.perf_counter() - t0
     except StemfillError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -94,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         f"- data: `{_rel(cfg['data'])}` split `{cfg['split']}`: {cfg['n_chunks']} chunks, {cfg['n_selected']} evaluated "
         f"(seed {cfg['seed']}), chunk shape {cfg['chunk_shape']} at {cfg['steps_per_beat']} steps per beat",
         f"- model: `{cfg['model']}`" if cfg.get("model") else "- model: none given (baselines only)",
+        *([f"- paper: per-instrument models `{', '.join(_rel(x) for x in cfg['paper_models'].split(','))}` "
+           "(one Atassi model per stem, chained drums -> bass -> guitar; bench/paper-models/README.md)"]
+          if cfg.get("paper_models") else []),
         f"- wall time: {wall:.1f} s on {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs "
         f"(fill time per system: {', '.join(f'{k} {v} s' for k, v in seconds.items())})",
         f"- full report: [{json_path.name}]({json_path.name})",

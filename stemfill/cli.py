@@ -209,9 +209,14 @@ def eval_(
     split: str = typer.Option("test", "--split", help="Split to evaluate on (train/valid/test)."),
     system: Optional[List[str]] = typer.Option(
         None, "--system", "-s",
-        help="System(s): real, random, rule, retrieval, model (repeatable; default: all baselines, plus model with --model)."),
+        help="System(s): real, random, rule, retrieval, model, paper (repeatable; default: all baselines, "
+             "plus model with --model and paper with --paper-models)."),
     model: Optional[Path] = typer.Option(None, "--model", help="Model folder, .safetensors or ckpt.pt for the 'model' system."),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Denoising steps for the model (default: its own)."),
+    paper_models: Optional[str] = typer.Option(
+        None, "--paper-models",
+        help="For the 'paper' system: a folder holding drums/, bass/, guitar/ per-stem models, or three comma-separated model folders."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1,
+                                        help="Denoising steps for the model(s) (default: each model's own)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate only N chunks (seeded pick)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the chunk pick and of every system's randomness."),
     pairs: bool = typer.Option(True, "--pairs/--no-pairs", help="Also evaluate the two-stems-missing cases."),
@@ -225,7 +230,8 @@ def eval_(
 
     from stemfill.evaluation import harness as H
 
-    names = list(system) if system else ["real", "random", "rule", "retrieval"] + (["model"] if model else [])
+    names = list(system) if system else (["real", "random", "rule", "retrieval"] + (["model"] if model else [])
+                                         + (["paper"] if paper_models else []))
     if model is not None and not model.exists():
         raise StemfillError(f"{model}: no such model file or folder")
     kinds = H.KINDS if pairs else ("single",)
@@ -237,7 +243,7 @@ def eval_(
             return lambda k: prog.advance(task, k)
 
         report, examples = H.run(data, split, names, model, limit, seed, kinds, progress_factory=factory,
-                                 n_examples=1 if plot else 0, steps=steps)
+                                 n_examples=1 if plot else 0, steps=steps, paper_models=paper_models)
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)  # piped or captured: do not squeeze the tables into 80 columns

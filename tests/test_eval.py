@@ -263,3 +263,114 @@ def test_cli_eval_model_adapter_and_shape_check(folder, tmp_path, monkeypatch):
     _fake_fill_module(monkeypatch, length=2 * L)
     r = CliRunner().invoke(app, ["eval", "--data", str(folder), "--system", "model", "--model", str(ckpt)])
     assert r.exit_code == 1 and "model and chunks differ" in r.output and "length 192 (model) vs 96" in r.output
+
+
+# --------------------------------------------------------------------------- the paper's per-stem models
+
+
+def _save_paper_model(where: Path, stem: str, seed: int) -> Path:
+    import torch
+
+    from stemfill.pianoroll.diffusion import DiffusionConfig
+    from stemfill.pianoroll.model import build_model, save_pretrained
+    from stemfill.pianoroll.unet import UNetConfig
+
+    torch.manual_seed(seed)
+    # untrained, very small nets biased towards notes (prior logit > 0), so a filled channel is visibly non-empty
+    net = UNetConfig(channels=(4, 8), down=((2, 2),), layers=(0, 1), norm_groups=4, time_dim=16, attention=False,
+                     prior_logit=0.5)
+    m = build_model(net, DiffusionConfig(objective="atassi", remove_only=stem, density=(0.3, 0.3, 0.3),
+                                         sample_steps=1, window=L))
+    return save_pretrained(m, where)
+
+
+@pytest.fixture(scope="module")
+def paper_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("paper")
+    for i, stem in enumerate(("drums", "bass", "guitar")):
+        _save_paper_model(root / stem, stem, i)
+    return root
+
+
+def _spy(system, calls):
+    """Record (stem channel, known mask) of every model call of a PaperSystem."""
+    for c, m in system.models.items():
+        def wrapped(model, rolls, known, _c=c, _f=m._fill, **kw):
+            calls.append((_c, np.array(known)))
+            return _f(model, rolls, known, **kw)
+        m._fill = wrapped
+
+
+def test_paper_system_fills_only_unknown_and_chains(paper_dir, test_chunks):
+    from stemfill.evaluation.baselines import PaperSystem
+
+    system = get_system("paper", model_path=paper_dir)
+    assert isinstance(system, PaperSystem) and sorted(system.models) == [0, 1, 2]
+    system.check(test_chunks)
+    rolls = test_chunks.rolls[:2]
+    for k in ([False, True, True], [True, False, True], [True, True, False], [False, True, False]):
+        known = np.tile(np.array(k), (len(rolls), 1))
+        masked = rolls & known[:, :, None, None]
+        calls = []
+        _spy(system, calls)
+        out = system.fill(masked, known, np.random.default_rng(0))
+        assert out.dtype == bool and out.shape == rolls.shape
+        assert np.array_equal(out[known], rolls[known])  # known channels bit-exact
+        assert out[~known].any(axis=(1, 2)).all()  # every unknown channel got notes
+        missing = [c for c in range(3) if not k[c]]
+        assert [c for c, _ in calls] == missing  # one call per missing stem, drums -> bass -> guitar
+        if len(missing) == 2:  # the second model sees the first one's output as known
+            assert not calls[0][1][:, 2].any() and calls[1][1][:, 0].all()
+            again = system.fill(masked, known, np.random.default_rng(0))
+            assert np.array_equal(out, again)  # seeded
+
+
+def test_paper_system_mixed_rows_and_comma_list(paper_dir, test_chunks, tmp_path):
+    # folder names do not matter: the stem comes from config remove_only
+    import shutil
+
+    for src, dst in (("guitar", "a"), ("drums", "b"), ("bass", "c")):
+        shutil.copytree(paper_dir / src, tmp_path / dst)
+    system = get_system("paper", model_path=",".join(str(tmp_path / d) for d in "abc"))
+    assert {c: str(m.path) for c, m in system.models.items()} == {
+        0: str(tmp_path / "b"), 1: str(tmp_path / "c"), 2: str(tmp_path / "a")}
+    rolls = test_chunks.rolls[:3]
+    known = np.array([[True, False, True], [False, True, True], [True, True, True]])  # rows differ in one batch
+    out = system.fill(rolls & known[:, :, None, None], known, np.random.default_rng(1))
+    assert np.array_equal(out[known], rolls[known])
+    assert out[0, 1].any() and out[1, 0].any()
+    assert np.array_equal(out[2], rolls[2])  # nothing missing: untouched
+
+
+def test_paper_system_errors(paper_dir, tmp_path):
+    (tmp_path / "two").mkdir()
+    for s in ("drums", "bass"):
+        (tmp_path / "two" / s).symlink_to(paper_dir / s)
+    with pytest.raises(StemfillError, match="no model for guitar"):
+        get_system("paper", model_path=tmp_path / "two")
+    with pytest.raises(StemfillError, match="two models fill drums"):
+        get_system("paper", model_path=",".join(str(paper_dir / s) for s in ("drums", "bass", "drums")))
+    _save_paper_model(tmp_path / "plain", "", 0)
+    with pytest.raises(StemfillError, match="remove_only is empty"):
+        get_system("paper", model_path=",".join(str(p) for p in (paper_dir / "drums", paper_dir / "bass",
+                                                                   tmp_path / "plain")))
+    with pytest.raises(StemfillError, match="no drums/, bass/ or guitar/"):
+        get_system("paper", model_path=tmp_path / "plain")
+    with pytest.raises(StemfillError, match="needs --paper-models"):
+        get_system("paper")
+    with pytest.raises(StemfillError) as info:
+        get_system("paper", model_path=tmp_path / "two")
+    assert len(str(info.value).splitlines()) == 1
+
+
+def test_cli_eval_paper(folder, paper_dir, tmp_path):
+    out = tmp_path / "p.json"
+    r = CliRunner().invoke(app, ["eval", "--data", str(folder), "-s", "paper", "--paper-models", str(paper_dir),
+                                 "--limit", "2", "--no-pairs", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(out.read_text())
+    assert rep["config"]["paper_models"] == str(paper_dir)
+    res = rep["results"]["paper"]
+    assert all(v["fidelity/known_exact"] == 1.0 for v in res.values() if v["n"])
+    r = CliRunner().invoke(app, ["eval", "--data", str(folder), "-s", "paper"])
+    assert r.exit_code == 1 and "needs --paper-models" in r.output and len(r.output.strip().splitlines()) == 1

@@ -8,6 +8,8 @@ untouched (the harness checks that bit for bit; it never repairs a system's outp
 * ``rule``      hand-written: rock groove, root-note bass, triads on the roots (docs/evaluation.md).
 * ``retrieval`` the training chunk whose known channels are nearest by cosine lends its stem.
 * ``model``     the diffusion model, through ``stemfill.pianoroll.fill`` (load_model, fill_chunks).
+* ``paper``     the paper's setting: three per-instrument models (Atassi objective, each trained to
+                fill its one stem given the other two), chained drums -> bass -> guitar.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from stemfill.errors import ModelError, StemfillError
 from stemfill.pianoroll.roll import BASS_LOW, CHANNEL, DRUM_KIT, GUITAR_LOW, STEPS_PER_BEAT
 from stemfill.pianoroll.song import STEMS
 
-SYSTEMS = ("real", "random", "rule", "retrieval", "model")
+SYSTEMS = ("real", "random", "rule", "retrieval", "model", "paper")
 DRUMS, BASS, GUITAR = CHANNEL["drums"], CHANNEL["bass"], CHANNEL["guitar"]
 _KIT_ROW = {name: i for i, (name, _, _) in enumerate(DRUM_KIT)}
 
@@ -331,12 +333,97 @@ class ModelSystem:
         return np.asarray(self._fill(self.model, rolls, known, **kw), dtype=bool)
 
 
+# --------------------------------------------------------------------------- the paper's per-stem models
+
+
+def _remove_only(model) -> str:
+    cfg = getattr(model, "config", None)
+    v = cfg.get("remove_only") if isinstance(cfg, dict) else getattr(cfg, "remove_only", None)
+    return v or ""
+
+
+def paper_model_paths(path: str | Path) -> list[Path]:
+    """The model folders of ``path``: a folder holding ``drums/``, ``bass/``, ``guitar/`` (those present),
+    or a comma-separated list of model folders/files."""
+    text = str(path)
+    if "," in text:
+        return [Path(x.strip()) for x in text.split(",") if x.strip()]
+    p = Path(text)
+    if not p.exists():
+        raise ModelError(f"{p}: no such folder (expected one holding drums/, bass/ and guitar/ model folders)")
+    found = [p / s for s in STEMS if (p / s).exists()]
+    if not found:
+        raise StemfillError(f"{p}: no drums/, bass/ or guitar/ model folder in it (or give a comma-separated list "
+                            f"of three model folders)")
+    return found
+
+
+class PaperSystem:
+    """The paper's setting: three separate diffusion models, one per instrument, each trained (Atassi
+    objective, ``DiffusionConfig.remove_only``) to fill its one stem given the other two channels.
+    Which stem a model fills is read from its config, not from its folder name.
+
+    ``fill`` runs, for each unknown channel in the fixed order drums, bass, guitar, that stem's model
+    through ``fill_chunks(model, rolls, known_now, seed=...)`` on the rows missing the stem, keeps only
+    that stem's channel of the result and marks it known. ``known_now`` is the currently known
+    channels: with two stems missing, the first model sees the second stem as unknown (still empty)
+    and the second model sees the first one's output as known context. That chaining is how the
+    per-instrument models fill more than one stem here (each model only ever learned to fill its own).
+    Steps default to each model's own config (the Atassi sampler with its ``sample_steps``)."""
+
+    name = "paper"
+
+    def __init__(self, path: str | Path | None, steps: int | None = None):
+        if path is None:
+            raise StemfillError("system 'paper' needs --paper-models DIR (drums/, bass/, guitar/ model folders, "
+                                "or three comma-separated model folders)")
+        self.path = path
+        self.models: dict[int, ModelSystem] = {}
+        where: dict[str, Path] = {}
+        for mp in paper_model_paths(path):
+            m = ModelSystem(mp, steps=steps)
+            stem = _remove_only(m.model)
+            if not stem:
+                raise StemfillError(f"{mp}: not a per-instrument model (its config's remove_only is empty)")
+            if stem not in STEMS:
+                raise StemfillError(f"{mp}: config's remove_only {stem!r} is not one of {', '.join(STEMS)}")
+            if stem in where:
+                raise StemfillError(f"system 'paper': two models fill {stem}: {where[stem]} and {mp}")
+            where[stem] = mp
+            self.models[STEMS.index(stem)] = m
+        missing = [s for s in STEMS if s not in where]
+        if missing:
+            raise StemfillError(f"system 'paper': no model for {', '.join(missing)} in {path} "
+                                f"(need one per stem, told apart by config remove_only)")
+
+    def check(self, chunks: Chunks) -> None:
+        for m in self.models.values():
+            m.check(chunks)
+
+    def fill(self, rolls, known, rng):
+        out = np.array(rolls, dtype=bool, copy=True)
+        kn = np.array(known, dtype=bool, copy=True)
+        for c in range(len(STEMS)):  # drums, bass, guitar
+            rows = np.flatnonzero(~kn[:, c])
+            if len(rows) == 0:
+                continue
+            m = self.models[c]
+            kw = {"seed": int(rng.integers(2**31 - 1))}
+            if m.steps is not None:
+                kw["steps"] = m.steps
+            filled = np.asarray(m._fill(m.model, out[rows], kn[rows], **kw), dtype=bool)
+            out[rows, c] = filled[:, c]
+            kn[rows, c] = True
+        return out
+
+
 # --------------------------------------------------------------------------- registry
 
 
 def get_system(name: str, model_path: str | Path | None = None, train_chunks: Chunks | None = None,
                steps: int | None = None, seed: int = 0) -> System:
-    """A system by name (see ``SYSTEMS``). ``train_chunks`` feeds random and retrieval."""
+    """A system by name (see ``SYSTEMS``). ``train_chunks`` feeds random and retrieval; ``model_path`` is
+    the model for 'model' and, for 'paper', the folder of drums/bass/guitar models (or a comma list)."""
     if name == "real":
         return RealSystem()
     if name == "random":
@@ -347,4 +434,6 @@ def get_system(name: str, model_path: str | Path | None = None, train_chunks: Ch
         return RetrievalSystem(train_chunks, seed=seed)
     if name == "model":
         return ModelSystem(model_path, steps=steps)
+    if name == "paper":
+        return PaperSystem(model_path, steps=steps)
     raise StemfillError(f"unknown system {name!r}; expected one of {', '.join(SYSTEMS)}")

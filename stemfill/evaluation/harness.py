@@ -294,10 +294,12 @@ def _imshow_pair(e: dict, path: Path, title: str) -> None:  # pragma: no cover -
 
 def run(data: str | Path, split: str = "test", systems=("real", "random", "rule", "retrieval"),
         model: str | Path | None = None, limit: int | None = None, seed: int = 0, kinds=KINDS,
-        batch_size: int = 64, progress_factory=None, n_examples: int = 0, steps: int | None = None):
+        batch_size: int = 64, progress_factory=None, n_examples: int = 0, steps: int | None = None,
+        paper_models: str | Path | None = None):
     """Load ``split`` (and the train split where a system needs it) of a chunks folder, build the
-    systems and score them. ``progress_factory(name, total)`` returns a callable advanced by batch
-    sizes. Returns (report, examples)."""
+    systems and score them. ``model`` feeds the 'model' system, ``paper_models`` (a folder of
+    drums/bass/guitar models, or a comma list) the 'paper' system. ``progress_factory(name, total)``
+    returns a callable advanced by batch sizes. Returns (report, examples)."""
     from stemfill.datasets.chunks import load_chunks
     from stemfill.evaluation.baselines import SYSTEMS, get_system
 
@@ -316,7 +318,8 @@ def run(data: str | Path, split: str = "test", systems=("real", "random", "rule"
         if train.rolls.shape[2:] != chunks.rolls.shape[2:]:
             raise StemfillError(f"{data}: train chunks {train.rolls.shape[2:]} and {split} chunks "
                                 f"{chunks.rolls.shape[2:]} differ in shape")
-    built = {n: get_system(n, model_path=model, train_chunks=train, steps=steps, seed=seed) for n in names}
+    built = {n: get_system(n, model_path=paper_models if n == "paper" else model, train_chunks=train, steps=steps,
+                           seed=seed) for n in names}
     for s in built.values():
         if hasattr(s, "check"):
             s.check(chunks)
@@ -327,4 +330,6 @@ def run(data: str | Path, split: str = "test", systems=("real", "random", "rule"
         progress = lambda name, k: bars[name](k)  # noqa: E731
     report, examples = evaluate_many(built, chunks, kinds, seed, limit, batch_size, progress, n_examples)
     report["config"].update(data=str(data), split=split, model=None if model is None else str(model))
+    if "paper" in names:
+        report["config"]["paper_models"] = str(paper_models)
     return report, examples

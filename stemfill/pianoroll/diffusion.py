@@ -52,8 +52,10 @@ class DiffusionConfig:
     atassi_T: int = 100
     cond_drop: float = 0.1  # context dropout in training (classifier-free guidance)
     guidance: float = 1.0  # default guidance scale at sampling (1 = off)
+    threshold: float = 0.5  # the last step keeps a cell where the predicted P(note) >= threshold
     pos_weight: float = 1.0  # BCE weight of positive cells (bernoulli)
     max_remove: int = 2  # stems removed per training sample: 1..max_remove
+    remove_only: str = ""  # the paper's setting: always remove this one stem (one model per instrument)
     window: int = 192  # chunk length it was trained on (steps); whole-song filling uses it
     steps_per_beat: int = 12  # the roll grid it was trained on
 
@@ -82,12 +84,17 @@ def full_mask(known: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     return k.expand(shape)
 
 
-def subtractive_mask(x0: torch.Tensor, max_remove: int = 2, generator: torch.Generator | None = None) -> torch.Tensor:
+def subtractive_mask(x0: torch.Tensor, max_remove: int = 2, generator: torch.Generator | None = None,
+                     only: int | None = None) -> torch.Tensor:
     """(B, C) bool known mask: per sample remove 1..max_remove stems that have notes (at least one stays
-    known where two or more have notes). A chunk with no notes at all keeps everything known (no loss)."""
+    known where two or more have notes). A chunk with no notes at all keeps everything known (no loss).
+    ``only``: always remove that channel alone, where it has notes (the paper's one-model-per-stem setting)."""
     b, c = x0.shape[:2]
     present = x0.bool().flatten(2).any(-1).cpu()
     known = torch.ones(b, c, dtype=torch.bool)
+    if only is not None:
+        known[:, only] = ~present[:, only]
+        return known.to(x0.device)
     for i in range(b):
         idx = torch.nonzero(present[i]).flatten()
         n = len(idx)
@@ -98,6 +105,12 @@ def subtractive_mask(x0: torch.Tensor, max_remove: int = 2, generator: torch.Gen
         drop = idx[torch.randperm(n, generator=generator)[:k]]
         known[i, drop] = False
     return known.to(x0.device)
+
+
+def remove_only_channel(config: "DiffusionConfig") -> int | None:
+    from stemfill.pianoroll.song import STEMS
+
+    return STEMS.index(config.remove_only) if config.remove_only else None
 
 
 class BinaryDiffusion(nn.Module):
@@ -194,7 +207,7 @@ class BinaryDiffusion(nn.Module):
                 t = torch.full((b,), k / steps, device=dev)
                 p = torch.sigmoid(self.guided_logits(x, known, ctx, t, guidance))
                 if k == 1:
-                    x = (p >= 0.5).float()
+                    x = (p >= cfg.threshold).float()
                     break
                 ab_t = cosine_abar(t).view(b, 1, 1, 1)
                 ab_s = cosine_abar(torch.full((b,), (k - 1) / steps, device=dev)).view(b, 1, 1, 1)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from stemfill.errors import ModelError, StemfillError
-from stemfill.pianoroll.diffusion import DiffusionConfig, subtractive_mask
+from stemfill.pianoroll.diffusion import DiffusionConfig, remove_only_channel, subtractive_mask
 from stemfill.pianoroll.model import build_model, model_config, save_pretrained
 from stemfill.pianoroll.roll import CHANNEL, STEPS_PER_BEAT
 from stemfill.pianoroll.unet import UNetConfig
@@ -59,6 +59,7 @@ class TrainConfig:
     augment: int = 5  # pitch shift of bass+guitar by -k..k semitones (0 = off); drums never shift
     cond_drop: float = 0.1
     max_remove: int = 2
+    remove_only: str = ""  # "" = subtractive training over any 1-2 stems; a stem name = the paper's per-stem model
     device: str = "auto"
     max_chunks: int = 0  # use at most this many training chunks (0 = all); for smoke tests
     extra: dict = field(default_factory=dict)
@@ -152,7 +153,7 @@ def validate(model, rolls: np.ndarray, device, batch: int, seed: int = 1234) -> 
         torch.manual_seed(seed)
         for i in range(0, len(rolls), batch):
             x0 = torch.from_numpy(rolls[i:i + batch]).to(device)
-            known = subtractive_mask(x0, model.config.max_remove, g)
+            known = subtractive_mask(x0, model.config.max_remove, g, remove_only_channel(model.config))
             total += float(model(x0, known)) * len(x0)
             n += len(x0)
     model.train(was_training)
@@ -217,7 +218,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, until: 
         model = build_model(ck["config"]["unet"], ck["config"]["diffusion"])
     else:
         dcfg = DiffusionConfig(objective=cfg.objective, density=estimate_density(train_rolls),
-                               cond_drop=cfg.cond_drop, max_remove=cfg.max_remove, window=int(train_rolls.shape[-1]),
+                               cond_drop=cfg.cond_drop, max_remove=cfg.max_remove, remove_only=cfg.remove_only,
+                               window=int(train_rolls.shape[-1]),
                                steps_per_beat=STEPS_PER_BEAT)
         d = float(np.mean(dcfg.density))
         model = build_model(UNetConfig(**PRESETS[cfg.size], prior_logit=round(math.log(d / (1 - d)), 3)), dcfg)
@@ -285,7 +287,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, until: 
             idx = rng.integers(0, len(train_rolls), size=cfg.batch)
             batch = pitch_shift(train_rolls[idx], cfg.augment, rng)
             x0 = torch.from_numpy(batch).to(device, non_blocking=True)
-            known = subtractive_mask(x0, cfg.max_remove, torch.Generator().manual_seed(int(rng.integers(2**62))))
+            known = subtractive_mask(x0, cfg.max_remove, torch.Generator().manual_seed(int(rng.integers(2**62))),
+                                     remove_only_channel(model.config))
             loss = net(x0, known)
             opt.zero_grad(set_to_none=True)
             loss.backward()
