@@ -184,18 +184,23 @@ def train_cmd(
     sample_every: int = typer.Option(2000, "--sample-every", min=0, help="Write sample PNGs every N steps (0: never)."),
     warmup: int = typer.Option(500, "--warmup", min=0, help="Warm-up steps."),
     resume: bool = typer.Option(False, "--resume", help="Continue RUN/ckpt.pt exactly (--steps may extend it)."),
+    remove_only: str = typer.Option("", "--remove-only",
+                                    help="The paper's setting: always remove this one stem (a per-instrument model)."),
 ) -> None:
     """Train the symbolic stem-filling model (one process; see stemfill.pianoroll.train for torchrun)."""
     from stemfill.pianoroll.diffusion import OBJECTIVES
+    from stemfill.pianoroll.song import STEMS
     from stemfill.pianoroll.train import PRESETS, TrainConfig, train
 
     if objective not in OBJECTIVES:
         raise StemfillError(f"--objective {objective!r}: choose from {', '.join(OBJECTIVES)}")
     if size not in PRESETS:
         raise StemfillError(f"--size {size!r}: choose from {', '.join(PRESETS)}")
+    if remove_only and remove_only not in STEMS:
+        raise StemfillError(f"--remove-only {remove_only!r}: choose from {', '.join(STEMS)}")
     cfg = TrainConfig(data=str(data), out=str(out), steps=steps, batch=batch, lr=lr, size=size, objective=objective,
                       seed=seed, device=device, augment=augment, val_every=val_every, ckpt_every=ckpt_every,
-                      sample_every=sample_every, warmup=warmup)
+                      sample_every=sample_every, warmup=warmup, remove_only=remove_only)
     model_dir = train(cfg, resume=resume, progress=sys.stderr.isatty())
     typer.echo(f"wrote {model_dir} (EMA weights) and {Path(out) / 'ckpt.pt'}")
 
