@@ -5,7 +5,7 @@
 
 Without ``--data`` the corpus (../shared/data/corpus) is converted once into chunks/quality-corpus
 with `stemfill convert`'s defaults (resumable: a second run does no work). Systems: real, random,
-rule, retrieval, plus model when ``--model`` is given, plus paper (the paper's three per-instrument
+rule, retrieval, plus model (the shipped default unless ``--model`` names another; ``--no-model`` skips it), plus paper (the paper's three per-instrument
 models) when ``--paper-models`` is given or bench/paper-models/ holds them (``--no-paper`` skips it). Writes the markdown tables, the command
 and the wall time to ``--out`` and the full report (every metric) beside it as JSON.
 Protocol and metric definitions: docs/evaluation.md.
@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "data" / "corpus"
 CACHE = ROOT / "chunks" / "quality-corpus"
+DEFAULT_MODEL = ROOT / "stemfill" / "models" / "default"
 PAPER_MODELS = ROOT / "bench" / "paper-models"  # drums/, bass/, guitar/ (see its README.md)
 
 
@@ -48,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, help="chunks folder (default: convert the corpus into chunks/quality-corpus)")
     ap.add_argument("--split", default="test")
-    ap.add_argument("--model", type=Path, help="checkpoint for the 'model' system")
+    ap.add_argument("--model", type=Path, default=DEFAULT_MODEL if (DEFAULT_MODEL / "model.safetensors").exists() else None,
+                    help="checkpoint for the 'model' system (default: the shipped stemfill/models/default)")
+    ap.add_argument("--no-model", action="store_true", help="leave out the 'model' system")
     ap.add_argument("--paper-models", help="folder with drums/, bass/, guitar/ per-stem models (or three comma-separated "
                     "model folders) for the 'paper' system (default: bench/paper-models if it holds all three)")
     ap.add_argument("--no-paper", action="store_true", help="leave out the 'paper' system")
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         if paper is None and not args.no_paper and all((PAPER_MODELS / s / "config.json").exists()
                                                        for s in ("drums", "bass", "guitar")):
             paper = str(PAPER_MODELS)
-        systems = ["real", "random", "rule", "retrieval"] + (["model"] if args.model else []) + (["paper"] if paper else [])
+        systems = ["real", "random", "rule", "retrieval"] + (["model"] if args.model and not args.no_model else []) + (["paper"] if paper else [])
         t0 = time.perf_counter()
         last = {"t": 0.0}
 

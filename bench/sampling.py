@@ -1,0 +1,60 @@
+"""Agreement F1 of the model under different sampling settings (steps, guidance, threshold).
+
+    python bench/sampling.py --data chunks --split valid --limit 150 --cases single \
+        --settings 8:1 4:2 2:2 1:2          # steps:guidance[:threshold]
+
+Used to choose the shipped model's sampling defaults on the valid split (docs/model-card.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from stemfill.datasets.chunks import load_chunks
+from stemfill.evaluation import harness
+from stemfill.pianoroll.fill import fill_chunks, load_model
+
+
+class Setting:
+    name = "model"
+
+    def __init__(self, model, steps: int, guidance: float):
+        self.model, self.steps, self.guidance = model, steps, guidance
+
+    def fill(self, rolls, known, rng):
+        return fill_chunks(self.model, rolls, known, steps=self.steps, guidance=self.guidance,
+                           seed=int(rng.integers(2**31 - 1)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="stemfill/models/default")
+    ap.add_argument("--data", default="chunks")
+    ap.add_argument("--split", default="valid")
+    ap.add_argument("--limit", type=int, default=150)
+    ap.add_argument("--cases", default="single", help="single, pair or single,pair")
+    ap.add_argument("--settings", nargs="+", default=["8:1", "4:2", "2:2", "1:2"])
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    model = load_model(a.model)
+    chunks = load_chunks(a.data, a.split)
+    print(f"| setting | seconds | case | onset F1 | pc F1 | frame F1 |\n|---|---:|---|---:|---:|---:|")
+    for spec in a.settings:
+        parts = spec.split(":")
+        steps, guidance = int(parts[0]), float(parts[1])
+        model.config.threshold = float(parts[2]) if len(parts) > 2 else 0.5
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            rep = harness.evaluate(Setting(model, steps, guidance), chunks, kinds=tuple(a.cases.split(",")),
+                                   seed=a.seed, limit=a.limit)
+        dt = time.perf_counter() - t0
+        for key, v in rep.items():
+            f = lambda m: "–" if v.get(m) is None else f"{v[m]:.3f}"  # noqa: E731
+            print(f"| {spec} | {dt:.0f} | {key} | {f('agree/onset_F1')} | {f('agree/pc_beat_F1')} | {f('agree/frame_F1')} |")
+
+
+if __name__ == "__main__":
+    main()
