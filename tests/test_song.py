@@ -47,3 +47,18 @@ def test_vocals_on_a_guitar_program_are_not_guitar():
 def test_meter_change_at_the_end_opens_no_bar():
     s = Song([Track("g", 29, notes=[Note(0, 3840, 52)])], time_signatures=[TimeSignature(0, 4, 4), TimeSignature(3840, 3, 4)])
     assert s.bar_starts() == [0]
+
+
+def test_atomic_outputs_get_ordinary_permissions(tmp_path):
+    import os
+
+    from stemfill.pianoroll.io import atomic_path, atomic_write_bytes
+
+    atomic_write_bytes(tmp_path / "a.bin", b"x")
+    with atomic_path(tmp_path / "b.bin") as tmp:
+        tmp.write_bytes(b"y")
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("a.bin", "b.bin"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "b.bin"]

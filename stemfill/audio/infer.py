@@ -32,6 +32,7 @@ import numpy as np
 from stemfill.audio.pipeline import check_method, load_pipeline
 from stemfill.audio.spectrogram import GRIFFIN_LIM_ITERS, SAMPLE_RATE, SEGMENT_SAMPLES, audio_to_image, image_to_audio
 from stemfill.errors import AudioError
+from stemfill.pianoroll.io import default_file_mode
 
 DEFAULT_OVERLAP = 0.5  # seconds shared by consecutive windows
 SILENT_RMS = 1e-5  # an input window quieter than this stays silent in the output
@@ -200,6 +201,7 @@ def insert_stem(in_path: str | os.PathLike, out_path: str | os.PathLike, cfg: In
             for b in range(0, n_in, block):
                 piece = z[b:b + block]
                 f.write(np.repeat(piece[:, None], n_channels, axis=1) if n_channels > 1 else piece)
+        os.chmod(final_tmp, default_file_mode())
         os.replace(final_tmp, out_path)
         final_tmp = None
     except sf.LibsndfileError as e:
