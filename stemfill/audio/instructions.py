@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from stemfill.errors import AudioError, StemfillError
+from stemfill.pianoroll.io import atomic_write_bytes
 
 ACTION_WORDS = ("Insert", "Add", "Generate", "Enhance", "Put", "Augment")
 MAX_WORDS = 7
@@ -152,10 +153,7 @@ class LLMInstructor:
             except (ValueError, KeyError):
                 pass  # a damaged cache entry: ask again
         text = clean_instruction(self._post(body))
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"instruction": text, "request": body}))
-        os.replace(tmp, cached)
+        atomic_write_bytes(cached, json.dumps({"instruction": text, "request": body}).encode())
         return text
 
     def _post(self, body: dict) -> str:

@@ -31,6 +31,7 @@ import numpy as np
 
 from stemfill.audio import spectrogram as sp
 from stemfill.errors import AudioError, StemfillError
+from stemfill.pianoroll.io import atomic_path
 
 FORMAT, VERSION = "stemfill-triplets", 1
 SOURCES = ("stems", "musdb", "demucs", "synthetic")
@@ -285,13 +286,8 @@ def spectrogram_params() -> dict:
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _read_manifest(out: Path) -> dict | None:

@@ -259,34 +259,16 @@ def plot_examples(examples: list, out_dir: str | Path, steps_per_beat: int = STE
     """One PNG per example: the real chunk beside the filled one (all three channels)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        from stemfill.pianoroll.plot import plot_roll
-    except ImportError:  # pragma: no cover - the plot module ships with the package
-        plot_roll = None
+    from stemfill.pianoroll.plot import plot_roll
+
     paths = []
     for e in examples:
         p = out_dir / f"{e['system']}-{e['case'].replace('+', '_')}-{e['chunk']}.png"
         title = f"{e['system']}: fill {e['case']}, chunk {e['chunk']}"
-        if plot_roll is not None:
-            plot_roll(e["real"], p, steps_per_beat, title=title, compare=e["generated"],
-                      labels=("real", f"{e['system']} (filled: {e['case']})"))
-        else:  # pragma: no cover
-            _imshow_pair(e, p, title)
+        plot_roll(e["real"], p, steps_per_beat, title=title, compare=e["generated"],
+                  labels=("real", f"{e['system']} (filled: {e['case']})"))
         paths.append(p)
     return paths
-
-
-def _imshow_pair(e: dict, path: Path, title: str) -> None:  # pragma: no cover - fallback only
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(12, 7))
-    axes = fig.subplots(len(STEMS), 2, sharex=True, squeeze=False)
-    for j, roll in enumerate((e["real"], e["generated"])):
-        for c, stem in enumerate(STEMS):
-            axes[c, j].imshow(roll[c], origin="lower", aspect="auto", interpolation="nearest", cmap="Greys")
-            axes[c, j].set_ylabel(stem)
-    fig.suptitle(title)
-    fig.savefig(path, dpi=80)
 
 
 # --------------------------------------------------------------------------- one call for the CLI and bench

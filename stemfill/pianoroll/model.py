@@ -21,6 +21,7 @@ import torch
 
 from stemfill.errors import ModelError
 from stemfill.pianoroll.diffusion import BinaryDiffusion, DiffusionConfig
+from stemfill.pianoroll.io import atomic_path, atomic_write_bytes
 from stemfill.pianoroll.unet import UNet, UNetConfig
 
 WEIGHTS = "model.safetensors"
@@ -44,13 +45,10 @@ def save_pretrained(model: BinaryDiffusion, directory: str | os.PathLike, extra:
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = d / f".{WEIGHTS}.tmp"
-    save_file(state, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, d / WEIGHTS)
+    with atomic_path(d / WEIGHTS) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
     cfg = {**model_config(model), **(extra or {})}
-    tmpc = d / f".{CONFIG}.tmp"
-    tmpc.write_text(json.dumps(cfg, indent=2) + "\n")
-    os.replace(tmpc, d / CONFIG)
+    atomic_write_bytes(d / CONFIG, (json.dumps(cfg, indent=2) + "\n").encode())
     return d
 
 

@@ -24,6 +24,7 @@ import torch
 
 from stemfill.errors import ModelError, StemfillError
 from stemfill.pianoroll.diffusion import DiffusionConfig, remove_only_channel, subtractive_mask
+from stemfill.pianoroll.io import atomic_path
 from stemfill.pianoroll.model import build_model, model_config, save_pretrained
 from stemfill.pianoroll.roll import CHANNEL, STEPS_PER_BEAT
 from stemfill.pianoroll.unet import UNetConfig
@@ -128,9 +129,8 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def resolve_device(name: str) -> torch.device:
