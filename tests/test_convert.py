@@ -286,3 +286,50 @@ def test_worker_death_skips_only_that_file(songs, tmp_path, monkeypatch):
     reasons = dict(rep.skipped)
     assert "worker process died" in reasons["song3.mid"]
     assert rep.converted == 6 and "song4.mid" not in reasons
+
+
+def test_leak_check_moves_a_held_out_copy_of_a_training_song(tmp_path):
+    """Two files with different bytes but the same notes (here: another tempo) must not sit in train
+    and test: the held-out copy joins its twin's split; unrelated held-out songs stay put."""
+    src = tmp_path / "songs"
+
+    def split_of_file(p: Path) -> str:
+        return C.split_of(C.file_hash(p))
+
+    seed = next(s for s in range(200) if split_of_file(make_midi(tmp_path / "probe.mid", seed=s)) == "train")
+    make_midi(src / "original.mid", seed=seed)
+    twin = None
+    for qpm in range(100, 400):
+        p = make_midi(tmp_path / "probe.mid", seed=seed, qpm=float(qpm))
+        if split_of_file(p) == "test":
+            twin = src / "copy.mid"
+            shutil.copy(p, twin)
+            break
+    assert twin is not None
+    other = next(s for s in range(1000, 1400) if split_of_file(make_midi(tmp_path / "probe.mid", seed=s)) == "test")
+    make_midi(src / "other.mid", seed=other)
+    (tmp_path / "probe.mid").unlink()
+
+    lines: list[str] = []
+    out = tmp_path / "chunks"
+    rep = C.convert([src], out, jobs=1, log=lines.append)
+    songs = {s["path"]: s for s in _manifest(out)["songs"]}
+    assert songs["copy.mid"]["split"] == "train"
+    assert songs["copy.mid"]["leak"]["from"] == "test" and songs["copy.mid"]["leak"]["twin"] == "original.mid"
+    assert songs["copy.mid"]["leak"]["shared_bars"] == 1.0
+    assert songs["other.mid"]["split"] == "test" and "leak" not in songs["other.mid"]
+    assert any(line.startswith("copy.mid:") and "moved test -> train" in line for line in lines)
+    assert rep.split_songs["test"] == 1 and rep.split_songs["train"] == 2
+    test = load_chunks(out, "test")
+    assert {test.songs[i]["path"] for i in test.song_index} == {"other.mid"}
+    # a second (resumed) run reaches the same split
+    C.convert([src], out, jobs=1)
+    assert {s["path"]: s["split"] for s in _manifest(out)["songs"]} == {p: s["split"] for p, s in songs.items()}
+
+
+def test_bar_keys_skip_bars_with_one_stem():
+    rolls = np.zeros((1, 3, R.N_PITCHES, 96), dtype=bool)
+    rolls[0, 0, 0, 0] = True  # bar 1: drums only
+    rolls[0, 0, 0, 48] = rolls[0, 1, 5, 50] = True  # bar 2: drums + bass
+    keys = C.bar_keys(rolls, 48)
+    assert len(keys) == 1

@@ -11,7 +11,10 @@ One pass over a set of folders/files:
    interrupted run resumes).
 
 The split (train/valid/test) is a function of the content hash and the seed only, so a
-song keeps its split across runs and folders, and never sits in two splits. A second run
+song keeps its split across runs and folders, and never sits in two splits. Then
+``leak_check`` moves a held-out song that is another copy of an earlier split's song (two
+files, different bytes, the same notes: at least half of its bars appear note for note
+there) into that split, so a test song never has its twin in train. A second run
 with the same config reuses every shard whose manifest entry matches (hash and config) and
 reads nothing but the files' bytes (for the hashes).
 
@@ -372,6 +375,8 @@ def convert(
                 if time.monotonic() - last_save > _SAVE_EVERY_S:
                     _write_manifest(out, config, songs, skipped)
                     last_save = time.monotonic()
+        for line in leak_check(out, songs, steps_per_beat):
+            say(line)
     finally:
         _write_manifest(out, config, songs, skipped)
 
@@ -382,6 +387,60 @@ def convert(
     report.seconds = time.perf_counter() - t0
     say(report.summary())
     return report
+
+
+LEAK_SHARE = 0.5  # a held-out song sharing at least this share of its bars with an earlier split moves there
+LEAK_MIN_BARS = 4  # ... and at least this many bars
+
+
+def bar_keys(rolls: np.ndarray, bar: int) -> set[bytes]:
+    """Content keys of the distinct ``bar``-step slices of chunks (N, C, P, L) in which at least two
+    stems have notes (an empty or one-instrument bar says little about which song it is)."""
+    keys: set[bytes] = set()
+    for r in rolls:
+        for a in range(0, r.shape[-1] - bar + 1, bar):
+            seg = r[..., a:a + bar]
+            if int(seg.any(axis=(1, 2)).sum()) >= 2:
+                keys.add(hashlib.blake2b(np.packbits(seg).tobytes(), digest_size=16).digest())
+    return keys
+
+
+def leak_check(out: Path, songs: list[dict], steps_per_beat: int = STEPS_PER_BEAT, share: float = LEAK_SHARE,
+               min_bars: int = LEAK_MIN_BARS) -> list[str]:
+    """Move valid/test songs that duplicate an earlier split's song into that split (in place).
+
+    Songs are compared by their bars (4/4 bars of ``steps_per_beat`` * 4 steps, all stems at once):
+    a valid song with ``share`` of its bars in train joins train; a test song with ``share`` of its
+    bars in train or valid joins that split. Returns one line per moved song."""
+    from stemfill.datasets.chunks import load_shard
+
+    order = {s: i for i, s in enumerate(SPLITS)}
+    keys: dict[int, set[bytes]] = {}
+    for i, e in enumerate(songs):
+        e.pop("leak", None)
+        if e.get("n_chunks"):
+            rolls, _ = load_shard(out / e["shard"])
+            keys[i] = bar_keys(rolls, 4 * steps_per_beat)
+    lines = []
+    for split in SPLITS[1:]:
+        earlier: dict[bytes, int] = {}
+        for i, e in enumerate(songs):
+            if order[e["split"]] < order[split]:
+                for k in keys.get(i, ()):
+                    earlier.setdefault(k, i)
+        for i, e in enumerate(songs):
+            if e["split"] != split or len(keys.get(i, ())) < min_bars:
+                continue
+            hits = [earlier[k] for k in keys[i] if k in earlier]
+            if len(hits) < max(min_bars, share * len(keys[i])):
+                continue
+            twin = max(set(hits), key=hits.count)
+            to = songs[twin]["split"]
+            e["leak"] = {"from": split, "twin": songs[twin]["path"], "shared_bars": round(len(hits) / len(keys[i]), 3)}
+            e["split"] = to
+            lines.append(f"{e['path']}: {len(hits)}/{len(keys[i])} bars also in {songs[twin]['path']} ({to}); "
+                         f"moved {split} -> {to}")
+    return lines
 
 
 def _run(todo: list[tuple[Path, Path, str]], out: Path, config: dict, jobs: int | None):
