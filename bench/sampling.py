@@ -1,7 +1,7 @@
 """Agreement F1 of the model under different sampling settings (steps, guidance, threshold).
 
     python bench/sampling.py --data chunks --split valid --limit 150 --cases single \
-        --settings 8:1 4:2 2:2 1:2          # steps:guidance[:threshold]
+        --settings 8:1 4:2 2:2 1:2          # steps:guidance[:threshold|count[:candidates[:mbr|score]]]
 
 Used to choose the shipped model's sampling defaults on the valid split (docs/model-card.md).
 """
@@ -21,12 +21,13 @@ from stemfill.pianoroll.fill import fill_chunks, load_model
 class Setting:
     name = "model"
 
-    def __init__(self, model, steps: int, guidance: float):
+    def __init__(self, model, steps: int, guidance: float, candidates: int = 1, select: str = "mbr"):
         self.model, self.steps, self.guidance = model, steps, guidance
+        self.candidates, self.select = candidates, select
 
     def fill(self, rolls, known, rng):
         return fill_chunks(self.model, rolls, known, steps=self.steps, guidance=self.guidance,
-                           seed=int(rng.integers(2**31 - 1)))
+                           seed=int(rng.integers(2**31 - 1)), candidates=self.candidates, select=self.select)
 
 
 def main() -> None:
@@ -45,10 +46,14 @@ def main() -> None:
     for spec in a.settings:
         parts = spec.split(":")
         steps, guidance = int(parts[0]), float(parts[1])
-        model.config.threshold = float(parts[2]) if len(parts) > 2 else 0.5
+        th = parts[2] if len(parts) > 2 and parts[2] else "0.5"
+        model.config.decode = "count" if th == "count" else "threshold"
+        model.config.threshold = 0.5 if th == "count" else float(th)
+        cands = int(parts[3]) if len(parts) > 3 else 1
+        sel = parts[4] if len(parts) > 4 else "mbr"
         t0 = time.perf_counter()
         with torch.inference_mode():
-            rep = harness.evaluate(Setting(model, steps, guidance), chunks, kinds=tuple(a.cases.split(",")),
+            rep = harness.evaluate(Setting(model, steps, guidance, cands, sel), chunks, kinds=tuple(a.cases.split(",")),
                                    seed=a.seed, limit=a.limit)
         dt = time.perf_counter() - t0
         for key, v in rep.items():

@@ -135,7 +135,7 @@ def midi_cmd(
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Denoising steps (default: the model's own)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same result)."),
     bars: Optional[str] = typer.Option(None, "--bars", help="Only generate bars A-B (1-based, inclusive); the rest is kept."),
-    candidates: int = typer.Option(1, "--candidates", min=1, help="Sample K fills per window, keep the most self-consistent."),
+    candidates: Optional[int] = typer.Option(None, "--candidates", min=1, help="Sample K fills per window, keep the one that agrees most with the others (default: the model's own)."),
     replace: bool = typer.Option(False, "--replace", help="Replace a stem the song already has."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale (1 = off; default: the model's)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw input vs filled piano roll as a PNG."),

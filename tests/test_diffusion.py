@@ -164,3 +164,48 @@ def test_train_resume_is_exact(tmp_path):
     log = [json.loads(x) for x in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()]
     assert any("val_loss" in r for r in log)
     assert load_model(tmp_path / "resumed" / "model").config.window == 192
+
+
+def test_count_decoding_plays_the_expected_number_of_notes():
+    p = torch.zeros(1, 3, 4, 5)
+    p[0, 1] = 0.3  # 20 cells at 0.3: sum 6, none reaches 0.5
+    p[0, 1, 2, :2] = 0.45  # the two likeliest cells of channel 1
+    p[0, 2, 0, 0] = 0.9  # one confident note in channel 2
+    known = torch.zeros(1, 3, 4, 5, dtype=torch.bool)
+    known[0, 1, 3] = True  # a known row: never decoded, never counted
+    x = BinaryDiffusion.decode(p, known)
+    expect_1 = round(float((p[0, 1] * ~known[0, 1]).sum()))
+    assert int(x[0, 1].sum()) >= expect_1 and not x[0, 1, 3].any()
+    assert x[0, 1, 2, :2].all()  # the likeliest cells are among those kept
+    assert int(x[0, 2].sum()) == 1 and x[0, 2, 0, 0]
+    assert not x[0, 0].any()  # expected count 0 -> nothing
+
+
+def test_consensus_picks_the_candidate_closest_to_the_others():
+    from stemfill.pianoroll.fill import consensus
+
+    a = torch.tensor([1, 1, 1, 0, 0, 0], dtype=torch.bool)
+    b = torch.tensor([1, 1, 0, 0, 0, 0], dtype=torch.bool)  # close to a and c
+    c = torch.tensor([1, 1, 0, 1, 0, 0], dtype=torch.bool)
+    d = torch.tensor([0, 0, 0, 0, 1, 1], dtype=torch.bool)  # the outlier
+    x = torch.stack([a, b, c, d])[None]
+    s = consensus(x, torch.ones_like(x))
+    assert s.shape == (1, 4)
+    assert int(s.argmax()) in (0, 1, 2) and int(s.argmin()) == 3
+    # known cells do not count: identical known cells make no candidate closer
+    free = torch.ones_like(x)
+    free[..., 4:] = False
+    assert float(consensus(x, free)[0, 3]) == 0.0
+
+
+def test_model_default_candidates_and_count_decode_keep_known_cells():
+    model = tiny_model()
+    model.config.decode, model.config.candidates = "count", 3
+    rolls = toy_rolls(3, seed=5)
+    known = np.array([[True, False, True], [True, False, False], [False, True, True]])
+    out = fill_chunks(model, rolls, known, steps=1, seed=1)
+    k = known[:, :, None, None].repeat(rolls.shape[2], 2).repeat(rolls.shape[3], 3)
+    assert (out[k] == rolls[k]).all()
+    assert (out == fill_chunks(model, rolls, known, steps=1, seed=1, candidates=3)).all()
+    with pytest.raises(ValueError, match="decode"):
+        DiffusionConfig(decode="argmax")

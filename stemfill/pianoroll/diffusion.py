@@ -15,7 +15,11 @@ Objectives
 so x_1 is pure Bernoulli(r) noise. The net predicts x0 (BCE on logits, on the
 unknown cells only); sampling walks ``steps`` evenly spaced times 1 -> 0 with the
 exact posterior q(x_s | x_t, x0) averaged over the predicted x0 (step skipping is
-exact for this process), and thresholds the last prediction at 0.5.
+exact for this process). The last prediction becomes notes by ``decode``: ``"threshold"``
+keeps cells with P(note) >= ``threshold``; ``"count"`` keeps, per window and channel, the
+round(sum of P) most likely cells, i.e. as many notes as the model expects. Where the
+context says little (drums only) no single cell reaches 0.5 and thresholding plays almost
+nothing; counting plays the expected number of notes on the likeliest cells.
 
 ``"atassi"`` (the paper's reference, L. Atassi 2023): ``x_t ~ Bernoulli(x0 (1 -
 beta_t) + r beta_t)``, ``beta_t = (t + 1) / T``, T = 100, L1 loss on the predicted
@@ -42,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 OBJECTIVES = ("bernoulli", "atassi")
+DECODES = ("threshold", "count")
 
 
 @dataclass
@@ -53,6 +58,8 @@ class DiffusionConfig:
     cond_drop: float = 0.1  # context dropout in training (classifier-free guidance)
     guidance: float = 1.0  # default guidance scale at sampling (1 = off)
     threshold: float = 0.5  # the last step keeps a cell where the predicted P(note) >= threshold
+    decode: str = "threshold"  # last step: "threshold" (P >= threshold) or "count" (the expected number of notes)
+    candidates: int = 1  # default fills sampled per window by fill.py (the best by consensus is kept)
     pos_weight: float = 1.0  # BCE weight of positive cells (bernoulli)
     max_remove: int = 2  # stems removed per training sample: 1..max_remove
     remove_only: str = ""  # the paper's setting: always remove this one stem (one model per instrument)
@@ -62,6 +69,10 @@ class DiffusionConfig:
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"DiffusionConfig: objective {self.objective!r} is not one of {OBJECTIVES}")
+        if self.decode not in DECODES:
+            raise ValueError(f"DiffusionConfig: decode {self.decode!r} is not one of {DECODES}")
+        if int(self.candidates) < 1:
+            raise ValueError(f"DiffusionConfig: candidates must be >= 1, got {self.candidates}")
         self.density = tuple(float(d) for d in self.density)
 
     def to_dict(self) -> dict:
@@ -207,13 +218,25 @@ class BinaryDiffusion(nn.Module):
                 t = torch.full((b,), k / steps, device=dev)
                 p = torch.sigmoid(self.guided_logits(x, known, ctx, t, guidance))
                 if k == 1:
-                    x = (p >= cfg.threshold).float()
+                    x = self.decode(p, known) if cfg.decode == "count" else (p >= cfg.threshold).float()
                     break
                 ab_t = cosine_abar(t).view(b, 1, 1, 1)
                 ab_s = cosine_abar(torch.full((b,), (k - 1) / steps, device=dev)).view(b, 1, 1, 1)
                 x = bern(self.posterior(x, p, ab_t, ab_s, r))
             out = x.bool()
         return torch.where(known, ctx, out)
+
+    @staticmethod
+    def decode(p: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        """Expected-count decoding: per (window, channel) keep the round(sum of P(note)) most likely unknown
+        cells, so a fill plays as many notes as the model expects even where no single cell is > 0.5."""
+        b, c = p.shape[:2]
+        q = torch.where(known, torch.zeros_like(p), p).flatten(2)  # (B, C, D)
+        n = q.sum(-1).round().long().clamp(0, q.shape[-1])  # (B, C)
+        srt = q.sort(-1, descending=True).values
+        kth = srt.gather(-1, (n - 1).clamp_min(0).unsqueeze(-1))  # (B, C, 1) the n-th largest P
+        x = (q >= kth) & (n > 0).unsqueeze(-1) & (q > 0)
+        return x.view_as(p).float()
 
     @staticmethod
     def posterior(x_t: torch.Tensor, p0: torch.Tensor, ab_t: torch.Tensor, ab_s: torch.Tensor, r: torch.Tensor) -> torch.Tensor:

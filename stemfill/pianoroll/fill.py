@@ -12,9 +12,12 @@ a pass is independent, so a pass is one batched sampling loop: a 3-minute song c
 two loops of ~15 windows each instead of ~45 sequential windows.
 The song is padded at the end with known silence, so a song shorter than a window works.
 
-``candidates=K`` samples every window K times and keeps, per window, the candidate
-with the best self-consistency score: the model's own likelihood proxy (minus its
-BCE at predicting the filled cells back from re-noised copies, ``BinaryDiffusion.score``).
+``candidates=K`` (default: the model config's ``candidates``) samples every window K times
+and keeps, per window, one candidate. ``select="mbr"`` (default) keeps the minimum-Bayes-risk
+choice: the candidate whose generated cells agree best (mean F1) with the other K - 1, i.e.
+the fill closest to what the model usually plays there, which is what the agreement metrics
+reward. ``select="score"`` keeps the best self-consistency score instead (the model's
+likelihood proxy, ``BinaryDiffusion.score``; costs extra forward passes).
 """
 
 from __future__ import annotations
@@ -46,9 +49,25 @@ def _known_full(known: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.broadcast_to(k, shape)
 
 
+def consensus(x: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
+    """Minimum-Bayes-risk score of K candidates per window: x, free (N, K, D) bool -> (N, K), each
+    candidate's mean F1 of its generated cells against the other K - 1 candidates' (higher = closer to
+    what the model usually plays here)."""
+    g = (x & free).float()
+    inter = g @ g.transpose(1, 2)  # (N, K, K) shared cells
+    size = g.sum(-1)
+    f1 = 2 * inter / (size[:, :, None] + size[:, None, :]).clamp_min(1.0)
+    both_empty = (size[:, :, None] == 0) & (size[:, None, :] == 0)
+    f1 = torch.where(both_empty, torch.ones_like(f1), f1)
+    k = x.shape[1]
+    return (f1.sum(-1) - f1.diagonal(dim1=1, dim2=2)) / max(1, k - 1)
+
+
 def _sample_windows(model, ctx: np.ndarray, known: np.ndarray, steps, generator, guidance, candidates: int,
-                    batch: int) -> np.ndarray:
-    """Fill a stack of windows (N, 3, P, L); with candidates > 1 keep the best-scoring of K per window."""
+                    batch: int, select: str = "mbr") -> np.ndarray:
+    """Fill a stack of windows (N, 3, P, L); with candidates > 1 keep one of K per window (``select``)."""
+    if select not in ("mbr", "score"):
+        raise StemfillError(f"select must be 'mbr' or 'score', got {select!r}")
     dev = model.r.device
     out = np.empty_like(ctx)
     per = max(1, batch // max(1, candidates))
@@ -60,7 +79,10 @@ def _sample_windows(model, ctx: np.ndarray, known: np.ndarray, steps, generator,
             c, k = c.repeat_interleave(candidates, 0), k.repeat_interleave(candidates, 0)
         x = model.sample(c.to(dev), k.to(dev), steps=steps, generator=generator, guidance=guidance)
         if candidates > 1:
-            s = model.score(x, k.to(dev), seed=int(torch.randint(2**31, (1,), generator=generator)))
+            if select == "score":
+                s = model.score(x, k.to(dev), seed=int(torch.randint(2**31, (1,), generator=generator)))
+            else:
+                s = consensus(x.view(n, candidates, -1), ~k.to(dev).view(n, candidates, -1))
             best = s.view(n, candidates).argmax(1).cpu()
             x = x.view(n, candidates, *x.shape[1:])[torch.arange(n), best]
         out[i:i + n] = x.cpu().numpy()
@@ -69,7 +91,8 @@ def _sample_windows(model, ctx: np.ndarray, known: np.ndarray, steps, generator,
 
 @torch.inference_mode()
 def fill_chunks(model, rolls: np.ndarray, known: np.ndarray, steps: int | None = None, seed: int = 0,
-                guidance: float | None = None, candidates: int = 1, batch: int = BATCH) -> np.ndarray:
+                guidance: float | None = None, candidates: int | None = None, batch: int = BATCH,
+                select: str = "mbr") -> np.ndarray:
     """Fill the unknown cells of chunks. rolls: bool (N, 3, P, L); known: (N, 3), (N, 3, L) or (N, 3, P, L).
 
     Returns a bool array like ``rolls`` whose known cells are the input's, bit for bit.
@@ -78,8 +101,15 @@ def fill_chunks(model, rolls: np.ndarray, known: np.ndarray, steps: int | None =
     kn = np.ascontiguousarray(_known_full(known, rolls.shape))
     g = torch.Generator().manual_seed(int(seed))
     model.eval()
-    out = _sample_windows(model, rolls & kn, kn, steps, g, guidance, candidates, batch)
+    out = _sample_windows(model, rolls & kn, kn, steps, g, guidance, _candidates(model, candidates), batch, select)
     return np.where(kn, rolls, out)
+
+
+def _candidates(model, candidates: int | None) -> int:
+    k = int(getattr(model.config, "candidates", 1) if candidates is None else candidates)
+    if k < 1:
+        raise StemfillError(f"candidates must be >= 1, got {k}")
+    return k
 
 
 def window_plan(T: int, window: int = WINDOW, overlap: int = OVERLAP) -> tuple[int, list[int], list[int]]:
@@ -94,8 +124,8 @@ def window_plan(T: int, window: int = WINDOW, overlap: int = OVERLAP) -> tuple[i
 
 @torch.inference_mode()
 def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = None, seed: int = 0,
-              guidance: float | None = None, candidates: int = 1, window: int = WINDOW, overlap: int = OVERLAP,
-              batch: int = BATCH) -> np.ndarray:
+              guidance: float | None = None, candidates: int | None = None, window: int = WINDOW,
+              overlap: int = OVERLAP, batch: int = BATCH) -> np.ndarray:
     """Fill the unknown cells of a whole-song roll (3, P, T); known: (3, T) or (3, P, T) bool."""
     roll = np.asarray(roll, dtype=bool)
     C, P, T = roll.shape
@@ -107,6 +137,7 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
     K[..., :T] = kn
     g = torch.Generator().manual_seed(int(seed))
     model.eval()
+    candidates = _candidates(model, candidates)
     for starts in (pass1, pass2):
         todo = [s for s in starts if not K[..., s:s + window].all()]
         if not todo:
@@ -141,7 +172,7 @@ def _copy_song(song: Song, tracks) -> Song:
 
 
 def fill_song_detail(song: Song, add: list[str], model, steps: int | None = None, seed: int = 0,
-                     bars: str | None = None, candidates: int = 1, replace: bool = False,
+                     bars: str | None = None, candidates: int | None = None, replace: bool = False,
                      guidance: float | None = None, window: int | None = None, overlap: int | None = None):
     """Like ``fill_song``; also returns the filled roll (3, P, T) and the generated-cell mask (3, T)."""
     stems = list(dict.fromkeys(add))
@@ -150,7 +181,7 @@ def fill_song_detail(song: Song, add: list[str], model, steps: int | None = None
     for s in stems:
         if s not in STEMS:
             raise StemfillError(f"unknown stem {s!r}; choose from {', '.join(STEMS)}")
-    if candidates < 1:
+    if candidates is not None and candidates < 1:
         raise StemfillError(f"candidates must be >= 1, got {candidates}")
     groups = classify_song(song)
     span = parse_bars(bars, song) if bars else None
@@ -203,7 +234,7 @@ def fill_song_detail(song: Song, add: list[str], model, steps: int | None = None
 
 
 def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed: int = 0, bars: str | None = None,
-              candidates: int = 1, replace: bool = False, guidance: float | None = None) -> Song:
+              candidates: int | None = None, replace: bool = False, guidance: float | None = None) -> Song:
     """Add the stems ``add`` to a copy of ``song``; original tracks are untouched (see module doc).
 
     ``bars='A-B'``: generate only inside those bars (1-based, inclusive); an existing stem keeps its notes
