@@ -1,6 +1,6 @@
 """Wall time and peak memory to fill one stem of a real ~3-minute song on this machine.
 
-    python bench/fill.py [SONG] [--model PATH] [--add bass] [--steps 8 16 24] [--candidates 1]
+    python bench/fill.py [SONG] [--model PATH] [--add bass] [--steps 8 16 24] [--candidates K]
 
 Model: --model, else the shipped default (stemfill/models/default), else a freshly
 initialised model of the default config (timings are the same; the notes are noise).
@@ -29,7 +29,7 @@ def main() -> None:
     ap.add_argument("--model", default=None)
     ap.add_argument("--add", default="bass")
     ap.add_argument("--steps", type=int, nargs="+", default=[0], help="0 = the model's own default")
-    ap.add_argument("--candidates", type=int, default=1)
+    ap.add_argument("--candidates", type=int, default=0, help="0 = the model's own default")
     ap.add_argument("--threads", type=int, default=0)
     a = ap.parse_args()
     if a.threads:
@@ -56,12 +56,15 @@ def main() -> None:
     print(f"song: {Path(a.song).name}: {secs:.0f} s, {song.n_bars} bars, {T} steps -> {len(p1)} + {len(p2)} windows of {win}")
     print(f"model: {which}, {model.net.n_params() / 1e6:.2f} M params; torch threads {torch.get_num_threads()}")
     replace = any(t.notes for t in song.stem_tracks(a.add))
-    print(f"model defaults: {model.config.sample_steps} steps, guidance {model.config.guidance}")
+    cfg = model.config
+    print(f"model defaults: {cfg.sample_steps} steps, guidance {cfg.guidance}, decode {cfg.decode}, "
+          f"candidates {cfg.candidates}")
+    cands = a.candidates or cfg.candidates
     rows = []
     for steps in a.steps:
         steps = steps or model.config.sample_steps
         t0 = time.perf_counter()
-        out, _, _ = fill_song_detail(song, [a.add], model, steps=steps, seed=0, candidates=a.candidates, replace=replace)
+        out, _, _ = fill_song_detail(song, [a.add], model, steps=steps, seed=0, candidates=cands, replace=replace)
         dt = time.perf_counter() - t0
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         rows.append((f"fill_song, {steps} steps", dt, rss, len(out.tracks[-1].notes)))
@@ -71,6 +74,8 @@ def main() -> None:
             cmd = [sys.executable, "-m", "stemfill.cli", "midi", a.song, "--add", a.add, "-o", str(Path(tmp) / "out.mid")]
             if replace:
                 cmd.append("--replace")
+            if a.candidates:
+                cmd += ["--candidates", str(a.candidates)]
             t0 = time.perf_counter()
             subprocess.run(cmd, check=True, capture_output=True)
             dt = time.perf_counter() - t0
@@ -78,7 +83,7 @@ def main() -> None:
             rows.append(("`stemfill midi` end to end", dt, rss, None))
     print(f"\n| what | candidates | wall s | peak RSS MB | notes written |\n|---|---:|---:|---:|---:|")
     for what, dt, rss, n in rows:
-        print(f"| {what} | {a.candidates} | {dt:.2f} | {rss:.0f} | {'' if n is None else n} |")
+        print(f"| {what} | {cands} | {dt:.2f} | {rss:.0f} | {'' if n is None else n} |")
 
 
 if __name__ == "__main__":

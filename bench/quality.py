@@ -40,6 +40,18 @@ def ensure_chunks(data: Path | None) -> Path:
     return CACHE
 
 
+def _sampling(model: str) -> str:
+    """' (sampling: ...)' from a model folder's config.json, or '' when it has none."""
+    import json
+
+    p = Path(model) / "config.json"
+    if not p.is_file():
+        return ""
+    d = json.loads(p.read_text()).get("diffusion", {})
+    return (f" (sampling: {d.get('sample_steps')} step(s), guidance {d.get('guidance')}, decode "
+            f"{d.get('decode', 'threshold')}, {d.get('candidates', 1)} candidate(s))")
+
+
 def _rel(path: str) -> str:
     p = Path(path).resolve()
     return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
@@ -106,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         f"- command: `{command}`",
         f"- data: `{_rel(cfg['data'])}` split `{cfg['split']}`: {cfg['n_chunks']} chunks, {cfg['n_selected']} evaluated "
         f"(seed {cfg['seed']}), chunk shape {cfg['chunk_shape']} at {cfg['steps_per_beat']} steps per beat",
-        f"- model: `{cfg['model']}`" if cfg.get("model") else "- model: none given (baselines only)",
+        f"- model: `{_rel(cfg['model'])}`{_sampling(cfg['model'])}" if cfg.get("model") else "- model: none given (baselines only)",
         *([f"- paper: per-instrument models `{', '.join(_rel(x) for x in cfg['paper_models'].split(','))}` "
            "(one Atassi model per stem, chained drums -> bass -> guitar; bench/paper-models/README.md)"]
           if cfg.get("paper_models") else []),
