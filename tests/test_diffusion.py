@@ -209,3 +209,18 @@ def test_model_default_candidates_and_count_decode_keep_known_cells():
     assert (out == fill_chunks(model, rolls, known, steps=1, seed=1, candidates=3)).all()
     with pytest.raises(ValueError, match="decode"):
         DiffusionConfig(decode="argmax")
+
+
+def test_count_decoding_drops_notes_shorter_than_min_note():
+    p = torch.zeros(1, 3, 2, 12)
+    p[0, 1, 0, 0:4] = 0.9  # a 4-step note
+    p[0, 1, 1, 6] = 0.9  # a 1-step blip
+    p[0, 0, 0, 3] = 0.9  # a drum hit (1 step) in a channel without min_note
+    known = torch.zeros_like(p, dtype=torch.bool)
+    x = BinaryDiffusion.decode(p, known, min_note=(0, 2, 2))
+    assert x[0, 1, 0, 0:4].all() and not x[0, 1, 1].any()
+    assert x[0, 0, 0, 3] and int(x[0, 0].sum()) == 1
+    y = BinaryDiffusion.decode(p, known)
+    assert y[0, 1, 1, 6]  # without min_note the blip stays
+    s = BinaryDiffusion.decode(p, known, smooth=(1, 3, 3))
+    assert s.shape == p.shape and not (s.bool() & known).any()

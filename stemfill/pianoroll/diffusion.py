@@ -60,6 +60,8 @@ class DiffusionConfig:
     threshold: float = 0.5  # the last step keeps a cell where the predicted P(note) >= threshold
     decode: str = "threshold"  # last step: "threshold" (P >= threshold) or "count" (the expected number of notes)
     candidates: int = 1  # default fills sampled per window by fill.py (the best by consensus is kept)
+    min_note: tuple[int, ...] = (0, 0, 0)  # count decoding, per channel: drop generated notes shorter than this (steps)
+    smooth: tuple[int, ...] = (1, 1, 1)  # count decoding, per channel: rank cells by P averaged over this many steps
     pos_weight: float = 1.0  # BCE weight of positive cells (bernoulli)
     max_remove: int = 2  # stems removed per training sample: 1..max_remove
     remove_only: str = ""  # the paper's setting: always remove this one stem (one model per instrument)
@@ -74,6 +76,8 @@ class DiffusionConfig:
         if int(self.candidates) < 1:
             raise ValueError(f"DiffusionConfig: candidates must be >= 1, got {self.candidates}")
         self.density = tuple(float(d) for d in self.density)
+        self.min_note = tuple(int(v) for v in self.min_note)
+        self.smooth = tuple(int(v) for v in self.smooth)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -218,7 +222,8 @@ class BinaryDiffusion(nn.Module):
                 t = torch.full((b,), k / steps, device=dev)
                 p = torch.sigmoid(self.guided_logits(x, known, ctx, t, guidance))
                 if k == 1:
-                    x = self.decode(p, known) if cfg.decode == "count" else (p >= cfg.threshold).float()
+                    x = (self.decode(p, known, cfg.min_note, cfg.smooth) if cfg.decode == "count"
+                         else (p >= cfg.threshold).float())
                     break
                 ab_t = cosine_abar(t).view(b, 1, 1, 1)
                 ab_s = cosine_abar(torch.full((b,), (k - 1) / steps, device=dev)).view(b, 1, 1, 1)
@@ -227,16 +232,31 @@ class BinaryDiffusion(nn.Module):
         return torch.where(known, ctx, out)
 
     @staticmethod
-    def decode(p: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    def decode(p: torch.Tensor, known: torch.Tensor, min_note=(), smooth=()) -> torch.Tensor:
         """Expected-count decoding: per (window, channel) keep the round(sum of P(note)) most likely unknown
-        cells, so a fill plays as many notes as the model expects even where no single cell is > 0.5."""
-        b, c = p.shape[:2]
-        q = torch.where(known, torch.zeros_like(p), p).flatten(2)  # (B, C, D)
-        n = q.sum(-1).round().long().clamp(0, q.shape[-1])  # (B, C)
-        srt = q.sort(-1, descending=True).values
-        kth = srt.gather(-1, (n - 1).clamp_min(0).unsqueeze(-1))  # (B, C, 1) the n-th largest P
-        x = (q >= kth) & (n > 0).unsqueeze(-1) & (q > 0)
-        return x.view_as(p).float()
+        cells, so a fill plays as many notes as the model expects even where no single cell is > 0.5.
+
+        ``smooth[c]`` > 1: rank channel c's cells by P averaged over that many steps; ``min_note[c]`` > 1:
+        then drop generated runs shorter than that many steps (one-step blips of a scattered guess).
+        The shipped model uses min_note (0, 2, 2) and no smoothing (smoothing merged repeated notes)."""
+        b, c, P, L = p.shape
+        q = torch.where(known, torch.zeros_like(p), p)
+        n = q.flatten(2).sum(-1).round().long().clamp(0, P * L)  # (B, C)
+        rank = q.clone()
+        for ch, w in enumerate(smooth):
+            if ch < c and w > 1:
+                v = q[:, ch].reshape(-1, 1, L)
+                v = F.avg_pool1d(F.pad(v, ((w - 1) // 2, w // 2), mode="replicate"), w, stride=1)
+                rank[:, ch] = torch.where(known[:, ch], torch.zeros_like(q[:, ch]), v.view(b, P, L))
+        r = rank.flatten(2)
+        kth = r.sort(-1, descending=True).values.gather(-1, (n - 1).clamp_min(0).unsqueeze(-1))
+        x = ((r >= kth) & (n > 0).unsqueeze(-1) & (r > 0)).view_as(p)
+        for ch, m in enumerate(min_note):  # drop runs shorter than m steps (a morphological opening in time)
+            if ch < c and m > 1 and L >= m:
+                v = x[:, ch].reshape(-1, 1, L).float()
+                full = F.avg_pool1d(v, m, stride=1) > 1 - 1e-6  # windows of m steps fully on
+                x[:, ch] = (F.max_pool1d(F.pad(full.float(), (m - 1, m - 1)), m, stride=1) > 0).view(b, P, L)
+        return x.float()
 
     @staticmethod
     def posterior(x_t: torch.Tensor, p0: torch.Tensor, ab_t: torch.Tensor, ab_s: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
