@@ -302,6 +302,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, until: 
                 log.flush()
                 bar.update(task, info=f"loss {loss.item():.4f}")
             bar.update(task, completed=step)
+    if ddp:  # every process must end with the same weights; record that in the log
+        world = dist.get_world_size()
+        flat = torch.cat([p.detach().double().flatten() for p in model.parameters()])
+        sig = torch.stack([flat.sum(), (flat * flat).sum()])
+        sigs = [torch.zeros_like(sig) for _ in range(world)]
+        dist.all_gather(sigs, sig)
+        if main:
+            log.write(json.dumps({"step": step, "ddp_world_size": world,
+                                  "ddp_in_sync": all(torch.equal(sigs[0], x) for x in sigs)}) + "\n")
     if main:
         if valid_rolls is not None:
             v = validate(ema, valid_rolls, device, cfg.batch)
@@ -309,7 +318,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, until: 
         checkpoint()
         log.close()
     if ddp:
-        torch.distributed.destroy_process_group()
+        dist.destroy_process_group()
     return out / "model"
 
 
