@@ -61,7 +61,6 @@ class DiffusionConfig:
     decode: str = "threshold"  # last step: "threshold" (P >= threshold) or "count" (the expected number of notes)
     candidates: int = 1  # default fills sampled per window by fill.py (the best by consensus is kept)
     min_note: tuple[int, ...] = (0, 0, 0)  # count decoding, per channel: drop generated notes shorter than this (steps)
-    smooth: tuple[int, ...] = (1, 1, 1)  # count decoding, per channel: rank cells by P averaged over this many steps
     pos_weight: float = 1.0  # BCE weight of positive cells (bernoulli)
     max_remove: int = 2  # stems removed per training sample: 1..max_remove
     remove_only: str = ""  # the paper's setting: always remove this one stem (one model per instrument)
@@ -77,7 +76,6 @@ class DiffusionConfig:
             raise ValueError(f"DiffusionConfig: candidates must be >= 1, got {self.candidates}")
         self.density = tuple(float(d) for d in self.density)
         self.min_note = tuple(int(v) for v in self.min_note)
-        self.smooth = tuple(int(v) for v in self.smooth)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -222,7 +220,7 @@ class BinaryDiffusion(nn.Module):
                 t = torch.full((b,), k / steps, device=dev)
                 p = torch.sigmoid(self.guided_logits(x, known, ctx, t, guidance))
                 if k == 1:
-                    x = (self.decode(p, known, cfg.min_note, cfg.smooth) if cfg.decode == "count"
+                    x = (self.decode(p, known, cfg.min_note) if cfg.decode == "count"
                          else (p >= cfg.threshold).float())
                     break
                 ab_t = cosine_abar(t).view(b, 1, 1, 1)
@@ -232,23 +230,16 @@ class BinaryDiffusion(nn.Module):
         return torch.where(known, ctx, out)
 
     @staticmethod
-    def decode(p: torch.Tensor, known: torch.Tensor, min_note=(), smooth=()) -> torch.Tensor:
+    def decode(p: torch.Tensor, known: torch.Tensor, min_note=()) -> torch.Tensor:
         """Expected-count decoding: per (window, channel) keep the round(sum of P(note)) most likely unknown
         cells, so a fill plays as many notes as the model expects even where no single cell is > 0.5.
 
-        ``smooth[c]`` > 1: rank channel c's cells by P averaged over that many steps; ``min_note[c]`` > 1:
-        then drop generated runs shorter than that many steps (one-step blips of a scattered guess).
-        The shipped model uses min_note (0, 2, 2) and no smoothing (smoothing merged repeated notes)."""
+        ``min_note[c]`` > 1: drop channel c's generated runs shorter than that many steps (one-step
+        blips of a scattered guess; the shipped model uses (0, 2, 2))."""
         b, c, P, L = p.shape
         q = torch.where(known, torch.zeros_like(p), p)
-        n = q.flatten(2).sum(-1).round().long().clamp(0, P * L)  # (B, C)
-        rank = q.clone()
-        for ch, w in enumerate(smooth):
-            if ch < c and w > 1:
-                v = q[:, ch].reshape(-1, 1, L)
-                v = F.avg_pool1d(F.pad(v, ((w - 1) // 2, w // 2), mode="replicate"), w, stride=1)
-                rank[:, ch] = torch.where(known[:, ch], torch.zeros_like(q[:, ch]), v.view(b, P, L))
-        r = rank.flatten(2)
+        r = q.flatten(2)
+        n = r.sum(-1).round().long().clamp(0, P * L)  # (B, C) expected number of notes
         kth = r.sort(-1, descending=True).values.gather(-1, (n - 1).clamp_min(0).unsqueeze(-1))
         x = ((r >= kth) & (n > 0).unsqueeze(-1) & (r > 0)).view_as(p)
         for ch, m in enumerate(min_note):  # drop runs shorter than m steps (a morphological opening in time)

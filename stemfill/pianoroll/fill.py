@@ -181,8 +181,6 @@ def fill_song_detail(song: Song, add: list[str], model, steps: int | None = None
     for s in stems:
         if s not in STEMS:
             raise StemfillError(f"unknown stem {s!r}; choose from {', '.join(STEMS)}")
-    if candidates is not None and candidates < 1:
-        raise StemfillError(f"candidates must be >= 1, got {candidates}")
     groups = classify_song(song)
     span = parse_bars(bars, song) if bars else None
     tracks = [dc_replace(t, notes=list(t.notes)) for t in song.tracks]
