@@ -99,10 +99,29 @@ def test_off_grid_notes_round_to_nearest_step_and_length_crops():
 _note = st.tuples(st.integers(0, 60), st.integers(2, 16), st.integers(0, R.N_PITCHES - 1))
 
 
+def _spaced(notes):
+    kept = []
+    for s, d, p in sorted(notes):
+        if not any(q == p and t == s - 1 for t, _, q in kept):
+            kept.append((s, d, p))
+    return kept
+
+
+def test_onsets_one_step_apart():
+    """A one-step note right before a same-pitch onset keeps its step; the later note gives up its
+    first step (if it has more than one), so the two stay two notes."""
+    song = song_of(guitar=[n(0, 2, R.GUITAR_LOW), n(1, 2, R.GUITAR_LOW)])
+    dec = R.decode(R.encode(song))
+    assert [(x.start, x.end) for x in dec["guitar"]] == [(0, STEP), (2 * STEP, 3 * STEP)]
+
+
 @settings(max_examples=40, deadline=None)
 @given(bass=st.lists(_note, max_size=25), guitar=st.lists(_note, max_size=25),
        drums=st.lists(st.tuples(st.integers(0, 60), st.sampled_from([36, 38, 42, 46, 49, 51])), max_size=25))
 def test_song_roll_song_round_trip(bass, guitar, drums):
+    # same-pitch onsets one step apart follow their own rule (test_onsets_one_step_apart) and are left
+    # out here: keep a note only if no kept note of its pitch starts one step earlier
+    bass, guitar = _spaced(bass), _spaced(guitar)
     song = song_of(drums=[n(s, 1, p) for s, p in drums],
                    bass=[n(s, d, R.BASS_LOW + p) for s, d, p in bass],
                    guitar=[n(s, d, R.GUITAR_LOW + p) for s, d, p in guitar])
