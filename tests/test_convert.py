@@ -325,6 +325,17 @@ def test_leak_check_moves_a_held_out_copy_of_a_training_song(tmp_path):
     # a second (resumed) run reaches the same split
     C.convert([src], out, jobs=1)
     assert {s["path"]: s["split"] for s in _manifest(out)["songs"]} == {p: s["split"] for p, s in songs.items()}
+    # a manifest written before the leak check existed (no "leak_check" mark, copy still in test) is checked again
+    m = _manifest(out)
+    del m["leak_check"]
+    for e in m["songs"]:
+        e.pop("leak", None)
+        e["split"] = C.split_of(e["hash"])
+    (out / "manifest.json").write_text(json.dumps(m))
+    lines.clear()
+    C.convert([src], out, jobs=1, log=lines.append)
+    assert {s["path"]: s["split"] for s in _manifest(out)["songs"]} == {p: s["split"] for p, s in songs.items()}
+    assert any("moved test -> train" in line for line in lines)
 
 
 def test_bar_keys_skip_bars_with_one_stem():
