@@ -1,7 +1,10 @@
 """Agreement F1 of the model under different sampling settings (steps, guidance, threshold).
 
     python bench/sampling.py --data chunks --split valid --limit 150 --cases single \
-        --settings 8:1 4:2 2:2 1:2          # steps:guidance[:threshold|count[:candidates[:mbr|score]]]
+        --settings 8:1 4:2 2:2 1:2          # steps:guidance[:threshold|count|line[@S][:candidates[:mbr|score]]]
+
+``count`` is count decoding for every channel (no line decoding); ``line`` is count decoding with the
+bass decoded as a line (``diffusion.decode_line``), ``line@S`` with ``line_starts`` S.
 
 Used to choose the shipped model's sampling defaults on the valid split (docs/model-card.md).
 """
@@ -47,8 +50,12 @@ def main() -> None:
         parts = spec.split(":")
         steps, guidance = int(parts[0]), float(parts[1])
         th = parts[2] if len(parts) > 2 and parts[2] else "0.5"
-        model.config.decode = "count" if th == "count" else "threshold"
-        model.config.threshold = 0.5 if th == "count" else float(th)
+        counted = th == "count" or th.startswith("line")
+        model.config.decode = "count" if counted else "threshold"
+        model.config.threshold = 0.5 if counted else float(th)
+        model.config.line = (False, th.startswith("line"), False)
+        if th.startswith("line@"):
+            model.config.line_starts = float(th[5:])
         cands = int(parts[3]) if len(parts) > 3 else 1
         sel = parts[4] if len(parts) > 4 else "mbr"
         t0 = time.perf_counter()

@@ -138,6 +138,7 @@ def midi_cmd(
     candidates: Optional[int] = typer.Option(None, "--candidates", min=1, help="Sample K fills per window, keep the one that agrees most with the others (default: the model's own)."),
     replace: bool = typer.Option(False, "--replace", help="Replace a stem the song already has."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale (1 = off; default: the model's)."),
+    key: Optional[str] = typer.Option(None, "--key", help="Key of the new bass/guitar, e.g. 'E minor', 'A' (only where the song has neither: drums alone carry no key)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw input vs filled piano roll as a PNG."),
 ) -> None:
     """Add missing stems (drums / bass / guitar) to a song with the diffusion model."""
@@ -151,10 +152,15 @@ def midi_cmd(
     song = read_song(inp)
     m = load_model(model if model is not None else _default_model_path())
     new, filled, gen = fill_song_detail(song, list(add), m, steps=steps, seed=seed, bars=bars,
-                                        candidates=candidates, replace=replace, guidance=guidance)
+                                        candidates=candidates, replace=replace, guidance=guidance, key=key)
     write_song(new, out, source=inp)
     added = [t for t in new.tracks[len(new.tracks) - len(dict.fromkeys(add)):]]
-    typer.echo(f"wrote {out}: added " + ", ".join(f"{t.name} ({len(t.notes)} notes)" for t in added))
+    in_key = ""
+    if key is not None:
+        from stemfill.pianoroll.key import key_name, parse_key
+
+        in_key = f" in {key_name(*parse_key(key))}"
+    typer.echo(f"wrote {out}: added " + ", ".join(f"{t.name} ({len(t.notes)} notes)" for t in added) + in_key)
     if plot is not None:
         from stemfill.pianoroll import roll as R
         from stemfill.pianoroll.plot import plot_roll

@@ -10,7 +10,7 @@ import torch
 from symbolic_toy import make_chunk_folder, toy_rolls
 
 from stemfill.errors import ModelError
-from stemfill.pianoroll.diffusion import BinaryDiffusion, DiffusionConfig, subtractive_mask
+from stemfill.pianoroll.diffusion import BinaryDiffusion, DiffusionConfig, decode_line, subtractive_mask
 from stemfill.pianoroll.fill import fill_chunks
 from stemfill.pianoroll.model import build_model, load_model, save_pretrained
 from stemfill.pianoroll.train import PRESETS, TrainConfig, pitch_shift, train
@@ -222,6 +222,73 @@ def test_count_decoding_drops_notes_shorter_than_min_note():
     assert x[0, 0, 0, 3] and int(x[0, 0].sum()) == 1
     y = BinaryDiffusion.decode(p, known)
     assert y[0, 1, 1, 6]  # without min_note the blip stays
+
+
+def _line_notes(x: torch.Tensor) -> list[tuple[int, int, int]]:
+    """(P, L) {0,1} -> [(start, length, row)] of its runs."""
+    out = []
+    for row in range(x.shape[0]):
+        v = x[row].tolist() + [0]
+        t = 0
+        while t < len(v) - 1:
+            if v[t]:
+                e = t
+                while v[e]:
+                    e += 1
+                out.append((t, e - t, row))
+                t = e
+            else:
+                t += 1
+    return sorted(out)
+
+
+def test_line_decoding_keeps_a_start_whose_pitch_is_uncertain():
+    """Bass as a line: a note surely starts at step 0 but its pitch is split over three rows (0.3 each,
+    no cell reaches a confident note's 0.9); a confident note follows at step 8, then a rest."""
+    p = torch.zeros(1, 6, 16)
+    p[0, 0:3, 0:8] = 0.3
+    p[0, 0, 0:8] = 0.35  # row 0 a little likelier
+    p[0, 4, 8:12] = 0.9
+    x = decode_line(p, torch.zeros(1, 16, dtype=torch.bool), starts=1.0, sounding=0.3)
+    assert _line_notes(x[0]) == [(0, 8, 0), (8, 4, 4)]  # one note per start, the likeliest row, the rest kept
+    assert int(x[0].sum(0).max()) == 1  # a line: one note at a time
+    # a weaker start (rise 0.3) loses to the two strong ones when only two starts are expected
+    p[0, 5, 13:16] = 0.3
+    x = decode_line(p, torch.zeros(1, 16, dtype=torch.bool), starts=1.0, sounding=0.2)
+    assert [n[0] for n in _line_notes(x[0])] == [0, 8]
+
+
+def test_line_decoding_repeated_notes_and_known_steps():
+    # two starts of the same pitch: the first note ends one step early (the roll codec's repeated-note rule)
+    p = torch.zeros(1, 4, 12)
+    p[0, 2, 0:12] = 0.9
+    p[0, 2, 6] = 0.5  # a dip: the model expects a new attack here
+    p[0, 2, 7:12] = 0.95
+    x = decode_line(p, torch.zeros(1, 12, dtype=torch.bool), starts=2.0, sounding=0.3)
+    assert _line_notes(x[0]) == [(0, 6, 2), (7, 5, 2)]
+    # a context note that runs from the known steps into the unknown ones is not a new start
+    q = torch.zeros(1, 4, 12)
+    q[0, 1, 0:4] = 1.0  # known: a note from step 0
+    q[0, 1, 4:8] = 0.8  # the model carries it on
+    q[0, 3, 8:12] = 0.8  # then a new note
+    known = torch.zeros(1, 12, dtype=torch.bool)
+    known[0, :4] = True
+    x = decode_line(q, known, starts=1.0, sounding=0.3)
+    assert _line_notes(x[0]) == [(0, 8, 1), (8, 4, 3)]
+
+
+def test_line_decoding_in_the_sampler_is_saved_and_keeps_known_cells(tmp_path):
+    model = tiny_model()
+    model.config.decode, model.config.line, model.config.min_note = "count", (False, True, False), (0, 2, 2)
+    rolls = toy_rolls(4, seed=7)
+    known = np.array([[True, False, True]] * 4)
+    out = fill_chunks(model, rolls, known, steps=1, seed=3)
+    assert (out[:, [0, 2]] == rolls[:, [0, 2]]).all()
+    assert out[:, 1].sum(1).max() <= 1  # the bass is one line
+    save_pretrained(model, tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    assert again.config.line == (False, True, False) and again.config.line_starts == model.config.line_starts
+    assert (fill_chunks(again, rolls, known, steps=1, seed=3) == out).all()
 
 
 def test_torchrun_two_processes_train_in_sync(tmp_path):

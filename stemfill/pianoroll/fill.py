@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from stemfill.errors import StemfillError
+from stemfill.pianoroll.key import fit_key, parse_key
 from stemfill.pianoroll.model import load_model  # noqa: F401  (re-exported for the evaluation harness)
 from stemfill.pianoroll.roll import CHANNEL, decode_stem, encode, n_steps, new_track, ticks_to_step
 from stemfill.pianoroll.song import STEMS, Song
@@ -173,7 +174,8 @@ def _copy_song(song: Song, tracks) -> Song:
 
 def fill_song_detail(song: Song, add: list[str], model, steps: int | None = None, seed: int = 0,
                      bars: str | None = None, candidates: int | None = None, replace: bool = False,
-                     guidance: float | None = None, window: int | None = None, overlap: int | None = None):
+                     guidance: float | None = None, window: int | None = None, overlap: int | None = None,
+                     key: str | None = None):
     """Like ``fill_song``; also returns the filled roll (3, P, T) and the generated-cell mask (3, T)."""
     stems = list(dict.fromkeys(add))
     if not stems:
@@ -220,10 +222,20 @@ def fill_song_detail(song: Song, add: list[str], model, steps: int | None = None
     if not (roll & known[:, None, :]).any():
         raise StemfillError("nothing to condition on: the song has no drums, bass or guitar notes besides the "
                             f"stem(s) to add ({', '.join(stems)})")
+    if key is not None:
+        parse_key(key)  # a bad name fails before the model runs
+        if not {"bass", "guitar"} & set(stems):
+            raise StemfillError("--key places a new bass or guitar part in a key; add bass or guitar")
+        for c in (CHANNEL["bass"], CHANNEL["guitar"]):
+            if (roll[c] & known[c][None, :]).any():
+                raise StemfillError("--key: the song's own bass or guitar notes already set its key; "
+                                    "--key is for songs where neither bass nor guitar is known")
     window = window or int(getattr(model.config, "window", WINDOW))
     overlap = overlap or window // 4
     filled = fill_roll(model, roll, known, steps=steps, seed=seed, guidance=guidance, candidates=candidates,
                        window=window, overlap=overlap)
+    if key is not None:
+        filled, _ = fit_key(filled, ~known, key)
     for s in stems:
         c = CHANNEL[s]
         notes = decode_stem(filled[c] & ~known[c][None, :], s, resolution=song.resolution)
@@ -232,14 +244,17 @@ def fill_song_detail(song: Song, add: list[str], model, steps: int | None = None
 
 
 def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed: int = 0, bars: str | None = None,
-              candidates: int | None = None, replace: bool = False, guidance: float | None = None) -> Song:
+              candidates: int | None = None, replace: bool = False, guidance: float | None = None,
+              key: str | None = None) -> Song:
     """Add the stems ``add`` to a copy of ``song``; original tracks are untouched (see module doc).
 
     ``bars='A-B'``: generate only inside those bars (1-based, inclusive); an existing stem keeps its notes
     outside them, its notes inside are removed and the new ones go to a new track (no ``replace`` needed).
     ``replace``: an existing stem's tracks are removed and one new track is written.
+    ``key`` ('E minor', 'A', ...): where neither bass nor guitar is known, move the new bass and guitar
+    together into that key (``key.fit_key``); the model cannot hear a key in drums alone.
     """
-    return fill_song_detail(song, add, model, steps, seed, bars, candidates, replace, guidance)[0]
+    return fill_song_detail(song, add, model, steps, seed, bars, candidates, replace, guidance, key=key)[0]
 
 
 def save_roll_pngs(panels, path: str | Path, max_width: float = 24.0) -> Path:

@@ -1,0 +1,112 @@
+"""Put generated pitched parts in a key the musician names (``stemfill midi --key "E minor"``).
+
+When only drums are known, nothing in the song tells the model the key, and it was trained with
+pitch-shift augmentation, so it picks one by chance. ``fit_key`` moves the generated bass and
+guitar together by the transposition (-6..+5 semitones) whose pitch-class histogram correlates
+best with the Krumhansl-Kessler profile of the named key, so intervals, voicings and the line
+between the two parts stay as the model wrote them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stemfill.errors import StemfillError
+
+# Krumhansl & Kessler (1982) key profiles, tonic first
+MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+SHIFTS = range(-6, 6)
+NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+
+
+def parse_key(name: str) -> tuple[int, bool]:
+    """'E minor', 'Em', 'F#', 'Bb major', 'c' (lower case = minor) -> (tonic pitch class, minor)."""
+    import pretty_midi
+
+    try:
+        k = pretty_midi.key_name_to_key_number(name.strip())
+    except (ValueError, AttributeError):
+        raise StemfillError(f"--key {name!r}: not a key; write e.g. 'E minor', 'Em', 'A', 'Bb major'") from None
+    return k % 12, k >= 12
+
+
+def key_name(tonic: int, minor: bool) -> str:
+    return f"{NAMES[tonic % 12]} {'minor' if minor else 'major'}"
+
+
+def profile(tonic: int, minor: bool) -> np.ndarray:
+    return np.roll(MINOR if minor else MAJOR, tonic % 12)
+
+
+def chroma(rows: np.ndarray, low: int) -> np.ndarray:
+    """(P, T) bool roll whose row 0 is MIDI pitch ``low`` -> sounding steps per pitch class (12,)."""
+    c = np.zeros(12)
+    np.add.at(c, (low + np.arange(rows.shape[0])) % 12, rows.sum(axis=1))
+    return c
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation; 0 where a histogram is flat (no key at all)."""
+    a, b = a - a.mean(), b - b.mean()
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum()) / den if den > 0 else 0.0
+
+
+def best_shift(hist: np.ndarray, tonic: int, minor: bool) -> int:
+    """The transposition in -6..+5 semitones that makes the pitch-class histogram fit the key best
+    (the smallest move among equals; 0 for a flat histogram)."""
+    prof = profile(tonic, minor)
+    scores = {s: _corr(np.roll(hist, s), prof) for s in SHIFTS}
+    return max(sorted(SHIFTS, key=abs), key=lambda s: scores[s])
+
+
+def transpose(rows: np.ndarray, shift: int) -> np.ndarray:
+    """Move a (P, T) roll ``shift`` rows (semitones); a note pushed off the range comes back an octave inward."""
+    P = rows.shape[0]
+    out = np.zeros_like(rows)
+    for r in np.flatnonzero(rows.any(axis=1)):
+        t = r + shift
+        while t >= P:
+            t -= 12
+        while t < 0:
+            t += 12
+        if 0 <= t < P:
+            out[t] |= rows[r]
+    return out
+
+
+def estimate_key(hist: np.ndarray) -> tuple[int, bool]:
+    """The Krumhansl-Schmuckler key estimate of a pitch-class histogram."""
+    best, arg = -np.inf, (0, False)
+    for minor in (False, True):
+        for tonic in range(12):
+            r = _corr(hist, profile(tonic, minor))
+            if r > best:
+                best, arg = r, (tonic, minor)
+    return arg
+
+
+def fit_key(roll: np.ndarray, generated: np.ndarray, key: str) -> tuple[np.ndarray, int]:
+    """Move the generated bass and guitar of a filled roll (3, P, T) into ``key``.
+
+    ``generated``: (3, T) bool, the steps each channel generated. Every bass and guitar note must be
+    generated (a known pitched note already sets the key: ``StemfillError``). Returns the new roll and
+    the shift in semitones.
+    """
+    from stemfill.pianoroll.roll import BASS_LOW, CHANNEL, GUITAR_LOW
+
+    tonic, minor = parse_key(key)
+    pitched = [(CHANNEL["bass"], BASS_LOW), (CHANNEL["guitar"], GUITAR_LOW)]
+    gen = np.asarray(generated, dtype=bool)
+    if not any(gen[c].any() for c, _ in pitched):
+        raise StemfillError("--key places a new bass or guitar part in a key; add bass or guitar")
+    if any((roll[c] & ~gen[c][None, :]).any() for c, _ in pitched):
+        raise StemfillError("--key: the song's own bass or guitar notes already set its key; "
+                            "--key is for songs where neither bass nor guitar is known")
+    hist = sum(chroma(roll[c], low) for c, low in pitched)
+    shift = best_shift(hist, tonic, minor)
+    out = roll.copy()
+    for c, _ in pitched:
+        out[c] = transpose(roll[c], shift)
+    return out, shift

@@ -1,0 +1,99 @@
+"""--key: put a new bass and guitar in a named key when the song has neither (drums alone)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from symbolic_toy import toy_song
+
+from stemfill.errors import StemfillError
+from stemfill.pianoroll import key as K
+from stemfill.pianoroll.diffusion import DiffusionConfig
+from stemfill.pianoroll.fill import fill_song_detail
+from stemfill.pianoroll.model import build_model
+from stemfill.pianoroll.roll import BASS_LOW, CHANNEL, GUITAR_LOW
+from stemfill.pianoroll.train import PRESETS
+from stemfill.pianoroll.unet import UNetConfig
+
+C_MAJOR_SCALE = [0, 2, 4, 5, 7, 9, 11]
+
+
+def test_parse_key_names():
+    assert K.parse_key("E minor") == (4, True)
+    assert K.parse_key("Em") == (4, True)
+    assert K.parse_key("A") == (9, False)
+    assert K.parse_key("Bb major") == (10, False)
+    assert K.key_name(*K.parse_key("f# minor")) == "F# minor"
+    with pytest.raises(StemfillError, match="'H moll': not a key"):
+        K.parse_key("H moll")
+
+
+def test_best_shift_moves_a_scale_to_the_named_key():
+    hist = np.zeros(12)
+    hist[C_MAJOR_SCALE] = 1.0
+    hist[0] = hist[7] = 3.0  # tonic and dominant weigh most
+    assert K.best_shift(hist, *K.parse_key("D")) == 2
+    assert K.best_shift(hist, *K.parse_key("Bb")) == -2
+    assert K.best_shift(hist, *K.parse_key("C")) == 0
+    assert K.estimate_key(np.roll(hist, 5)) == (5, False)  # F major
+    assert K.best_shift(np.zeros(12), 4, True) == 0  # nothing to move
+
+
+def test_transpose_wraps_an_octave_at_the_edges():
+    x = np.zeros((24, 4), dtype=bool)
+    x[23, 0] = x[0, 1] = x[10, 2] = True
+    y = K.transpose(x, 2)
+    assert y[13, 0] and y[2, 1] and y[12, 2] and y.sum() == 3
+    assert K.transpose(y, -2)[[11, 0, 10], [0, 1, 2]].all()
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model(UNetConfig(**PRESETS["tiny"], prior_logit=0.5), DiffusionConfig(density=(0.3, 0.3, 0.3), sample_steps=2))
+
+
+def _hist(filled):
+    return K.chroma(filled[CHANNEL["bass"]], BASS_LOW) + K.chroma(filled[CHANNEL["guitar"]], GUITAR_LOW)
+
+
+def test_key_moves_the_new_parts_together(model):
+    drums = toy_song(bars=4, stems=("drums",))
+    _, free, gen = fill_song_detail(drums, ["bass", "guitar"], model, seed=3)
+    _, keyed, gen2 = fill_song_detail(drums, ["bass", "guitar"], model, seed=3, key="Eb minor")
+    assert (gen == gen2).all()
+    assert (keyed[CHANNEL["drums"]] == free[CHANNEL["drums"]]).all()  # drums untouched
+    shift = K.best_shift(_hist(free), *K.parse_key("Eb minor"))
+    for c in (CHANNEL["bass"], CHANNEL["guitar"]):  # both parts moved by the same interval
+        assert (keyed[c] == K.transpose(free[c], shift)).all()
+    assert K.best_shift(_hist(keyed), *K.parse_key("Eb minor")) == 0  # no other shift fits the key better
+
+
+def test_key_refusals(model):
+    with pytest.raises(StemfillError, match="own bass or guitar notes already set its key"):
+        fill_song_detail(toy_song(bars=4, stems=("drums", "guitar")), ["bass"], model, key="E")
+    with pytest.raises(StemfillError, match="add bass or guitar"):
+        fill_song_detail(toy_song(bars=4, stems=("guitar",)), ["drums"], model, key="E")
+    with pytest.raises(StemfillError, match="not a key"):
+        fill_song_detail(toy_song(bars=4, stems=("drums",)), ["bass"], model, key="Q")
+
+
+def test_cli_key(tmp_path, model):
+    from typer.testing import CliRunner
+
+    from stemfill.cli import app
+    from stemfill.pianoroll.io import read_song, write_song
+    from stemfill.pianoroll.model import save_pretrained
+    from stemfill.pianoroll.roll import decode, encode
+
+    saved = save_pretrained(model, tmp_path / "model")
+    src = write_song(toy_song(bars=4, stems=("drums",)), tmp_path / "drums.mid")
+    r = CliRunner().invoke(app, ["midi", str(src), "--add", "bass", "--add", "guitar", "--key", "Em",
+                                 "--model", str(saved), "-o", str(tmp_path / "out.mid")])
+    assert r.exit_code == 0, r.output
+    assert r.output.strip().endswith("in E minor")
+    roll = encode(read_song(tmp_path / "out.mid"))
+    assert K.best_shift(_hist(roll), 4, True) == 0 and decode(roll)["bass"]
+    r = CliRunner().invoke(app, ["midi", str(src), "--add", "bass", "--key", "H moll", "--model", str(saved)])
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1 and "not a key" in r.output
