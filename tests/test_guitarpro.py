@@ -390,6 +390,24 @@ def test_source_with_repeats_is_written_unrolled(shared_data, tmp_path, name):
     assert not any(h.isRepeatOpen or h.repeatClose > 0 or h.repeatAlternative for h in gp.parse(str(out)).measureHeaders)
 
 
+def test_source_write_after_a_replaced_track(shared_data, tmp_path):
+    """--replace drops a source track and appends the new one: the kept tracks stay as in the tab."""
+    src = gpdir(shared_data) / "001_Funky_Guy.gp5"
+    song = read_guitarpro(src)
+    assert [t.name for t in song.tracks] == ["Electric Bass", "Drumkit"]
+    bass = new_track("bass", [Note(t, 400, 40) for t in range(0, song.end, 960)])
+    replaced = Song(tracks=[song.tracks[1], bass], tempos=song.tempos, time_signatures=song.time_signatures,
+                    resolution=song.resolution, title=song.title)
+    out = write_song(replaced, tmp_path / "out.gp5", source=src)
+    before, after = gp.parse(str(src)), gp.parse(str(out))
+    assert [t.name for t in after.tracks] == ["Drumkit", NEW_TRACK["bass"]["name"]]
+    assert [t.number for t in after.tracks] == [1, 2]
+    assert all(a.voices == b.voices for a, b in zip(before.tracks[1].measures, after.tracks[0].measures))
+    back = read_guitarpro(out)
+    assert spans(back.tracks[0]) == spans(song.tracks[1])
+    assert [(n.start, n.pitch) for n in back.tracks[1].notes] == [(n.start, n.pitch) for n in bass.notes]
+
+
 def test_source_must_match_the_song(shared_data, tmp_path):
     src = gpdir(shared_data) / "001_Funky_Guy.gp5"
     other = read_guitarpro(gpdir(shared_data) / "Chords.gp5")

@@ -485,10 +485,18 @@ def _source_with_tracks(song: Song, source: str | os.PathLike) -> gp.Song:
     except Exception as e:
         raise GuitarProReadError(source, f"not a readable Guitar Pro 3-5 file: {_one_line(e)}") from e
     src.clipboard = None  # a clipboard excerpt is written as a whole file
-    n_src = len(src.tracks)
-    if len(song.tracks) < n_src or [t.name for t in song.tracks[:n_src]] != [t.name or "" for t in src.tracks]:
-        raise WriteError(f"{source}: the song's first {n_src} tracks are not the source's tracks "
+    # the song's tracks: the source's, in order, less any it dropped (``--replace``), then new ones
+    keep: list[int] = []
+    for i, tr in enumerate(src.tracks):
+        if len(keep) < len(song.tracks) and song.tracks[len(keep)].name == (tr.name or ""):
+            keep.append(i)
+    if not keep:
+        raise WriteError(f"{source}: the song's first tracks are not the source's tracks "
                          f"(names {[t.name for t in src.tracks]}); write without the source")
+    src.tracks = [src.tracks[i] for i in keep]
+    for k, tr in enumerate(src.tracks, 1):
+        tr.number = k
+    n_src = len(src.tracks)
     order = play_order(src.measureHeaders)
     if order != list(range(len(src.measureHeaders))):
         _unroll_source(src, order)
