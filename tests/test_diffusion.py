@@ -306,7 +306,7 @@ def test_torchrun_two_processes_train_in_sync(tmp_path):
            "--batch", "4", "--warmup", "1", "--val-every", "2", "--ckpt-every", "2", "--sample-every", "0",
            "--log-every", "1", "--device", "cpu"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0, r.stderr[:3000] + "\n...\n" + r.stderr[-1500:]  # the workers' own errors come first
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     sync = [e for e in log if "ddp_in_sync" in e]
     assert sync == [{"step": 4, "ddp_world_size": 2, "ddp_in_sync": True}]

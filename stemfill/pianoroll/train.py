@@ -317,7 +317,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, until: 
             log.write(json.dumps({"step": step, "val_loss": v}) + "\n")
         checkpoint()
         log.close()
-    if ddp:
+    if ddp:  # wait for rank 0's last validation and checkpoint, then tear down together (a rank that left
+        dist.barrier()  # early sometimes died with SIGABRT in gloo while the other was still connected)
         dist.destroy_process_group()
     return out / "model"
 
