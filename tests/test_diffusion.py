@@ -299,13 +299,22 @@ def test_torchrun_two_processes_train_in_sync(tmp_path):
     import sys
 
     data = make_chunk_folder(tmp_path / "chunks", n_train=24, n_valid=4)
-    run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "stemfill.pianoroll.train", "--data", str(data), "-o", str(run), "--size", "tiny", "--steps", "4",
-           "--batch", "4", "--warmup", "1", "--val-every", "2", "--ckpt-every", "2", "--sample-every", "0",
-           "--log-every", "1", "--device", "cpu"]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+    def launch(run):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "stemfill.pianoroll.train", "--data", str(data), "-o", str(run), "--size", "tiny", "--steps", "4",
+               "--batch", "4", "--warmup", "1", "--val-every", "2", "--ckpt-every", "2", "--sample-every", "0",
+               "--log-every", "1", "--device", "cpu"]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+    run = tmp_path / "run"
+    r = launch(run)
+    if r.returncode != 0 and "SIGABRT" in r.stderr:
+        # Known flake, open: under pytest on the 2-core CI machine a gloo worker sometimes aborts (about 1
+        # launch in 10-20; never in 35 launches outside pytest). One fresh launch; any other failure fails.
+        run = tmp_path / "run-again"
+        r = launch(run)
     assert r.returncode == 0, r.stderr[:3000] + "\n...\n" + r.stderr[-1500:]  # the workers' own errors come first
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     sync = [e for e in log if "ddp_in_sync" in e]
