@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from stemfill.errors import StemfillError
-from stemfill.pianoroll.key import fit_key, parse_key
+from stemfill.pianoroll.key import check_key_request, fit_key
 from stemfill.pianoroll.model import load_model  # noqa: F401  (re-exported for the evaluation harness)
 from stemfill.pianoroll.roll import CHANNEL, decode_stem, encode, n_steps, new_track, ticks_to_step
 from stemfill.pianoroll.song import STEMS, Song
@@ -223,13 +223,7 @@ def fill_song_detail(song: Song, add: list[str], model, steps: int | None = None
         raise StemfillError("nothing to condition on: the song has no drums, bass or guitar notes besides the "
                             f"stem(s) to add ({', '.join(stems)})")
     if key is not None:
-        parse_key(key)  # a bad name fails before the model runs
-        if not {"bass", "guitar"} & set(stems):
-            raise StemfillError("--key places a new bass or guitar part in a key; add bass or guitar")
-        for c in (CHANNEL["bass"], CHANNEL["guitar"]):
-            if (roll[c] & known[c][None, :]).any():
-                raise StemfillError("--key: the song's own bass or guitar notes already set its key; "
-                                    "--key is for songs where neither bass nor guitar is known")
+        check_key_request(roll, ~known, key)  # fails before the model runs
     window = window or int(getattr(model.config, "window", WINDOW))
     overlap = overlap or window // 4
     filled = fill_roll(model, roll, known, steps=steps, seed=seed, guidance=guidance, candidates=candidates,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from stemfill.errors import StemfillError
+from stemfill.pianoroll.roll import BASS_LOW, CHANNEL, GUITAR_LOW
 
 # Krumhansl & Kessler (1982) key profiles, tonic first
 MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
@@ -87,26 +88,32 @@ def estimate_key(hist: np.ndarray) -> tuple[int, bool]:
     return arg
 
 
-def fit_key(roll: np.ndarray, generated: np.ndarray, key: str) -> tuple[np.ndarray, int]:
-    """Move the generated bass and guitar of a filled roll (3, P, T) into ``key``.
+PITCHED = ((CHANNEL["bass"], BASS_LOW), (CHANNEL["guitar"], GUITAR_LOW))  # (channel, MIDI pitch of row 0)
 
-    ``generated``: (3, T) bool, the steps each channel generated. Every bass and guitar note must be
-    generated (a known pitched note already sets the key: ``StemfillError``). Returns the new roll and
-    the shift in semitones.
+
+def check_key_request(roll: np.ndarray, generated: np.ndarray, key: str) -> tuple[int, bool]:
+    """Why ``key`` cannot be applied to this fill, as a ``StemfillError``; else the parsed key.
+
+    roll: (3, P, T); generated: (3, T) bool, the steps each channel generates. Valid before sampling
+    (the generated cells are still empty) and after.
     """
-    from stemfill.pianoroll.roll import BASS_LOW, CHANNEL, GUITAR_LOW
-
     tonic, minor = parse_key(key)
-    pitched = [(CHANNEL["bass"], BASS_LOW), (CHANNEL["guitar"], GUITAR_LOW)]
     gen = np.asarray(generated, dtype=bool)
-    if not any(gen[c].any() for c, _ in pitched):
+    if not any(gen[c].any() for c, _ in PITCHED):
         raise StemfillError("--key places a new bass or guitar part in a key; add bass or guitar")
-    if any((roll[c] & ~gen[c][None, :]).any() for c, _ in pitched):
+    if any((roll[c] & ~gen[c][None, :]).any() for c, _ in PITCHED):
         raise StemfillError("--key: the song's own bass or guitar notes already set its key; "
                             "--key is for songs where neither bass nor guitar is known")
-    hist = sum(chroma(roll[c], low) for c, low in pitched)
+    return tonic, minor
+
+
+def fit_key(roll: np.ndarray, generated: np.ndarray, key: str) -> tuple[np.ndarray, int]:
+    """Move the generated bass and guitar of a filled roll (3, P, T) into ``key`` (``check_key_request``
+    says when it cannot). Returns the new roll and the shift in semitones."""
+    tonic, minor = check_key_request(roll, generated, key)
+    hist = sum(chroma(roll[c], low) for c, low in PITCHED)
     shift = best_shift(hist, tonic, minor)
     out = roll.copy()
-    for c, _ in pitched:
+    for c, _ in PITCHED:
         out[c] = transpose(roll[c], shift)
     return out, shift
