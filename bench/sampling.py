@@ -1,4 +1,4 @@
-"""Agreement F1 of the model under different sampling settings (steps, guidance, threshold).
+"""Agreement F1 (and bass-guitar fit, density) of the model under different sampling settings.
 
     python bench/sampling.py --data chunks --split valid --limit 150 --cases single \
         --settings 8:1 4:2 2:2 1:2          # steps:guidance[:threshold|count|line[@S][:candidates[:mbr|score]]]
@@ -42,10 +42,15 @@ def main() -> None:
     ap.add_argument("--cases", default="single", help="single, pair or single,pair")
     ap.add_argument("--settings", nargs="+", default=["8:1", "4:2", "2:2", "1:2"])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--chain", choices=("model", "on", "off"), default="model",
+                    help="chain_pitched: with bass and guitar both missing, bass first, then guitar given it")
     a = ap.parse_args()
     model = load_model(a.model)
+    if a.chain != "model":
+        model.config.chain_pitched = a.chain == "on"
     chunks = load_chunks(a.data, a.split)
-    print(f"| setting | seconds | case | onset F1 | pc F1 | frame F1 |\n|---|---:|---|---:|---:|---:|")
+    print("| setting | seconds | case | onset F1 | pc F1 | frame F1 | root agree | TD | onsets/bar gen | real |\n"
+          "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for spec in a.settings:
         parts = spec.split(":")
         steps, guidance = int(parts[0]), float(parts[1])
@@ -65,7 +70,8 @@ def main() -> None:
         dt = time.perf_counter() - t0
         for key, v in rep.items():
             f = lambda m: "–" if v.get(m) is None else f"{v[m]:.3f}"  # noqa: E731
-            print(f"| {spec} | {dt:.0f} | {key} | {f('agree/onset_F1')} | {f('agree/pc_beat_F1')} | {f('agree/frame_F1')} |")
+            print(f"| {spec} | {dt:.0f} | {key} | {f('agree/onset_F1')} | {f('agree/pc_beat_F1')} | {f('agree/frame_F1')} "
+                  f"| {f('fit/root_agree')} | {f('fit/TD')} | {f('stat/density/gen')} | {f('stat/density/real')} |")
 
 
 if __name__ == "__main__":

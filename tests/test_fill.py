@@ -118,3 +118,34 @@ def test_cli_midi(tmp_path, saved_model):
     assert r.exit_code == 1 and "input" in r.output
     r = CliRunner().invoke(app, ["midi", str(src), "--add", "bass", "--model", str(tmp_path / "nope")])
     assert r.exit_code == 1 and "no such model" in r.output
+
+
+def test_chain_pitched_fills_the_guitar_given_the_new_bass(monkeypatch):
+    """With bass and guitar both missing, the guitar is filled in a second pass that sees the bass just
+    written as context (one-step fills draw the two parts independently: they need not share a key)."""
+    torch.manual_seed(0)
+    m = build_model(UNetConfig(**PRESETS["tiny"], prior_logit=0.5), DiffusionConfig(density=(0.3, 0.3, 0.3), sample_steps=1))
+    calls = []
+    real_sample = m.sample
+
+    def spy(context, known, **kw):
+        out = real_sample(context, known, **kw)
+        calls.append((context.clone(), known.clone(), out.clone()))
+        return out
+
+    monkeypatch.setattr(m, "sample", spy)
+    rolls = toy_rolls(3, seed=2)
+    known = np.array([[True, False, False], [True, False, False], [True, True, False]])  # the last: guitar only
+    m.config.chain_pitched = False
+    fill_chunks(m, rolls, known, seed=1, candidates=1)
+    assert len(calls) == 1
+    calls.clear()
+    m.config.chain_pitched = True
+    out = fill_chunks(m, rolls, known, seed=1, candidates=1)
+    assert len(calls) == 2
+    ctx2, known2, out2 = calls[1]
+    assert len(ctx2) == 2  # only the two windows missing both pitched stems
+    assert known2[:, 1].all() and not known2[:, 2].any()  # bass now known, guitar filled
+    assert (ctx2[:, 1].numpy() == out[:2, 1]).all()  # the guitar was filled given the bass that was kept
+    assert (out[:2, 2] == out2[:, 2].numpy()).all()
+    assert (out[:, 0] == rolls[:, 0]).all() and (out[2, 1] == rolls[2, 1]).all()  # known stems bit-exact

@@ -68,6 +68,7 @@ class DiffusionConfig:
     line: tuple[bool, ...] = (False, False, False)  # count decoding, per channel: decode as one line (decode_line)
     line_starts: float = 1.25  # line decoding plays this x the summed rise of P note starts (see decode_line)
     line_sounding: float = 0.3  # line decoding: a note stops where P(any pitch sounding) < this
+    chain_pitched: bool = False  # fill.py: with bass and guitar both missing, fill the bass, then the guitar given it
     pos_weight: float = 1.0  # BCE weight of positive cells (bernoulli)
     max_remove: int = 2  # stems removed per training sample: 1..max_remove
     remove_only: str = ""  # the paper's setting: always remove this one stem (one model per instrument)

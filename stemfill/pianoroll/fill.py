@@ -18,6 +18,10 @@ choice: the candidate whose generated cells agree best (mean F1) with the other 
 the fill closest to what the model usually plays there, which is what the agreement metrics
 reward. ``select="score"`` keeps the best self-consistency score instead (the model's
 likelihood proxy, ``BinaryDiffusion.score``; costs extra forward passes).
+
+``chain_pitched`` (a model config default; the shipped model has it on): where a window misses both
+bass and guitar, the bass of the joint fill is kept and the guitar is filled again given it. With
+only drums known, a one-step fill draws the two parts independently, and they rarely share a key.
 """
 
 from __future__ import annotations
@@ -66,7 +70,25 @@ def consensus(x: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
 
 def _sample_windows(model, ctx: np.ndarray, known: np.ndarray, steps, generator, guidance, candidates: int,
                     batch: int, select: str = "mbr") -> np.ndarray:
-    """Fill a stack of windows (N, 3, P, L); with candidates > 1 keep one of K per window (``select``)."""
+    """Fill a stack of windows (N, 3, P, L). With the model's ``chain_pitched`` on, windows missing both bass
+    and guitar get the bass first (from the joint fill) and then a guitar filled given it: in one step
+    the two parts are drawn independently and need not share a key."""
+    out = _sample_batched(model, ctx, known, steps, generator, guidance, candidates, batch, select)
+    if not getattr(model.config, "chain_pitched", False):
+        return out
+    b, g = CHANNEL["bass"], CHANNEL["guitar"]
+    both = ~known[:, b].all(axis=(1, 2)) & ~known[:, g].all(axis=(1, 2))
+    if both.any():
+        k2 = known[both].copy()
+        k2[:, b] = True  # the bass just written is now context
+        c2 = np.where(k2, out[both], False)
+        out[both] = _sample_batched(model, c2, k2, steps, generator, guidance, candidates, batch, select)
+    return out
+
+
+def _sample_batched(model, ctx: np.ndarray, known: np.ndarray, steps, generator, guidance, candidates: int,
+                    batch: int, select: str = "mbr") -> np.ndarray:
+    """Fill a stack of windows (N, 3, P, L) in batches; with candidates > 1 keep one of K per window (``select``)."""
     if select not in ("mbr", "score"):
         raise StemfillError(f"select must be 'mbr' or 'score', got {select!r}")
     dev = model.r.device
