@@ -1,6 +1,6 @@
-"""Wall time and peak memory to fill one stem of a real ~3-minute song on this machine.
+"""Wall time and peak memory to fill one stem (or two) of a real ~3-minute song on this machine.
 
-    python bench/fill.py [SONG] [--model PATH] [--add bass] [--steps 8 16 24] [--candidates K]
+    python bench/fill.py [SONG] [--model PATH] [--add bass|bass,guitar] [--steps 8 16 24] [--candidates K]
 
 Model: --model, else the shipped default (stemfill/models/default), else a freshly
 initialised model of the default config (timings are the same; the notes are noise).
@@ -27,7 +27,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("song", nargs="?", default=str(SONG))
     ap.add_argument("--model", default=None)
-    ap.add_argument("--add", default="bass")
+    ap.add_argument("--add", default="bass", help="stem(s) to add, comma-separated: bass or bass,guitar")
     ap.add_argument("--steps", type=int, nargs="+", default=[0], help="0 = the model's own default")
     ap.add_argument("--candidates", type=int, default=0, help="0 = the model's own default")
     ap.add_argument("--threads", type=int, default=0)
@@ -55,7 +55,8 @@ def main() -> None:
     secs = song.seconds(song.end)
     print(f"song: {Path(a.song).name}: {secs:.0f} s, {song.n_bars} bars, {T} steps -> {len(p1)} + {len(p2)} windows of {win}")
     print(f"model: {which}, {model.net.n_params() / 1e6:.2f} M params; torch threads {torch.get_num_threads()}")
-    replace = any(t.notes for t in song.stem_tracks(a.add))
+    adds = a.add.split(",")
+    replace = any(t.notes for s in adds for t in song.stem_tracks(s))
     cfg = model.config
     print(f"model defaults: {cfg.sample_steps} steps, guidance {cfg.guidance}, decode {cfg.decode}, "
           f"candidates {cfg.candidates}")
@@ -64,14 +65,16 @@ def main() -> None:
     for steps in a.steps:
         steps = steps or model.config.sample_steps
         t0 = time.perf_counter()
-        out, _, _ = fill_song_detail(song, [a.add], model, steps=steps, seed=0, candidates=cands, replace=replace)
+        out, _, _ = fill_song_detail(song, adds, model, steps=steps, seed=0, candidates=cands, replace=replace)
         dt = time.perf_counter() - t0
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        rows.append((f"fill_song, {steps} steps", dt, rss, len(out.tracks[-1].notes)))
+        rows.append((f"fill_song, {steps} steps", dt, rss, sum(len(t.notes) for t in out.tracks[-len(adds):])))
     if not a.model:
         # the whole command as a user runs it: start-up, model load, read, fill, write
         with tempfile.TemporaryDirectory() as tmp:
-            cmd = [sys.executable, "-m", "stemfill.cli", "midi", a.song, "--add", a.add, "-o", str(Path(tmp) / "out.mid")]
+            cmd = [sys.executable, "-m", "stemfill.cli", "midi", a.song, "-o", str(Path(tmp) / "out.mid")]
+            for s in adds:
+                cmd += ["--add", s]
             if replace:
                 cmd.append("--replace")
             if a.candidates:
