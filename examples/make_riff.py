@@ -1,8 +1,10 @@
-"""Write examples/riff.mid: a 16-bar rock riff (drums + rhythm guitar, no bass), written for stemfill.
+"""Write examples/riff.mid: a 16-bar rock riff (drums + rhythm guitar, no bass), written for stemfill,
+and examples/drums.mid: its drums alone.
 
     python examples/make_riff.py
 
-Original material, free to use. The README's quick start adds a bass part to it.
+Original material, free to use. The README's quick start adds a bass part to riff.mid;
+drums.mid is for adding bass and guitar at once (``--add bass --add guitar --key "E minor"``).
 """
 
 from pathlib import Path
@@ -61,6 +63,10 @@ def main(out=Path(__file__).with_name("riff.mid")):
     mid.tracks += [meta, track("Rhythm Guitar", 0, 29, guitar), track("Drums", 9, 0, drums)]
     mid.save(out)
     print(f"wrote {out}")
+    alone = mido.MidiFile(type=1, ticks_per_beat=TPB)
+    alone.tracks += [meta, track("Drums", 9, 0, drums)]
+    alone.save(out.with_name("drums.mid"))
+    print(f"wrote {out.with_name('drums.mid')}")
 
 
 if __name__ == "__main__":
