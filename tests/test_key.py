@@ -97,3 +97,18 @@ def test_cli_key(tmp_path, model):
     assert K.best_shift(_hist(roll), 4, True) == 0 and decode(roll)["bass"]
     r = CliRunner().invoke(app, ["midi", str(src), "--add", "bass", "--key", "H moll", "--model", str(saved)])
     assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1 and "not a key" in r.output
+
+
+def test_chosen_key_names_the_key_of_new_parts_only():
+    roll = np.zeros((3, 48, 96), dtype=bool)
+    g = CHANNEL["guitar"]
+    for i, pc in enumerate([0, 4, 7, 0, 2, 5, 9, 7, 11, 0]):  # C major, C and G weigh most
+        roll[g, 48 - GUITAR_LOW + pc, i * 8:(i + 1) * 8] = True  # guitar rows from MIDI 48 (C3)
+    gen = np.zeros((3, 96), dtype=bool)
+    gen[[CHANNEL["bass"], g]] = True
+    assert K.chosen_key(roll, gen) == (0, False)
+    assert K.key_name(*K.chosen_key(roll, gen)) == "C major"
+    known_guitar = gen.copy()
+    known_guitar[g] = False  # the guitar is the song's own: it sets the key, the model chose nothing
+    assert K.chosen_key(roll, known_guitar) is None
+    assert K.chosen_key(np.zeros_like(roll), gen) is None  # nothing written

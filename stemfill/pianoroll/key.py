@@ -117,3 +117,13 @@ def fit_key(roll: np.ndarray, generated: np.ndarray, key: str) -> tuple[np.ndarr
     for c, _ in PITCHED:
         out[c] = transpose(roll[c], shift)
     return out, shift
+
+
+def chosen_key(roll: np.ndarray, generated: np.ndarray) -> tuple[int, bool] | None:
+    """The key the model chose for a fill whose bass and guitar are all generated (Krumhansl-Schmuckler
+    estimate of the new parts); None where the song's own bass or guitar set the key, or none was added."""
+    gen = np.asarray(generated, dtype=bool)
+    if not any(gen[c].any() for c, _ in PITCHED) or any((roll[c] & ~gen[c][None, :]).any() for c, _ in PITCHED):
+        return None
+    hist = sum(chroma(roll[c], low) for c, low in PITCHED)
+    return estimate_key(hist) if hist.any() else None
