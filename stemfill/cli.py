@@ -155,13 +155,15 @@ def midi_cmd(
                                         candidates=candidates, replace=replace, guidance=guidance, key=key)
     write_song(new, out, source=inp)
     added = [t for t in new.tracks[len(new.tracks) - len(dict.fromkeys(add)):]]
-    from stemfill.pianoroll.key import chosen_key, key_name, parse_key
+    from stemfill.pianoroll.key import chosen_key, key_name, other_tracks_key, parse_key
 
     in_key = ""
     if key is not None:
         in_key = f" in {key_name(*parse_key(key))}"
     elif (guess := chosen_key(filled, gen)) is not None:
-        in_key = f" in {key_name(*guess)} (the model's choice; name one with --key)"
+        other = other_tracks_key(song)
+        in_key = (f" in {key_name(*other)}, the key of the song's other tracks (set another with --key)" if other
+                  else f" in {key_name(*guess)}, chosen by the model: no bass or guitar to follow (set one with --key)")
     typer.echo(f"wrote {out}: added " + ", ".join(f"{t.name} ({len(t.notes)} notes)" for t in added) + in_key)
     if plot is not None:
         from stemfill.pianoroll import roll as R

@@ -112,3 +112,27 @@ def test_chosen_key_names_the_key_of_new_parts_only():
     known_guitar[g] = False  # the guitar is the song's own: it sets the key, the model chose nothing
     assert K.chosen_key(roll, known_guitar) is None
     assert K.chosen_key(np.zeros_like(roll), gen) is None  # nothing written
+
+
+def test_new_parts_follow_the_key_of_the_other_tracks(model):
+    """Drums and a piano in D major, no bass or guitar: the new parts move into D major (the model cannot
+    hear the piano: it is not in the roll)."""
+    from stemfill.pianoroll.song import Note, Track
+
+    song = toy_song(bars=4, stems=("drums",))
+    scale = [62, 64, 66, 67, 69, 71, 73, 74]  # D major
+    piano = [Note(k * 480, 470, scale[k % 8] + (0 if k % 3 else -12), 80) for k in range(32)]
+    song.tracks.append(Track(name="Piano", program=0, notes=piano))
+    assert K.other_tracks_key(song) in ((2, False), (11, True))  # D major (or its relative B minor)
+    _, free, gen = fill_song_detail(song, ["bass", "guitar"], model, seed=3, follow_other=False)
+    _, followed, _ = fill_song_detail(song, ["bass", "guitar"], model, seed=3)
+    shift = K.best_shift(_hist(free), *K.other_tracks_key(song))
+    for c in (CHANNEL["bass"], CHANNEL["guitar"]):
+        assert (followed[c] == K.transpose(free[c], shift)).all()
+    # a song with its own guitar: the guitar sets the key, nothing moves
+    with_guitar = toy_song(bars=4, stems=("drums", "guitar"))
+    with_guitar.tracks.append(Track(name="Piano", program=0, notes=piano))
+    a = fill_song_detail(with_guitar, ["bass"], model, seed=3)[1]
+    b = fill_song_detail(with_guitar, ["bass"], model, seed=3, follow_other=False)[1]
+    assert (a == b).all()
+    assert K.other_tracks_key(toy_song(bars=2, stems=("drums", "guitar"))) is None  # no other tracks

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from stemfill.errors import StemfillError
-from stemfill.pianoroll.key import check_key_request, fit_key
+from stemfill.pianoroll.key import check_key_request, chosen_key, fit_key, other_tracks_key
 from stemfill.pianoroll.model import load_model  # noqa: F401  (re-exported for the evaluation harness)
 from stemfill.pianoroll.roll import CHANNEL, decode_stem, encode, n_steps, new_track, ticks_to_step
 from stemfill.pianoroll.song import STEMS, Song
@@ -197,7 +197,7 @@ def _copy_song(song: Song, tracks) -> Song:
 def fill_song_detail(song: Song, add: list[str], model, steps: int | None = None, seed: int = 0,
                      bars: str | None = None, candidates: int | None = None, replace: bool = False,
                      guidance: float | None = None, window: int | None = None, overlap: int | None = None,
-                     key: str | None = None):
+                     key: str | None = None, follow_other: bool = True):
     """Like ``fill_song``; also returns the filled roll (3, P, T) and the generated-cell mask (3, T)."""
     stems = list(dict.fromkeys(add))
     if not stems:
@@ -252,6 +252,8 @@ def fill_song_detail(song: Song, add: list[str], model, steps: int | None = None
                        window=window, overlap=overlap)
     if key is not None:
         filled, _ = fit_key(filled, ~known, key)
+    elif follow_other and chosen_key(filled, ~known) is not None and (other := other_tracks_key(work)) is not None:
+        filled, _ = fit_key(filled, ~known, other)  # no bass or guitar to follow: take the other tracks' key
     for s in stems:
         c = CHANNEL[s]
         notes = decode_stem(filled[c] & ~known[c][None, :], s, resolution=song.resolution)
@@ -261,16 +263,19 @@ def fill_song_detail(song: Song, add: list[str], model, steps: int | None = None
 
 def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed: int = 0, bars: str | None = None,
               candidates: int | None = None, replace: bool = False, guidance: float | None = None,
-              key: str | None = None) -> Song:
+              key: str | None = None, follow_other: bool = True) -> Song:
     """Add the stems ``add`` to a copy of ``song``; original tracks are untouched (see module doc).
 
     ``bars='A-B'``: generate only inside those bars (1-based, inclusive); an existing stem keeps its notes
     outside them, its notes inside are removed and the new ones go to a new track (no ``replace`` needed).
     ``replace``: an existing stem's tracks are removed and one new track is written.
     ``key`` ('E minor', 'A', ...): where neither bass nor guitar is known, move the new bass and guitar
-    together into that key (``key.fit_key``); the model cannot hear a key in drums alone.
+    together into that key (``key.fit_key``); the model cannot hear a key in drums alone. Without
+    ``key``, such new parts move into the key of the song's other pitched tracks (keys, synths, vocals:
+    not in the roll, so the model cannot hear them either), where it has any (``follow_other``).
     """
-    return fill_song_detail(song, add, model, steps, seed, bars, candidates, replace, guidance, key=key)[0]
+    return fill_song_detail(song, add, model, steps, seed, bars, candidates, replace, guidance, key=key,
+                            follow_other=follow_other)[0]
 
 
 def save_roll_pngs(panels, path: str | Path, max_width: float = 24.0) -> Path:

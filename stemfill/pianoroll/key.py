@@ -13,6 +13,7 @@ import numpy as np
 
 from stemfill.errors import StemfillError
 from stemfill.pianoroll.roll import BASS_LOW, CHANNEL, GUITAR_LOW
+from stemfill.pianoroll.stems import STEM_OTHER, classify_song
 
 # Krumhansl & Kessler (1982) key profiles, tonic first
 MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
@@ -107,16 +108,34 @@ def check_key_request(roll: np.ndarray, generated: np.ndarray, key: str) -> tupl
     return tonic, minor
 
 
-def fit_key(roll: np.ndarray, generated: np.ndarray, key: str) -> tuple[np.ndarray, int]:
-    """Move the generated bass and guitar of a filled roll (3, P, T) into ``key`` (``check_key_request``
-    says when it cannot). Returns the new roll and the shift in semitones."""
-    tonic, minor = check_key_request(roll, generated, key)
+def fit_key(roll: np.ndarray, generated: np.ndarray, key: str | tuple[int, bool]) -> tuple[np.ndarray, int]:
+    """Move the generated bass and guitar of a filled roll (3, P, T) into ``key`` (a name, or (tonic
+    pitch class, minor)); ``check_key_request`` says when it cannot. Returns the new roll and the shift."""
+    if isinstance(key, str):
+        tonic, minor = check_key_request(roll, generated, key)
+    else:
+        tonic, minor = key
     hist = sum(chroma(roll[c], low) for c, low in PITCHED)
     shift = best_shift(hist, tonic, minor)
     out = roll.copy()
     for c, _ in PITCHED:
         out[c] = transpose(roll[c], shift)
     return out, shift
+
+
+def other_tracks_key(song) -> tuple[int, bool] | None:
+    """The key of a song's pitched tracks that are not drums, bass or guitar (keys, synths, vocals,
+    strings...): the Krumhansl-Schmuckler estimate of their pitch classes weighted by duration. None
+    where there are none (or their pitch classes are flat)."""
+    hist = np.zeros(12)
+    for i in classify_song(song)[STEM_OTHER]:
+        t = song.tracks[i]
+        if not t.is_drum:
+            for n in t.notes:
+                hist[n.pitch % 12] += n.duration
+    if not hist.any() or np.allclose(hist, hist.mean()):
+        return None
+    return estimate_key(hist)
 
 
 def chosen_key(roll: np.ndarray, generated: np.ndarray) -> tuple[int, bool] | None:
