@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from stemfill.errors import StemfillError
-from stemfill.pianoroll.key import check_key_request, chosen_key, fit_key, other_tracks_key
+from stemfill.pianoroll.key import check_key_request, fit_key, key_is_free, other_tracks_key
 from stemfill.pianoroll.model import load_model  # noqa: F401  (re-exported for the evaluation harness)
 from stemfill.pianoroll.roll import CHANNEL, decode_stem, encode, n_steps, new_track, ticks_to_step
 from stemfill.pianoroll.song import STEMS, Song
@@ -252,7 +252,7 @@ def fill_song_detail(song: Song, add: list[str], model, steps: int | None = None
                        window=window, overlap=overlap)
     if key is not None:
         filled, _ = fit_key(filled, ~known, key)
-    elif follow_other and chosen_key(filled, ~known) is not None and (other := other_tracks_key(work)) is not None:
+    elif follow_other and key_is_free(filled, ~known) and (other := other_tracks_key(work)) is not None:
         filled, _ = fit_key(filled, ~known, other)  # no bass or guitar to follow: take the other tracks' key
     for s in stems:
         c = CHANNEL[s]

@@ -99,13 +99,26 @@ def check_key_request(roll: np.ndarray, generated: np.ndarray, key: str) -> tupl
     (the generated cells are still empty) and after.
     """
     tonic, minor = parse_key(key)
-    gen = np.asarray(generated, dtype=bool)
-    if not any(gen[c].any() for c, _ in PITCHED):
+    adds, own = _pitched_parts(roll, generated)
+    if not adds:
         raise StemfillError("--key places a new bass or guitar part in a key; add bass or guitar")
-    if any((roll[c] & ~gen[c][None, :]).any() for c, _ in PITCHED):
+    if own:
         raise StemfillError("--key: the song's own bass or guitar notes already set its key; "
                             "--key is for songs where neither bass nor guitar is known")
     return tonic, minor
+
+
+def _pitched_parts(roll: np.ndarray, generated: np.ndarray) -> tuple[bool, bool]:
+    """(a bass or guitar part is generated, the song has bass or guitar notes of its own)."""
+    gen = np.asarray(generated, dtype=bool)
+    return (any(gen[c].any() for c, _ in PITCHED),
+            any((roll[c] & ~gen[c][None, :]).any() for c, _ in PITCHED))
+
+
+def key_is_free(roll: np.ndarray, generated: np.ndarray) -> bool:
+    """True where new bass or guitar is written and no bass or guitar of the song's own sets a key."""
+    adds, own = _pitched_parts(roll, generated)
+    return adds and not own
 
 
 def fit_key(roll: np.ndarray, generated: np.ndarray, key: str | tuple[int, bool]) -> tuple[np.ndarray, int]:
@@ -141,8 +154,7 @@ def other_tracks_key(song) -> tuple[int, bool] | None:
 def chosen_key(roll: np.ndarray, generated: np.ndarray) -> tuple[int, bool] | None:
     """The key the model chose for a fill whose bass and guitar are all generated (Krumhansl-Schmuckler
     estimate of the new parts); None where the song's own bass or guitar set the key, or none was added."""
-    gen = np.asarray(generated, dtype=bool)
-    if not any(gen[c].any() for c, _ in PITCHED) or any((roll[c] & ~gen[c][None, :]).any() for c, _ in PITCHED):
+    if not key_is_free(roll, generated):
         return None
     hist = sum(chroma(roll[c], low) for c, low in PITCHED)
     return estimate_key(hist) if hist.any() else None
