@@ -27,13 +27,10 @@ from stemfill.evaluation import harness
 from stemfill.evaluation import metrics as M
 from stemfill.pianoroll import key as K
 from stemfill.pianoroll.fill import fill_chunks, load_model
-from stemfill.pianoroll.roll import BASS_LOW, CHANNEL, GUITAR_LOW
+from stemfill.pianoroll.roll import CHANNEL
 
 BASS, GUITAR = CHANNEL["bass"], CHANNEL["guitar"]
-
-
-def hist(roll: np.ndarray) -> np.ndarray:
-    return K.chroma(roll[BASS], BASS_LOW) + K.chroma(roll[GUITAR], GUITAR_LOW)
+hist = K.pitched_hist
 
 
 def main() -> None:
@@ -80,7 +77,6 @@ def songs(model, a) -> None:
     from stemfill.pianoroll.fill import fill_song_detail
     from stemfill.pianoroll.io import read_song
     from stemfill.pianoroll.roll import encode, n_steps
-    from stemfill.pianoroll.stems import STEM_OTHER, classify_song
 
     manifest = json.loads((Path(a.data) / "manifest.json").read_text())
     rows, t0 = {False: [], True: []}, time.perf_counter()
@@ -88,10 +84,7 @@ def songs(model, a) -> None:
         if entry["split"] != a.split or not {"drums", "bass", "guitar"} <= set(entry["stems"]):
             continue
         song = read_song(Path(entry["root"]) / entry["path"])
-        if K.other_tracks_key(song) is None:
-            continue
-        groups = classify_song(song)
-        if not any(song.tracks[i].notes and not song.tracks[i].is_drum for i in groups[STEM_OTHER]):
+        if K.other_tracks_key(song) is None:  # no other pitched tracks
             continue
         real = encode(song, length=max(n_steps(song), 1))
         for follow in (False, True):

@@ -317,14 +317,15 @@ def decode_line(p: torch.Tensor, known_steps: torch.Tensor, starts: float = 1.25
     B, P, L = p.shape
     dev = p.device
     kn = known_steps.bool()
-    rise = (p - F.pad(p, (1, 0))[..., :-1]).clamp_min(0).sum(1)  # (B, L)
+    up = p - F.pad(p, (1, 0))[..., :-1]  # (B, P, L) change of P from the step before
+    rise = up.clamp_min(0).sum(1)  # (B, L)
     padded = F.pad(rise, (1, 1)).unsqueeze(1)
     peak = (rise >= F.max_pool1d(padded, 3, stride=1).squeeze(1)) & (rise > 0)
     peak &= ~F.pad(peak, (1, 0))[..., :-1]  # a flat top counts once, at its first step
     mass = torch.where(peak & ~kn, F.avg_pool1d(padded, 3, stride=1).squeeze(1) * 3, torch.zeros_like(rise))
     n = (torch.where(kn, torch.zeros_like(rise), rise).sum(-1) * starts).round().long().clamp(0, L)
     kth = mass.sort(-1, descending=True).values.gather(-1, (n - 1).clamp_min(0).unsqueeze(-1))
-    known_start = kn & (p - F.pad(p, (1, 0))[..., :-1] > 0.5).any(1)  # the context's own starts
+    known_start = kn & (up > 0.5).any(1)  # the context's own starts
     onset = ((mass >= kth) & (mass > 0) & (n > 0).unsqueeze(-1)) | known_start
     seg = onset.long().cumsum(-1)  # note index of every step; 0 before the first start
     t = torch.arange(L, device=dev).expand(B, L)

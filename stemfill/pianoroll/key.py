@@ -92,6 +92,11 @@ def estimate_key(hist: np.ndarray) -> tuple[int, bool]:
 PITCHED = ((CHANNEL["bass"], BASS_LOW), (CHANNEL["guitar"], GUITAR_LOW))  # (channel, MIDI pitch of row 0)
 
 
+def pitched_hist(roll: np.ndarray) -> np.ndarray:
+    """Sounding steps per pitch class of the bass and guitar of a roll (3, P, T)."""
+    return sum(chroma(roll[c], low) for c, low in PITCHED)
+
+
 def check_key_request(roll: np.ndarray, generated: np.ndarray, key: str) -> tuple[int, bool]:
     """Why ``key`` cannot be applied to this fill, as a ``StemfillError``; else the parsed key.
 
@@ -128,7 +133,7 @@ def fit_key(roll: np.ndarray, generated: np.ndarray, key: str | tuple[int, bool]
         tonic, minor = check_key_request(roll, generated, key)
     else:
         tonic, minor = key
-    hist = sum(chroma(roll[c], low) for c, low in PITCHED)
+    hist = pitched_hist(roll)
     shift = best_shift(hist, tonic, minor)
     out = roll.copy()
     for c, _ in PITCHED:
@@ -156,5 +161,5 @@ def chosen_key(roll: np.ndarray, generated: np.ndarray) -> tuple[int, bool] | No
     estimate of the new parts); None where the song's own bass or guitar set the key, or none was added."""
     if not key_is_free(roll, generated):
         return None
-    hist = sum(chroma(roll[c], low) for c, low in PITCHED)
+    hist = pitched_hist(roll)
     return estimate_key(hist) if hist.any() else None
