@@ -4,7 +4,9 @@
         --settings 8:1 4:2 2:2 1:2          # steps:guidance[:threshold|count|line[@S][:candidates[:mbr|score]]]
 
 ``count`` is count decoding for every channel (no line decoding); ``line`` is count decoding with the
-bass decoded as a line (``diffusion.decode_line``), ``line@S`` with ``line_starts`` S.
+bass decoded as a line (``diffusion.decode_line``) with the model's own start multipliers, ``line@S``
+with ``line_starts`` S everywhere, ``line@S/F`` with S where a pitched stem is known and F where the
+guitar is being filled too (``line_starts_free``).
 
 Used to choose the shipped model's sampling defaults on the valid split (docs/model-card.md).
 """
@@ -60,7 +62,8 @@ def main() -> None:
         model.config.threshold = 0.5 if counted else float(th)
         model.config.line = (False, th.startswith("line"), False)
         if th.startswith("line@"):
-            model.config.line_starts = float(th[5:])
+            s, _, f = th[5:].partition("/")
+            model.config.line_starts, model.config.line_starts_free = float(s), float(f or s)
         cands = int(parts[3]) if len(parts) > 3 else 1
         sel = parts[4] if len(parts) > 4 else "mbr"
         t0 = time.perf_counter()

@@ -277,6 +277,29 @@ def test_line_decoding_repeated_notes_and_known_steps():
     assert _line_notes(x[0]) == [(0, 8, 1), (8, 4, 3)]
 
 
+def test_line_starts_per_window_and_where_the_guitar_is_filled_too():
+    """decode_line takes one start multiplier per window; the model uses ``line_starts_free`` for the bass
+    only in windows where the guitar has cells to fill too (drums alone to follow)."""
+    p = torch.zeros(2, 4, 24)
+    for t0, v in zip(range(0, 24, 6), (0.9, 0.7, 0.5, 0.35)):  # four clear starts, alternating rows
+        p[:, (t0 // 6) % 2, t0:t0 + 5] = v
+    none = torch.zeros(2, 24, dtype=torch.bool)
+    x = decode_line(p, none, starts=torch.tensor([0.5, 1.0]), sounding=0.3)
+    assert [[n[0] for n in sorted(_line_notes(x[i]))] for i in range(2)] == [[0], [0, 6]]  # round(0.5 x 2.45), round(1.0 x 2.45)
+
+    model = tiny_model()
+    model.config.line_starts, model.config.line_starts_free = 1.25, 1.75
+    known = torch.tensor([[True, False, True],  # bass alone
+                          [True, False, False],  # bass and guitar
+                          [False, False, True]])  # drums and bass: the guitar is known
+    full = known[:, :, None, None].expand(3, 3, 4, 8).clone()
+    assert model.line_starts(full, 1).tolist() == [1.25, 1.75, 1.25]
+    full[0, 2, :, 3] = False  # a --bars range regenerating the guitar too: some guitar cells open
+    assert model.line_starts(full, 1).tolist()[0] == 1.75
+    model.config.line_starts_free = None  # older configs: one multiplier everywhere
+    assert model.line_starts(full, 1).tolist() == [1.25, 1.25, 1.25]
+
+
 def test_line_decoding_in_the_sampler_is_saved_and_keeps_known_cells(tmp_path):
     model = tiny_model()
     model.config.decode, model.config.line, model.config.min_note = "count", (False, True, False), (0, 2, 2)

@@ -119,6 +119,23 @@ def test_bass_root_agreement_and_agreement_f1():
     assert M.onset_f1(bass, "bass", real, "bass") == pytest.approx(2 * 2 / 6)  # cells {0,4,8} vs {0,4,12}
 
 
+def test_pc_f1_in_any_key():
+    """The same riff a minor third up scores 0 pc F1 but 1 in any key; a part that plays every pitch
+    class on every beat (hedging) scores the same in any key as in the real one."""
+    real = np.zeros((P, BAR), dtype=bool)
+    real[4, 0:12] = real[9, 12:24] = real[11, 24:36] = True  # E, A, B
+    up = np.roll(real, 3, axis=0)  # G, C, D
+    assert M.pc_beat_f1(up, real) == 0.0
+    assert M.pc_beat_f1_any_key(up, real) == pytest.approx(1.0)
+    half = up.copy()
+    half[14, 24:36] = False  # drop the D: 2 of 3 beats
+    assert M.pc_beat_f1_any_key(half, real) == pytest.approx(2 * 2 / 5)
+    every = np.zeros_like(real)
+    every[0:12, 0:48] = True
+    assert M.pc_beat_f1_any_key(every, real) == pytest.approx(M.pc_beat_f1(every, real))
+    assert M.pc_beat_f1_any_key(np.stack([up, real]), np.stack([real, real])).tolist() == [1.0, 1.0]
+
+
 def test_batched_equals_single():
     x = np.stack([bass_roll(), np.zeros_like(bass_roll()), np.roll(bass_roll(), 5, axis=1)])
     for f in (M.empty_bar_rate, M.qualified_note_rate, M.polyphony, M.pitch_range):

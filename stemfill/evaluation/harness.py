@@ -34,6 +34,7 @@ KINDS = ("single", "pair")
 # Headline metrics of the tables, with short column labels (every metric is in the JSON).
 HEADLINE = {
     "agree/onset_F1": "onset F1", "agree/pc_beat_F1": "pc F1", "agree/frame_F1": "frame F1",
+    "keyfree/pc_beat_F1": "pc F1 any key",
     "fit/TD": "TD", "fit/onset_F1_context": "ctx F1", "fit/root_agree": "root",
     "stat/EB/absdiff": "ΔEB", "stat/density/absdiff": "Δdens",
     "dist/OA_pitch": "OA pitch", "dist/OA_ioi": "OA ioi", "dist/FD": "FD", "fidelity/known_exact": "kept",

@@ -290,6 +290,20 @@ def pc_beat_f1(gen, real, spb: int = STEPS_PER_BEAT):
     return _ret(f1(g, r), one)
 
 
+def pc_beat_f1_any_key(gen, real, spb: int = STEPS_PER_BEAT):
+    """``pc_beat_f1`` of the filled stem moved to whichever of the 12 keys agrees best with the real one.
+
+    Not an agreement metric the model must win: with only drums known nothing says which key the song is
+    in, so ``pc_beat_f1`` there mostly scores a guessed key. This one scores the part's harmony and
+    rhythm up to that guess (a part that hedges over every pitch class gains little from it)."""
+    gen, one = _batch(gen)
+    real, _ = _batch(real)
+    g = _pc(_split(gen, spb).any(axis=3))  # (B, 12, beats)
+    r = _pc(_split(real, spb).any(axis=3))
+    best = np.max([f1(np.roll(g, s, axis=1), r) for s in range(12)], axis=0)
+    return _ret(best, one)
+
+
 def frame_f1(gen, real):
     """F1 of the exact (row, step) cells on (drums: hits)."""
     gen, one = _batch(gen)
@@ -326,6 +340,7 @@ def score_stem(out: np.ndarray, truth: np.ndarray, c: int, spb: int = STEPS_PER_
     res["agree/onset_F1"] = onset_f1(gen, stem, real, stem, spb)
     if stem in PITCHED:
         res["agree/pc_beat_F1"] = pc_beat_f1(gen, real, spb)
+        res["keyfree/pc_beat_F1"] = pc_beat_f1_any_key(gen, real, spb)
     res["agree/frame_F1"] = frame_f1(gen, real)
     return res
 

@@ -67,6 +67,7 @@ class DiffusionConfig:
     min_note: tuple[int, ...] = (0, 0, 0)  # count decoding, per channel: drop generated notes shorter than this (steps)
     line: tuple[bool, ...] = (False, False, False)  # count decoding, per channel: decode as one line (decode_line)
     line_starts: float = 1.25  # line decoding plays this x the summed rise of P note starts (see decode_line)
+    line_starts_free: float | None = None  # ... where another pitched channel is being filled too (None: line_starts)
     line_sounding: float = 0.3  # line decoding: a note stops where P(any pitch sounding) < this
     chain_pitched: bool = False  # fill.py: with bass and guitar both missing, fill the bass, then the guitar given it
     pos_weight: float = 1.0  # BCE weight of positive cells (bernoulli)
@@ -233,7 +234,7 @@ class BinaryDiffusion(nn.Module):
                         x = self.decode(p, known, cfg.min_note)
                         for c in (i for i, on in enumerate(cfg.line) if on and i < x.shape[1]):
                             x[:, c] = decode_line(torch.where(known[:, c], ctx[:, c].float(), p[:, c]),
-                                                  known[:, c].all(1), cfg.line_starts, cfg.line_sounding,
+                                                  known[:, c].all(1), self.line_starts(known, c), cfg.line_sounding,
                                                   cfg.min_note[c] if c < len(cfg.min_note) else 0)
                     else:
                         x = (p >= cfg.threshold).float()
@@ -243,6 +244,17 @@ class BinaryDiffusion(nn.Module):
                 x = bern(self.posterior(x, p, ab_t, ab_s, r))
             out = x.bool()
         return torch.where(known, ctx, out)
+
+    def line_starts(self, known: torch.Tensor, c: int) -> torch.Tensor:
+        """(B,) start multiplier of line channel ``c``: ``line_starts_free`` in windows where another pitched
+        channel (not drums, channel 0) has cells to fill too, so no pitched part tells the line's harmony or
+        phrasing; ``line_starts`` elsewhere. With drums alone to follow, P is smeared over the bar and its
+        summed rise undercounts starts more: 1.25 played 3.3 bass notes a bar against 4.5 real on valid."""
+        cfg = self.config
+        free = cfg.line_starts if cfg.line_starts_free is None else cfg.line_starts_free
+        others = [i for i in range(1, known.shape[1]) if i != c]
+        open_ = (~known[:, others]).flatten(1).any(1) if others else torch.zeros(known.shape[0], dtype=torch.bool)
+        return torch.where(open_.to(known.device), torch.tensor(float(free)), torch.tensor(float(cfg.line_starts)))
 
     @staticmethod
     def decode(p: torch.Tensor, known: torch.Tensor, min_note=()) -> torch.Tensor:
@@ -295,12 +307,13 @@ class BinaryDiffusion(nn.Module):
         return -total / len(times)
 
 
-def decode_line(p: torch.Tensor, known_steps: torch.Tensor, starts: float = 1.25, sounding: float = 0.3,
+def decode_line(p: torch.Tensor, known_steps: torch.Tensor, starts: float | torch.Tensor = 1.25, sounding: float = 0.3,
                 min_note: int = 0) -> torch.Tensor:
     """Decode one mostly monophonic channel (bass: 97 % of its sounding steps hold one note) as a line.
 
     p: (B, P, L) P(note) with the known cells set to the context (0/1); known_steps: (B, L) steps
-    whose every cell is known. Returns (B, P, L) {0, 1}; the caller re-imposes the known cells.
+    whose every cell is known; ``starts``: one float, or one per window (B,). Returns (B, P, L) {0, 1};
+    the caller re-imposes the known cells.
 
     1. Starts. rise[t] = sum over pitches of max(0, P[t] - P[t-1]) is the expected number of notes
        starting at t whatever their pitch. A start smeared over neighbouring steps is gathered on its
@@ -323,6 +336,7 @@ def decode_line(p: torch.Tensor, known_steps: torch.Tensor, starts: float = 1.25
     peak = (rise >= F.max_pool1d(padded, 3, stride=1).squeeze(1)) & (rise > 0)
     peak &= ~F.pad(peak, (1, 0))[..., :-1]  # a flat top counts once, at its first step
     mass = torch.where(peak & ~kn, F.avg_pool1d(padded, 3, stride=1).squeeze(1) * 3, torch.zeros_like(rise))
+    starts = torch.as_tensor(starts, dtype=rise.dtype, device=dev)
     n = (torch.where(kn, torch.zeros_like(rise), rise).sum(-1) * starts).round().long().clamp(0, L)
     kth = mass.sort(-1, descending=True).values.gather(-1, (n - 1).clamp_min(0).unsqueeze(-1))
     known_start = kn & (up > 0.5).any(1)  # the context's own starts
