@@ -1,7 +1,7 @@
 """Agreement F1 (and bass-guitar fit, density) of the model under different sampling settings.
 
     python bench/sampling.py --data chunks --split valid --limit 150 --cases single \
-        --settings 8:1 4:2 2:2 1:2          # steps:guidance[:threshold|count|line[@S][:candidates[:mbr|score]]]
+        --settings 8:1 4:2 2:2 1:2          # steps:guidance[:threshold|count|line[@S[/F]][:candidates[:mbr|score]]]
 
 ``count`` is count decoding for every channel (no line decoding); ``line`` is count decoding with the
 bass decoded as a line (``diffusion.decode_line``) with the model's own start multipliers, ``line@S``
@@ -46,13 +46,17 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--chain", choices=("model", "on", "off"), default="model",
                     help="chain_pitched: with bass and guitar both missing, bass first, then guitar given it")
+    ap.add_argument("--scale", choices=("model", "on", "off"), default="model",
+                    help="line_scale: with only drums known, the bass line keeps to one diatonic scale")
     a = ap.parse_args()
     model = load_model(a.model)
     if a.chain != "model":
         model.config.chain_pitched = a.chain == "on"
+    if a.scale != "model":
+        model.config.line_scale = a.scale == "on"
     chunks = load_chunks(a.data, a.split)
-    print("| setting | seconds | case | onset F1 | pc F1 | frame F1 | root agree | TD | onsets/bar gen | real |\n"
-          "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| setting | seconds | case | onset F1 | pc F1 | frame F1 | pc F1 any key | root agree | TD | onsets/bar gen | real |\n"
+          "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for spec in a.settings:
         parts = spec.split(":")
         steps, guidance = int(parts[0]), float(parts[1])
@@ -74,7 +78,7 @@ def main() -> None:
         for key, v in rep.items():
             f = lambda m: "–" if v.get(m) is None else f"{v[m]:.3f}"  # noqa: E731
             print(f"| {spec} | {dt:.0f} | {key} | {f('agree/onset_F1')} | {f('agree/pc_beat_F1')} | {f('agree/frame_F1')} "
-                  f"| {f('fit/root_agree')} | {f('fit/TD')} | {f('stat/density/gen')} | {f('stat/density/real')} |")
+                  f"| {f('keyfree/pc_beat_F1')} | {f('fit/root_agree')} | {f('fit/TD')} | {f('stat/density/gen')} | {f('stat/density/real')} |")
 
 
 if __name__ == "__main__":

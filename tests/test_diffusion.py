@@ -10,7 +10,8 @@ import torch
 from symbolic_toy import make_chunk_folder, toy_rolls
 
 from stemfill.errors import ModelError
-from stemfill.pianoroll.diffusion import BinaryDiffusion, DiffusionConfig, decode_line, subtractive_mask
+from stemfill.pianoroll.diffusion import (BinaryDiffusion, DiffusionConfig, decode_line, diatonic_rows, pitched_open,
+                                          subtractive_mask)
 from stemfill.pianoroll.fill import fill_chunks
 from stemfill.pianoroll.model import build_model, load_model, save_pretrained
 from stemfill.pianoroll.train import PRESETS, TrainConfig, pitch_shift, train
@@ -293,11 +294,37 @@ def test_line_starts_per_window_and_where_the_guitar_is_filled_too():
                           [True, False, False],  # bass and guitar
                           [False, False, True]])  # drums and bass: the guitar is known
     full = known[:, :, None, None].expand(3, 3, 4, 8).clone()
-    assert model.line_starts(full, 1).tolist() == [1.25, 1.75, 1.25]
+    assert pitched_open(full, 1).tolist() == [False, True, False]
+    assert model.line_starts(pitched_open(full, 1)).tolist() == [1.25, 1.75, 1.25]
     full[0, 2, :, 3] = False  # a --bars range regenerating the guitar too: some guitar cells open
-    assert model.line_starts(full, 1).tolist()[0] == 1.75
+    assert pitched_open(full, 1).tolist()[0]
     model.config.line_starts_free = None  # older configs: one multiplier everywhere
-    assert model.line_starts(full, 1).tolist() == [1.25, 1.25, 1.25]
+    assert model.line_starts(pitched_open(full, 1)).tolist() == [1.25, 1.25, 1.25]
+
+
+def test_diatonic_rows_keep_a_line_in_the_scale_p_favours():
+    """Only drums known: P is an average over keys. The line keeps to the 7-pitch-class scale with the most
+    mass, so a note whose likeliest row is off that scale takes its best row in the scale instead."""
+    P, L = 24, 12
+    p = torch.zeros(1, P, L)
+    for r in (0, 2, 4, 5, 7, 9, 11):  # C major mass
+        p[0, r, 0:6] = 0.2
+    p[0, 1, 6:12] = 0.5  # then C# is the likeliest single row ...
+    p[0, 0, 6:12] = 0.4  # ... over C
+    rows = diatonic_rows(p)
+    assert rows[0, :12].tolist() == [bool(v) for v in (1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1)]
+    assert (rows[0, 12:] == rows[0, :12]).all()  # every octave
+    none = torch.zeros(1, L, dtype=torch.bool)
+    assert _line_notes(decode_line(p, none, starts=1.0, sounding=0.3)[0])[-1][2] == 1  # C#, unrestricted
+    assert _line_notes(decode_line(p, none, starts=1.0, sounding=0.3, rows=rows)[0])[-1][2] == 0  # C
+
+    model = tiny_model()
+    model.config.line_scale = True
+    free = torch.tensor([True, False])
+    lim = model.line_rows(p.expand(2, P, L), free)
+    assert lim[0].tolist() == rows[0].tolist() and lim[1].all()  # a known guitar: no limit
+    model.config.line_scale = False
+    assert model.line_rows(p, free[:1]) is None
 
 
 def test_line_decoding_in_the_sampler_is_saved_and_keeps_known_cells(tmp_path):

@@ -69,6 +69,7 @@ class DiffusionConfig:
     line_starts: float = 1.25  # line decoding plays this x the summed rise of P note starts (see decode_line)
     line_starts_free: float | None = None  # ... where another pitched channel is being filled too (None: line_starts)
     line_sounding: float = 0.3  # line decoding: a note stops where P(any pitch sounding) < this
+    line_scale: bool = False  # line decoding, where only drums are known: notes keep to one diatonic scale (diatonic_rows)
     chain_pitched: bool = False  # fill.py: with bass and guitar both missing, fill the bass, then the guitar given it
     pos_weight: float = 1.0  # BCE weight of positive cells (bernoulli)
     max_remove: int = 2  # stems removed per training sample: 1..max_remove
@@ -233,9 +234,11 @@ class BinaryDiffusion(nn.Module):
                     if cfg.decode == "count":
                         x = self.decode(p, known, cfg.min_note)
                         for c in (i for i, on in enumerate(cfg.line) if on and i < x.shape[1]):
-                            x[:, c] = decode_line(torch.where(known[:, c], ctx[:, c].float(), p[:, c]),
-                                                  known[:, c].all(1), self.line_starts(known, c), cfg.line_sounding,
-                                                  cfg.min_note[c] if c < len(cfg.min_note) else 0)
+                            pc = torch.where(known[:, c], ctx[:, c].float(), p[:, c])
+                            free = pitched_open(known, c)
+                            x[:, c] = decode_line(pc, known[:, c].all(1), self.line_starts(free), cfg.line_sounding,
+                                                  cfg.min_note[c] if c < len(cfg.min_note) else 0,
+                                                  rows=self.line_rows(pc, free))
                     else:
                         x = (p >= cfg.threshold).float()
                     break
@@ -245,16 +248,20 @@ class BinaryDiffusion(nn.Module):
             out = x.bool()
         return torch.where(known, ctx, out)
 
-    def line_starts(self, known: torch.Tensor, c: int) -> torch.Tensor:
-        """(B,) start multiplier of line channel ``c``: ``line_starts_free`` in windows where another pitched
-        channel (not drums, channel 0) has cells to fill too, so no pitched part tells the line's harmony or
-        phrasing; ``line_starts`` elsewhere. With drums alone to follow, P is smeared over the bar and its
-        summed rise undercounts starts more: 1.25 played 3.3 bass notes a bar against 4.5 real on valid."""
+    def line_starts(self, free: torch.Tensor) -> torch.Tensor:
+        """(B,) start multiplier of a line channel: ``line_starts_free`` in ``free`` windows (``pitched_open``),
+        ``line_starts`` elsewhere. With drums alone to follow, P is smeared over the bar and its summed rise
+        undercounts starts more: 1.25 played 3.3 bass notes a bar against 4.5 real on valid."""
         cfg = self.config
-        free = cfg.line_starts if cfg.line_starts_free is None else cfg.line_starts_free
-        others = [i for i in range(1, known.shape[1]) if i != c]
-        open_ = (~known[:, others]).flatten(1).any(1) if others else torch.zeros(known.shape[0], dtype=torch.bool)
-        return torch.where(open_.to(known.device), torch.tensor(float(free)), torch.tensor(float(cfg.line_starts)))
+        f = cfg.line_starts if cfg.line_starts_free is None else cfg.line_starts_free
+        return torch.where(free, torch.tensor(float(f)), torch.tensor(float(cfg.line_starts)))
+
+    def line_rows(self, p: torch.Tensor, free: torch.Tensor) -> torch.Tensor | None:
+        """(B, P) rows a line channel's notes may take: with ``line_scale`` on, in ``free`` windows the rows
+        of the diatonic scale holding the most of P (``diatonic_rows``); every row elsewhere. None: no limit."""
+        if not self.config.line_scale:
+            return None
+        return diatonic_rows(p) | ~free[:, None]
 
     @staticmethod
     def decode(p: torch.Tensor, known: torch.Tensor, min_note=()) -> torch.Tensor:
@@ -307,8 +314,37 @@ class BinaryDiffusion(nn.Module):
         return -total / len(times)
 
 
+def pitched_open(known: torch.Tensor, c: int) -> torch.Tensor:
+    """(B,) windows where a pitched channel other than ``c`` (drums are channel 0) has cells to fill too, so
+    no pitched part tells channel ``c`` its harmony or phrasing (only drums are known: the bass is being
+    filled with the guitar, or a ``--bars`` range regenerates both). known: (B, C, P, L) bool."""
+    others = [i for i in range(1, known.shape[1]) if i != c]
+    if not others:
+        return torch.zeros(known.shape[0], dtype=torch.bool, device=known.device)
+    return (~known[:, others]).flatten(1).any(1)
+
+
+_DIATONIC = torch.tensor([1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1], dtype=torch.bool)  # C major = A minor, ...
+
+
+def diatonic_rows(p: torch.Tensor) -> torch.Tensor:
+    """(B, P, L) P(note) -> (B, P) bool: the rows in the diatonic scale (7 pitch classes: a major key and its
+    relative minor) that holds the most P mass, one scale per window. Pitch class = row % 12; any fixed
+    offset of row 0 only renames the scale.
+
+    Why: in one step with only drums known, P is the model's average over every key the song could be
+    in, and note by note its likeliest pitch wanders chromatically (valid: the top bass pitch classes
+    were B, C, A, Bb, C#). Keeping the notes in the one scale P favours most gives a line in a key."""
+    B, P, _ = p.shape
+    pc = torch.arange(P, device=p.device) % 12
+    hist = torch.zeros(B, 12, device=p.device, dtype=p.dtype).index_add_(1, pc, p.sum(-1))
+    sets = torch.stack([_DIATONIC.roll(k) for k in range(12)]).to(p.device)  # (12 scales, 12 pitch classes)
+    best = (hist @ sets.to(p.dtype).T).argmax(1)  # (B,)
+    return sets[best][:, pc]
+
+
 def decode_line(p: torch.Tensor, known_steps: torch.Tensor, starts: float | torch.Tensor = 1.25, sounding: float = 0.3,
-                min_note: int = 0) -> torch.Tensor:
+                min_note: int = 0, rows: torch.Tensor | None = None) -> torch.Tensor:
     """Decode one mostly monophonic channel (bass: 97 % of its sounding steps hold one note) as a line.
 
     p: (B, P, L) P(note) with the known cells set to the context (0/1); known_steps: (B, L) steps
@@ -325,7 +361,8 @@ def decode_line(p: torch.Tensor, known_steps: torch.Tensor, starts: float | torc
        P(any pitch sounding) = sum over pitches of P < ``sounding`` (a rest); it keeps at least
        ``min_note`` steps. A note running into a start of the same pitch ends one step early (the
        roll codec's rule for repeated notes).
-    3. Pitch. Each note takes the row with the most P mass over its sounding steps.
+    3. Pitch. Each note takes the row with the most P mass over its sounding steps (among ``rows``
+       (B, P), where given).
     """
     B, P, L = p.shape
     dev = p.device
@@ -354,6 +391,8 @@ def decode_line(p: torch.Tensor, known_steps: torch.Tensor, starts: float | torc
     alive = (seg > 0) & ((t - at_start(t) < max(1, min_note)) | (stops == at_start(stops)))
     mass_p = torch.zeros(B, L + 1, P, device=dev)
     mass_p.scatter_add_(1, seg.unsqueeze(-1).expand(B, L, P), (p * alive.unsqueeze(1)).transpose(1, 2))
+    if rows is not None:  # (B, P) the rows a note may take
+        mass_p = torch.where(rows.bool()[:, None, :], mass_p, torch.full_like(mass_p, -1.0))
     pitch = mass_p.argmax(-1).gather(1, seg)  # (B, L)
     alive &= ~(F.pad(onset, (0, 1))[..., 1:] & (F.pad(pitch, (0, 1), value=-1)[..., 1:] == pitch))
     x = torch.zeros_like(p)
