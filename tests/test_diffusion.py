@@ -327,6 +327,36 @@ def test_diatonic_rows_keep_a_line_in_the_scale_p_favours():
     assert model.line_rows(p, free[:1]) is None
 
 
+def test_partial_mass_gives_a_partly_known_channel_the_mass_of_a_wholly_missing_one():
+    """Whole-song filling's second pass: the bass is known in the overlaps only. Its missing cells get the
+    P mass the model expects when the whole bass is missing; windows with no such channel are untouched."""
+    model = tiny_model()
+    torch.manual_seed(1)
+    with torch.no_grad():  # an untrained net's output layer starts at zero: make P depend on the input
+        for w in model.net.parameters():
+            w.normal_(0, 0.1)
+    ctx = torch.rand(2, 3, 48, 192) < 0.05
+    x = torch.bernoulli(model.r.expand(ctx.shape).clone())
+    t = torch.ones(2)
+    known = torch.ones_like(ctx)
+    known[:, 1] = False
+    known[0, 1, :, :48] = known[0, 1, :, 144:] = True  # window 0: bass written in both overlaps
+    whole = known.clone()
+    whole[0, 1] = False  # the same window with the whole bass missing, as in training
+    with torch.no_grad():
+        p = torch.sigmoid(model.model_logits(x, known, ctx & known, t))
+        p_ref = torch.sigmoid(model.model_logits(x, whole, ctx & whole, t))
+        out = model.partial_mass(p, x, known, ctx & known, t, 1.0)
+    missing = ~known[0, 1]
+    assert float(out[0, 1][missing].sum()) == pytest.approx(float(p_ref[0, 1][missing].sum()), rel=1e-4)
+    assert float(p[0, 1][missing].sum()) != pytest.approx(float(p_ref[0, 1][missing].sum()), rel=1e-4)
+    assert torch.equal(out[0, 1][~missing], p[0, 1][~missing])  # known cells: as they were
+    assert torch.equal(out[1], p[1]) and torch.equal(out[0, [0, 2]], p[0, [0, 2]])  # nothing partly known
+    model.config.partial_mass = True
+    filled = model.sample(ctx & known, known, steps=1, seed=0)
+    assert torch.equal(filled[known], (ctx & known)[known])
+
+
 def test_line_decoding_in_the_sampler_is_saved_and_keeps_known_cells(tmp_path):
     model = tiny_model()
     model.config.decode, model.config.line, model.config.min_note = "count", (False, True, False), (0, 2, 2)

@@ -70,6 +70,7 @@ class DiffusionConfig:
     line_starts_free: float | None = None  # ... where another pitched channel is being filled too (None: line_starts)
     line_sounding: float = 0.3  # line decoding: a note stops where P(any pitch sounding) < this
     line_scale: bool = False  # line decoding, where only drums are known: notes keep to one diatonic scale (diatonic_rows)
+    partial_mass: bool = False  # channels known over part of the window: take the expected count from a whole-channel fill
     chain_pitched: bool = False  # fill.py: with bass and guitar both missing, fill the bass, then the guitar given it
     pos_weight: float = 1.0  # BCE weight of positive cells (bernoulli)
     max_remove: int = 2  # stems removed per training sample: 1..max_remove
@@ -230,6 +231,8 @@ class BinaryDiffusion(nn.Module):
             for k in range(steps, 0, -1):
                 t = torch.full((b,), k / steps, device=dev)
                 p = torch.sigmoid(self.guided_logits(x, known, ctx, t, guidance))
+                if k == 1 and cfg.partial_mass:
+                    p = self.partial_mass(p, x, known, ctx, t, guidance)
                 if k == 1:
                     if cfg.decode == "count":
                         x = self.decode(p, known, cfg.min_note)
@@ -247,6 +250,31 @@ class BinaryDiffusion(nn.Module):
                 x = bern(self.posterior(x, p, ab_t, ab_s, r))
             out = x.bool()
         return torch.where(known, ctx, out)
+
+    def partial_mass(self, p, x, known, ctx, t, guidance) -> torch.Tensor:
+        """Rescale P where a channel is known over part of the window only (whole-song filling's second
+        pass: the part already written in the overlaps is context), so its missing cells carry as much
+        P as when the whole channel is missing.
+
+        Training removes whole channels, so a channel known over part of the window is a mask the model
+        never saw, and it expected fewer notes there: in the gaps between first-pass windows of 7 test
+        songs it filled 17 % fewer bass starts a bar and 32 % fewer guitar ones than inside first-pass
+        windows. One more forward pass with such channels wholly missing gives the expected mass M_ref of
+        the missing cells; P there is scaled by M_ref / M (capped at 1). Which cells are likeliest still
+        comes from the pass that sees the overlap, so the new part continues the written one."""
+        flat = known.flatten(2)
+        part = flat.any(-1) & ~flat.all(-1)  # (B, C)
+        rows = part.any(1).nonzero().flatten()
+        if len(rows) == 0:
+            return p
+        kr = full_mask(flat[rows].all(-1), known[rows].shape)
+        p_ref = torch.sigmoid(self.guided_logits(x[rows], kr, ctx[rows] & kr, t[rows], guidance))
+        free = (~known[rows]).float()
+        ratio = (p_ref * free).flatten(2).sum(-1) / (p[rows] * free).flatten(2).sum(-1).clamp_min(1e-6)
+        ratio = torch.where(part[rows], ratio, torch.ones_like(ratio))
+        p = p.clone()
+        p[rows] = torch.where(known[rows], p[rows], (p[rows] * ratio[..., None, None]).clamp(max=1.0))
+        return p
 
     def line_starts(self, free: torch.Tensor) -> torch.Tensor:
         """(B,) start multiplier of a line channel: ``line_starts_free`` in ``free`` windows (``pitched_open``),

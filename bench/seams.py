@@ -1,0 +1,85 @@
+"""Whole-song filling across window seams: are the gaps between first-pass windows filled as densely, and
+as well, as the windows themselves? With and without the model's ``partial_mass``.
+
+    python bench/seams.py --data chunks --split valid --songs 14
+
+Takes the split's songs that have drums, bass and guitar (from the chunks' manifest), removes the stem(s)
+of each case, fills the whole song with ``fill_roll`` (two passes; docs/design.md), and prints, per
+setting: note starts a bar (steps where a generated note starts) inside first-pass windows and inside
+the second-pass gaps, the real part's in the same places, and the agreement F1s over the whole song
+(scored per 192-step segment, as the harness does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from stemfill.evaluation import metrics as M
+from stemfill.pianoroll.fill import OVERLAP, WINDOW, fill_roll, load_model, window_plan
+from stemfill.pianoroll.io import read_song
+from stemfill.pianoroll.roll import STEPS_PER_BEAT, encode
+from stemfill.pianoroll.song import STEMS
+
+CASES = (("bass", [1]), ("guitar", [2]), ("bass+guitar", [1, 2]))
+
+
+def starts(x: np.ndarray) -> np.ndarray:
+    """(P, T) -> (T,) steps where a note starts."""
+    return (x & ~np.pad(x, ((0, 0), (1, 0)))[:, :-1]).any(0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="stemfill/models/default")
+    ap.add_argument("--data", default="chunks")
+    ap.add_argument("--split", default="valid")
+    ap.add_argument("--songs", type=int, default=14)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    manifest = json.loads((Path(a.data) / "manifest.json").read_text())
+    picked = [s for s in manifest["songs"] if s["split"] == a.split and set(s["stems"]) >= set(STEMS)][:a.songs]
+    rolls = [encode(read_song(Path(s["root"]) / s["path"])) for s in picked]  # root: as given to convert
+    model = load_model(a.model)
+    print(f"{len(rolls)} {a.split} songs with drums, bass and guitar ({a.data}); seed {a.seed}\n")
+    print("| case | stem | partial_mass | starts/bar in windows | in gaps | real (windows / gaps) | onset F1 | pc F1 | frame F1 | seconds |\n"
+          "|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for case, missing in CASES:
+        for on in (False, True):
+            model.config.partial_mass = on
+            acc = {c: np.zeros(6) for c in missing}  # gen/real starts in windows, in gaps, steps in each
+            f1s = {c: [] for c in missing}
+            t0 = time.perf_counter()
+            for roll in rolls:
+                T = roll.shape[-1]
+                known = np.ones((3, T), dtype=bool)
+                known[missing] = False
+                out = fill_roll(model, roll, known, seed=a.seed)
+                _, _, pass2 = window_plan(T, WINDOW, OVERLAP)
+                gap = np.zeros(T + WINDOW, dtype=bool)
+                for s in pass2:
+                    gap[s + OVERLAP:s + WINDOW - OVERLAP] = True
+                gap = gap[:T]
+                n = T // WINDOW
+                for c in missing:
+                    g, r = starts(out[c]), starts(roll[c])
+                    acc[c] += [g[~gap].sum(), r[~gap].sum(), g[gap].sum(), r[gap].sum(), (~gap).sum(), gap.sum()]
+                    seg = lambda x: x[:, :n * WINDOW].reshape(x.shape[0], n, WINDOW).transpose(1, 0, 2)  # noqa: E731
+                    gs, rs = seg(out[c]), seg(roll[c])
+                    f1s[c].append([M.onset_f1(gs, STEMS[c], rs, STEMS[c]).mean(), M.pc_beat_f1(gs, rs).mean(),
+                                   M.frame_f1(gs, rs).mean()])
+            dt = time.perf_counter() - t0
+            for c in missing:
+                gw, rw, gg, rg, sw, sg = acc[c]
+                bar = 4 * STEPS_PER_BEAT
+                on_, pc, fr = np.mean(f1s[c], axis=0)
+                print(f"| {case} | {STEMS[c]} | {'on' if on else 'off'} | {gw / sw * bar:.2f} | {gg / sg * bar:.2f} "
+                      f"| {rw / sw * bar:.2f} / {rg / sg * bar:.2f} | {on_:.3f} | {pc:.3f} | {fr:.3f} | {dt:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
