@@ -20,17 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from stemfill.evaluation import metrics as M
-from stemfill.pianoroll.fill import OVERLAP, WINDOW, fill_roll, load_model, window_plan
+from stemfill.pianoroll.fill import WINDOW, fill_roll, gap_steps, load_model
 from stemfill.pianoroll.io import read_song
 from stemfill.pianoroll.roll import STEPS_PER_BEAT, encode
 from stemfill.pianoroll.song import STEMS
 
 CASES = (("bass", [1]), ("guitar", [2]), ("bass+guitar", [1, 2]))
-
-
-def starts(x: np.ndarray) -> np.ndarray:
-    """(P, T) -> (T,) steps where a note starts."""
-    return (x & ~np.pad(x, ((0, 0), (1, 0)))[:, :-1]).any(0)
 
 
 def main() -> None:
@@ -59,23 +54,19 @@ def main() -> None:
                 known = np.ones((3, T), dtype=bool)
                 known[missing] = False
                 out = fill_roll(model, roll, known, seed=a.seed)
-                _, _, pass2 = window_plan(T, WINDOW, OVERLAP)
-                gap = np.zeros(T + WINDOW, dtype=bool)
-                for s in pass2:
-                    gap[s + OVERLAP:s + WINDOW - OVERLAP] = True
-                gap = gap[:T]
+                gap = gap_steps(T)
                 n = T // WINDOW
+                seg = lambda x: x[:, :n * WINDOW].reshape(x.shape[0], n, WINDOW).transpose(1, 0, 2)  # noqa: E731
                 for c in missing:
-                    g, r = starts(out[c]), starts(roll[c])
+                    g, r = M.onsets(out[c], STEMS[c]).any(0), M.onsets(roll[c], STEMS[c]).any(0)
                     acc[c] += [g[~gap].sum(), r[~gap].sum(), g[gap].sum(), r[gap].sum(), (~gap).sum(), gap.sum()]
-                    seg = lambda x: x[:, :n * WINDOW].reshape(x.shape[0], n, WINDOW).transpose(1, 0, 2)  # noqa: E731
                     gs, rs = seg(out[c]), seg(roll[c])
                     f1s[c].append([M.onset_f1(gs, STEMS[c], rs, STEMS[c]).mean(), M.pc_beat_f1(gs, rs).mean(),
                                    M.frame_f1(gs, rs).mean()])
             dt = time.perf_counter() - t0
+            bar = 4 * STEPS_PER_BEAT
             for c in missing:
                 gw, rw, gg, rg, sw, sg = acc[c]
-                bar = 4 * STEPS_PER_BEAT
                 on_, pc, fr = np.mean(f1s[c], axis=0)
                 print(f"| {case} | {STEMS[c]} | {'on' if on else 'off'} | {gw / sw * bar:.2f} | {gg / sg * bar:.2f} "
                       f"| {rw / sw * bar:.2f} / {rg / sg * bar:.2f} | {on_:.3f} | {pc:.3f} | {fr:.3f} | {dt:.0f} |")

@@ -148,6 +148,15 @@ def window_plan(T: int, window: int = WINDOW, overlap: int = OVERLAP) -> tuple[i
     return n * period + window, [k * period for k in range(n + 1)], [k * period + window - overlap for k in range(n)]
 
 
+def gap_steps(T: int, window: int = WINDOW, overlap: int = OVERLAP) -> np.ndarray:
+    """(T,) bool: the steps a second-pass window fills (between first-pass windows, outside the overlaps)."""
+    T_pad, _, pass2 = window_plan(T, window, overlap)
+    gap = np.zeros(T_pad, dtype=bool)
+    for s in pass2:
+        gap[s + overlap:s + window - overlap] = True
+    return gap[:T]
+
+
 @torch.inference_mode()
 def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = None, seed: int = 0,
               guidance: float | None = None, candidates: int | None = None, window: int = WINDOW,
