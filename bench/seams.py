@@ -4,7 +4,7 @@ as well, as the windows themselves? With and without the model's ``partial_mass`
     python bench/seams.py --data chunks --split valid --songs 14
 
 Takes the split's songs that have drums, bass and guitar (from the chunks' manifest), removes the stem(s)
-of each case, fills the whole song with ``fill_roll`` (two passes; docs/design.md), and prints, per
+of each case, fills the whole song with ``fill_roll`` (two passes; stemfill/pianoroll/fill.py), and prints, per
 setting: note starts a bar (steps where a generated note starts) inside first-pass windows and inside
 the second-pass gaps, the real part's in the same places, and the agreement F1s over the whole song
 (scored per 192-step segment, as the harness does).
