@@ -196,6 +196,12 @@ def train_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue RUN/ckpt.pt exactly (--steps may extend it)."),
     remove_only: str = typer.Option("", "--remove-only",
                                     help="The paper's setting: always remove this one stem (a per-instrument model)."),
+    key_prior: bool = typer.Option(False, "--key-prior/--no-key-prior",
+                                   help="Pitch-shift only samples whose known stems hold bass or guitar notes "
+                                        "(with only drums known the model learns the corpus's keys)."),
+    span_prob: float = typer.Option(0.0, "--span-prob", min=0.0, max=1.0,
+                                    help="Share of samples whose removed stems are known before and after a span "
+                                         "(as whole-song filling's second pass and --bars see them)."),
 ) -> None:
     """Train the symbolic stem-filling model (one process; see stemfill.pianoroll.train for torchrun)."""
     from stemfill.pianoroll.diffusion import OBJECTIVES
@@ -210,7 +216,8 @@ def train_cmd(
         raise StemfillError(f"--remove-only {remove_only!r}: choose from {', '.join(STEMS)}")
     cfg = TrainConfig(data=str(data), out=str(out), steps=steps, batch=batch, lr=lr, size=size, objective=objective,
                       seed=seed, device=device, augment=augment, val_every=val_every, ckpt_every=ckpt_every,
-                      sample_every=sample_every, warmup=warmup, remove_only=remove_only)
+                      sample_every=sample_every, warmup=warmup, remove_only=remove_only,
+                      key_prior=key_prior, span_prob=span_prob)
     model_dir = train(cfg, resume=resume, progress=sys.stderr.isatty())
     typer.echo(f"wrote {model_dir} (EMA weights) and {Path(out) / 'ckpt.pt'}")
 

@@ -10,11 +10,11 @@ import torch
 from symbolic_toy import make_chunk_folder, toy_rolls
 
 from stemfill.errors import ModelError
-from stemfill.pianoroll.diffusion import (BinaryDiffusion, DiffusionConfig, decode_line, diatonic_rows, pitched_open,
-                                          subtractive_mask)
+from stemfill.pianoroll.diffusion import (BinaryDiffusion, DiffusionConfig, decode_line, diatonic_rows, pitched_context,
+                                          pitched_open, span_mask, subtractive_mask)
 from stemfill.pianoroll.fill import fill_chunks
 from stemfill.pianoroll.model import build_model, load_model, save_pretrained
-from stemfill.pianoroll.train import PRESETS, TrainConfig, pitch_shift, train
+from stemfill.pianoroll.train import PRESETS, TrainConfig, pitch_shift, train, training_batch
 from stemfill.pianoroll.unet import UNet, UNetConfig
 
 TINY = UNetConfig(**PRESETS["tiny"])
@@ -49,6 +49,43 @@ def test_pitch_shift_leaves_drums():
     y = pitch_shift(x, 5, np.random.default_rng(0))
     assert (y[:, 0] == x[:, 0]).all()
     assert y[:, 1:].sum() <= x[:, 1:].sum()
+
+
+def test_span_mask_removes_a_span_of_the_removed_stems_only():
+    x0 = torch.from_numpy(toy_rolls(200, seed=4))
+    g = torch.Generator().manual_seed(0)
+    whole = subtractive_mask(x0, 2, g)
+    known = span_mask(whole, 192, 0.5, g)
+    assert known.shape == (200, 3, 192)
+    assert known[whole].all()  # known stems stay known at every step
+    partial = (known.any(-1) & ~known.all(-1))  # (B, C): removed over part of the window only
+    share = partial.any(1).float().mean().item()
+    assert 0.3 < share < 0.6, share
+    for i, c in zip(*torch.nonzero(partial, as_tuple=True)):
+        k = known[i, c]
+        gap = torch.nonzero(~k).flatten()
+        assert (~k[gap.min():gap.max() + 1]).all()  # one span, known before and after it
+        assert gap.min() % 12 == 0 and (gap.max() + 1) % 12 == 0  # on beats
+        assert torch.equal(known[i, :, gap.min()], whole[i])  # every removed stem shares the span
+    assert span_mask(whole, 192, 0.0, g).equal(whole[:, :, None].expand(-1, -1, 192))
+
+
+def test_key_prior_shifts_only_samples_with_pitched_context():
+    rolls = toy_rolls(64, seed=5)
+    cfg = TrainConfig(augment=5, key_prior=True)
+    x0, known = training_batch(rolls, cfg, np.random.default_rng(0))
+    shifted = (x0.numpy() != rolls).any((1, 2, 3))
+    ctx = pitched_context(torch.from_numpy(rolls), known).numpy()
+    assert not shifted[~ctx].any()  # only drums known: the song's own key
+    assert shifted[ctx].mean() > 0.5  # the others shift as before (0 of -5..5 keeps some in place)
+    assert (x0.numpy()[:, 0] == rolls[:, 0]).all()
+    # without key_prior the batch is the earlier releases' batch: shifts, then the mask's seed
+    rng = np.random.default_rng(1)
+    x1, k1 = training_batch(rolls, TrainConfig(augment=5), rng)
+    rng2 = np.random.default_rng(1)
+    x2 = torch.from_numpy(pitch_shift(rolls, 5, rng2))
+    k2 = subtractive_mask(x2, 2, torch.Generator().manual_seed(int(rng2.integers(2**62))))
+    assert torch.equal(x1, x2) and torch.equal(k1, k2)
 
 
 @pytest.mark.parametrize("objective", ["bernoulli", "atassi"])
@@ -145,9 +182,10 @@ def _cfg(tmp_path, **kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
-def test_train_resume_is_exact(tmp_path):
-    train(_cfg(tmp_path, out=str(tmp_path / "straight")), progress=False)
-    cfg = _cfg(tmp_path, out=str(tmp_path / "resumed"))
+@pytest.mark.parametrize("masks", [{}, {"key_prior": True, "span_prob": 0.5}])
+def test_train_resume_is_exact(tmp_path, masks):
+    train(_cfg(tmp_path, out=str(tmp_path / "straight"), **masks), progress=False)
+    cfg = _cfg(tmp_path, out=str(tmp_path / "resumed"), **masks)
     train(cfg, progress=False, until=3)
     ck = torch.load(tmp_path / "resumed" / "ckpt.pt", weights_only=False)
     assert ck["step"] == 3 and set(ck) >= {"config", "train", "model", "ema", "opt", "rng", "wall_time"}

@@ -134,6 +134,36 @@ def subtractive_mask(x0: torch.Tensor, max_remove: int = 2, generator: torch.Gen
     return known.to(x0.device)
 
 
+def span_mask(known: torch.Tensor, length: int, prob: float, generator: torch.Generator | None = None,
+              beat: int = 12, max_edge: int = 6) -> torch.Tensor:
+    """(B, C) known mask -> (B, C, L): in a share ``prob`` of the samples, the removed stems are removed over a
+    span of beats only and known before and after it (up to ``max_edge`` beats each side).
+
+    Whole-song filling's second pass and ``--bars`` hand the model stems known over part of the window
+    (fill.gap_steps); training on whole-stem masks alone never shows it that mask (bench/seams.py)."""
+    k = known.bool().cpu()
+    out = k[:, :, None].expand(*k.shape, length).clone()
+    beats = length // beat
+    for i in range(k.shape[0]):
+        if float(torch.rand((), generator=generator)) >= prob or k[i].all():
+            continue
+        a, b = (int(v) for v in torch.randint(0, max_edge + 1, (2,), generator=generator))
+        if a + b == 0 or a + b >= beats:
+            continue
+        edge = torch.zeros(length, dtype=torch.bool)
+        edge[:a * beat] = True
+        edge[length - b * beat:] = True  # b = 0: an empty slice
+        out[i] |= edge
+    return out.to(known.device)
+
+
+def pitched_context(x0: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: the sample's known cells include notes of a pitched stem (bass or guitar), so its key is
+    given. known: any shape ``full_mask`` takes."""
+    k = full_mask(known.to(x0.device), x0.shape)
+    return (x0.bool() & k)[:, 1:].flatten(1).any(1)
+
+
 def remove_only_channel(config: "DiffusionConfig") -> int | None:
     from stemfill.pianoroll.song import STEMS
 

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from stemfill.errors import ModelError, StemfillError
-from stemfill.pianoroll.diffusion import DiffusionConfig, remove_only_channel, subtractive_mask
+from stemfill.pianoroll.diffusion import (DiffusionConfig, pitched_context, remove_only_channel, span_mask,
+                                          subtractive_mask)
 from stemfill.pianoroll.io import atomic_path
 from stemfill.pianoroll.model import build_model, model_config, save_pretrained
 from stemfill.pianoroll.roll import CHANNEL, STEPS_PER_BEAT
@@ -58,6 +59,9 @@ class TrainConfig:
     sample_every: int = 2000
     log_every: int = 50
     augment: int = 5  # pitch shift of bass+guitar by -k..k semitones (0 = off); drums never shift
+    key_prior: bool = False  # shift only samples whose known cells hold bass or guitar notes (pitched_context):
+    # where only drums are known the model then learns the corpus's keys, not a key-blind average
+    span_prob: float = 0.0  # share of samples whose removed stems are known before/after a span (span_mask)
     cond_drop: float = 0.1
     max_remove: int = 2
     remove_only: str = ""  # "" = subtractive training over any 1-2 stems; a stem name = the paper's per-stem model
@@ -78,12 +82,9 @@ def estimate_density(rolls: np.ndarray) -> tuple[float, ...]:
     return tuple(round(min(max(d, 1e-3), 0.5), 5) for d in out)
 
 
-def pitch_shift(batch: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Shift bass and guitar rows of each sample by the same random -k..k semitones; drop what falls off."""
-    if k <= 0:
-        return batch
+def shift_rows(batch: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Shift the bass and guitar rows of sample i by shifts[i] semitones; drop what falls off."""
     out = batch.copy()
-    shifts = rng.integers(-k, k + 1, size=len(batch))
     for i, s in enumerate(shifts):
         if s == 0:
             continue
@@ -95,6 +96,37 @@ def pitch_shift(batch: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarr
                 row[:s] = batch[i, c, -s:]
             out[i, c] = row
     return out
+
+
+def pitch_shift(batch: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Shift bass and guitar rows of each sample by the same random -k..k semitones (k = 0: off)."""
+    return shift_rows(batch, rng.integers(-k, k + 1, size=len(batch))) if k > 0 else batch
+
+
+def training_batch(rolls: np.ndarray, cfg: TrainConfig, rng: np.random.Generator,
+                   only: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One subtractive-training batch on the CPU: (x0, known), known (B, C), or (B, C, L) with ``span_prob``.
+
+    Removes 1..max_remove stems (subtractive_mask), with ``span_prob`` over a span only (span_mask), and
+    pitch-shifts bass and guitar by up to ``augment`` semitones. With ``key_prior`` only the samples whose
+    known cells hold bass or guitar notes shift: where only drums are known the key stays the song's own,
+    and the model learns the corpus's keys instead of an average over all twelve.
+    ``rng`` draws the shifts, then the mask's seed (the order of earlier releases)."""
+    n = len(rolls)
+    shifts = rng.integers(-cfg.augment, cfg.augment + 1, size=n) if cfg.augment > 0 else np.zeros(n, dtype=int)
+    g = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    if cfg.key_prior:  # the mask first: whether a sample's key is given decides whether it shifts
+        x = torch.from_numpy(rolls)
+        known = subtractive_mask(x, cfg.max_remove, g, only)
+        if cfg.span_prob > 0:
+            known = span_mask(known, rolls.shape[-1], cfg.span_prob, g)
+        shifts = np.where(pitched_context(x, known).numpy(), shifts, 0)
+        return torch.from_numpy(shift_rows(rolls, shifts)), known
+    x0 = torch.from_numpy(shift_rows(rolls, shifts))
+    known = subtractive_mask(x0, cfg.max_remove, g, only)
+    if cfg.span_prob > 0:
+        known = span_mask(known, rolls.shape[-1], cfg.span_prob, g)
+    return x0, known
 
 
 def load_split(data: str, split: str, max_chunks: int = 0, seed: int = 0) -> np.ndarray | None:
@@ -285,10 +317,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, until: 
                 checkpoint()
 
             idx = rng.integers(0, len(train_rolls), size=cfg.batch)
-            batch = pitch_shift(train_rolls[idx], cfg.augment, rng)
-            x0 = torch.from_numpy(batch).to(device, non_blocking=True)
-            known = subtractive_mask(x0, cfg.max_remove, torch.Generator().manual_seed(int(rng.integers(2**62))),
-                                     remove_only_channel(model.config))
+            x0, known = training_batch(train_rolls[idx], cfg, rng, remove_only_channel(model.config))
+            x0, known = x0.to(device, non_blocking=True), known.to(device)
             loss = net(x0, known)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -331,6 +361,8 @@ def main(argv: list[str] | None = None) -> None:
         flag = "--" + f.name.replace("_", "-")
         if f.name == "out":
             ap.add_argument("-o", flag, default=f.default)
+        elif isinstance(f.default, bool):
+            ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
         else:
             ap.add_argument(flag, type=type(f.default), default=f.default)
     ap.add_argument("--resume", action="store_true")
