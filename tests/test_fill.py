@@ -19,7 +19,7 @@ from stemfill.pianoroll.fill import (fill_chunks, fill_roll, fill_song, fill_son
                                      window_plan)
 from stemfill.pianoroll.io import read_song, write_song
 from stemfill.pianoroll.model import build_model, save_pretrained
-from stemfill.pianoroll.roll import encode
+from stemfill.pianoroll.roll import BASS_LOW, encode
 from stemfill.pianoroll.stems import classify_track
 from stemfill.pianoroll.train import PRESETS
 from stemfill.pianoroll.unet import UNetConfig
@@ -194,8 +194,11 @@ def test_default_model_cli_on_real_files_keeps_every_original_note(shared_data, 
 
 
 def test_default_model_fills_the_gaps_between_windows():
-    """Whole-song filling writes every other window, then the gaps given the overlaps. With the model's
-    partial_mass the gaps get about as many new notes as the windows (without it, 45-67 % as many here)."""
+    """Whole-song filling writes every other window, then the gaps given the overlaps. The default model
+    was trained with spans removed as well as whole stems (``--span-prob``), so the gaps get about as
+    many new notes as the windows, and the bass keeps its register there. (The model before it, trained
+    on whole-stem masks only, gave the gaps 45-56 % as many starts without ``partial_mass`` and put
+    the bass 6 semitones higher in them: MIDI 41.0 against 34.9.)"""
     model = load_model(DEFAULT)
     roll = encode(read_song(Path(__file__).parents[1] / "examples" / "drums.mid"))
     T = roll.shape[-1]
@@ -203,12 +206,14 @@ def test_default_model_fills_the_gaps_between_windows():
     known[1:] = False  # drums only: add bass and guitar
     gap = gap_steps(T)
     assert gap.any() and not gap.all()
-
-    def ratio(on: bool) -> list[float]:
+    rows = BASS_LOW + np.arange(roll.shape[1])
+    for on in (True, False):
         model.config.partial_mass = on
         out = fill_roll(model, roll, known, seed=0)
-        st = [onsets(out[c], "bass").any(0) for c in (1, 2)]  # steps where a note starts
-        return [s[gap].mean() / s[~gap].mean() for s in st]
-
-    assert all(v >= 0.8 for v in ratio(True))
-    assert all(v < 0.75 for v in ratio(False))
+        starts = [onsets(out[c], "bass") for c in (1, 2)]  # (P, T) note starts
+        for st in starts:
+            steps = st.any(0)
+            assert steps[gap].mean() >= 0.8 * steps[~gap].mean(), on
+        bass = starts[0]
+        pitch = [(bass[:, w].sum(1) * rows).sum() / bass[:, w].sum() for w in (~gap, gap)]
+        assert abs(pitch[1] - pitch[0]) < 2.0, (on, pitch)
