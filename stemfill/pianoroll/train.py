@@ -30,7 +30,7 @@ from stemfill.pianoroll.model import build_model, model_config, save_pretrained
 from stemfill.pianoroll.roll import CHANNEL, STEPS_PER_BEAT
 from stemfill.pianoroll.unet import UNetConfig
 
-PRESETS = {  # UNet sizes; "default" is what ships
+PRESETS = {  # UNet sizes; the shipped model is "large" (docs/model-card.md), the CLI's --size default "default"
     "tiny": dict(channels=(8, 16), down=((2, 2),), layers=(0, 1), norm_groups=4, time_dim=32, attention=False),
     "small": dict(channels=(16, 32, 64, 96)),
     "default": dict(channels=(16, 32, 64, 96)),
