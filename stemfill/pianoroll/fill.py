@@ -9,10 +9,10 @@ Pass 1 fills windows spaced ``WINDOW + gap`` apart; pass 2 fills each gap with a
 that overlaps ``OVERLAP`` already-written steps on *both* sides, given to the model as
 known cells (the known mask is a full (channel, pitch, time) plane). Every window of
 a pass is independent, so a pass is one batched sampling loop: a 3-minute song costs
-two loops of ~15 windows each instead of ~45 sequential windows. Training removes whole stems, so a
-stem known only in the overlaps is a mask the model never saw; with the model's ``partial_mass`` on,
-the sampler gives such a window's missing cells the P mass of a wholly missing stem
-(``BinaryDiffusion.partial_mass``; bench/seams.py).
+two loops of ~15 windows each instead of ~45 sequential windows. The shipped model was trained
+with spans removed as well as whole stems (``train --span-prob``), the mask these windows have; with
+the model's ``partial_mass`` on, the sampler also gives such a window's missing cells the P mass of a
+wholly missing stem (``BinaryDiffusion.partial_mass``; bench/seams.py).
 The song is padded at the end with known silence, so a song shorter than a window works.
 
 ``candidates=K`` (default: the model config's ``candidates``) samples every window K times
