@@ -60,7 +60,8 @@ def _known_full(known: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 def consensus(x: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
     """Minimum-Bayes-risk score of K candidates per window: x, free (N, K, D) bool -> (N, K), each
     candidate's mean F1 of its generated cells against the other K - 1 candidates' (higher = closer to
-    what the model usually plays here)."""
+    what the model usually plays here). With K = 2 the two scores tie and the first is kept: MBR needs
+    K >= 3."""
     g = (x & free).float()
     inter = g @ g.transpose(1, 2)  # (N, K, K) shared cells
     size = g.sum(-1)
