@@ -292,8 +292,10 @@ class BinaryDiffusion(nn.Module):
         expected fewer notes there: on 14 valid songs (bench/seams.py) the gaps got 4.49 bass starts a bar
         against 5.01 inside first-pass windows, 3.33 against 5.08 with only drums known, and 7.63 guitar
         starts against 9.26. One trained with ``span_prob`` fills them about as densely; with this on, its
-        bass in the gaps plays the real density (4.56 starts a bar, real 4.54). One more forward pass with such channels wholly missing gives the expected mass M_ref of
-        the missing cells; P there is scaled by M_ref / M (capped at 1). Which cells are likeliest still
+        bass in the gaps plays the real density (4.56 starts a bar, real 4.54).
+
+        One more forward pass with such channels wholly missing gives the expected mass M_ref of the
+        missing cells; P there is scaled by M_ref / M (capped at 1). Which cells are likeliest still
         comes from the pass that sees the overlap, so the new part continues the written one."""
         flat = known.flatten(2)
         part = flat.any(-1) & ~flat.all(-1)  # (B, C)
