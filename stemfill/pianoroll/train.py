@@ -115,18 +115,16 @@ def training_batch(rolls: np.ndarray, cfg: TrainConfig, rng: np.random.Generator
     n = len(rolls)
     shifts = rng.integers(-cfg.augment, cfg.augment + 1, size=n) if cfg.augment > 0 else np.zeros(n, dtype=int)
     g = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    if cfg.key_prior:  # the mask first: whether a sample's key is given decides whether it shifts
-        x = torch.from_numpy(rolls)
-        known = subtractive_mask(x, cfg.max_remove, g, only)
-        if cfg.span_prob > 0:
-            known = span_mask(known, rolls.shape[-1], cfg.span_prob, g)
-        shifts = np.where(pitched_context(x, known).numpy(), shifts, 0)
-        return torch.from_numpy(shift_rows(rolls, shifts)), known
-    x0 = torch.from_numpy(shift_rows(rolls, shifts))
-    known = subtractive_mask(x0, cfg.max_remove, g, only)
+    # with key_prior the mask comes first (whether a sample's key is given decides whether it shifts);
+    # without it, the mask is drawn on the shifted batch, as earlier releases did
+    base = rolls if cfg.key_prior else shift_rows(rolls, shifts)
+    known = subtractive_mask(torch.from_numpy(base), cfg.max_remove, g, only)
     if cfg.span_prob > 0:
         known = span_mask(known, rolls.shape[-1], cfg.span_prob, g)
-    return x0, known
+    if cfg.key_prior:
+        shifts = np.where(pitched_context(torch.from_numpy(rolls), known).numpy(), shifts, 0)
+        base = shift_rows(rolls, shifts)
+    return torch.from_numpy(base), known
 
 
 def load_split(data: str, split: str, max_chunks: int = 0, seed: int = 0) -> np.ndarray | None:
