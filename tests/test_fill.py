@@ -162,6 +162,38 @@ def test_chain_pitched_fills_the_guitar_given_the_new_bass(monkeypatch):
     assert (out[:, 0] == rolls[:, 0]).all() and (out[2, 1] == rolls[2, 1]).all()  # known stems bit-exact
 
 
+
+def test_chain_guidance_holds_for_the_guitar_pass_only(monkeypatch):
+    """``chain_guidance`` guides the second (guitar given the new bass) pass; the first pass keeps the
+    config's ``guidance``, and a caller's explicit ``guidance`` holds for both passes."""
+    torch.manual_seed(0)
+    m = build_model(UNetConfig(**PRESETS["tiny"], prior_logit=0.5),
+                    DiffusionConfig(density=(0.3, 0.3, 0.3), sample_steps=1, chain_pitched=True, chain_guidance=2.0))
+    seen = []
+    real_guided = m.guided_logits
+
+    def spy(x_t, known, context, t, guidance):
+        seen.append(guidance)
+        return real_guided(x_t, known, context, t, guidance)
+
+    monkeypatch.setattr(m, "guided_logits", spy)
+    rolls = toy_rolls(2, seed=3)
+    known = np.array([[True, False, False], [True, False, False]])
+    out = fill_chunks(m, rolls, known, seed=1, candidates=1)
+    assert seen == [1.0, 2.0]
+    assert (out[:, 0] == rolls[:, 0]).all()
+    guided = out.copy()
+    seen.clear()
+    m.config.chain_guidance = None  # falls back to the config's guidance
+    unguided = fill_chunks(m, rolls, known, seed=1, candidates=1)
+    assert seen == [1.0, 1.0]
+    assert (unguided[:, 1] == guided[:, 1]).all()  # the same first pass; only the guitar pass changed
+    seen.clear()
+    m.config.chain_guidance = 2.0
+    fill_chunks(m, rolls, known, seed=1, candidates=1, guidance=1.5)
+    assert seen == [1.5, 1.5]
+
+
 # --------------------------------------------------------------------------- the shipped default model
 
 DEFAULT = Path(stemfill.__file__).parent / "models" / "default"

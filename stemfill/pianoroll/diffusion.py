@@ -74,6 +74,7 @@ class DiffusionConfig:
     line_scale: bool = False  # line decoding, where only drums are known: notes keep to one diatonic scale (diatonic_rows)
     partial_mass: bool = False  # channels known over part of the window: take the expected count from a whole-channel fill
     chain_pitched: bool = False  # fill.py: with bass and guitar both missing, fill the bass, then the guitar given it
+    chain_guidance: float | None = None  # fill.py: guidance of that second (guitar given the new bass) pass; None: guidance
     pos_weight: float = 1.0  # BCE weight of positive cells (bernoulli)
     max_remove: int = 2  # stems removed per training sample: 1..max_remove
     remove_only: str = ""  # the paper's setting: always remove this one stem (one model per instrument)

@@ -25,6 +25,9 @@ likelihood proxy, ``BinaryDiffusion.score``; costs extra forward passes).
 ``chain_pitched`` (a model config default; the shipped model has it on): where a window misses both
 bass and guitar, the bass of the joint fill is kept and the guitar is filled again given it. With
 only drums known, a one-step fill draws the two parts independently, and they rarely share a key.
+That second pass samples with the config's ``chain_guidance`` (the shipped 2.0: classifier-free
+guidance on the context, so the guitar follows the new bass more closely; chosen on valid, see
+docs/model-card.md) unless the caller passes ``guidance``, which then holds for both passes.
 """
 
 from __future__ import annotations
@@ -86,7 +89,8 @@ def _sample_windows(model, ctx: np.ndarray, known: np.ndarray, steps, generator,
         k2 = known[both].copy()
         k2[:, b] = True  # the bass just written is now context
         c2 = np.where(k2, out[both], False)
-        out[both] = _sample_batched(model, c2, k2, steps, generator, guidance, candidates, batch, select)
+        g2 = getattr(model.config, "chain_guidance", None) if guidance is None else guidance
+        out[both] = _sample_batched(model, c2, k2, steps, generator, g2, candidates, batch, select)
     return out
 
 
