@@ -1,17 +1,27 @@
 """What naming the key (``stemfill midi --add bass --add guitar --key ...``) does when only drums are known.
 
     python bench/key.py --data chunks/quality-corpus --split test
+    python bench/key.py --data chunks/quality-corpus --split test --fixed-keys
     python bench/key.py --data chunks/quality-corpus --split test --songs
+
+Fills bass and guitar of every chunk (of the split) that has all three stems, with only the drums
+known: the harness's "bass+guitar" case, with its chunk pick, batches and random streams, so the
+"as filled" rows are the numbers of docs/results.md. Every system of ``--systems`` (default: random,
+rule, retrieval, model) is scored three ways, on pitch-class-per-beat F1 and frame F1
+(docs/evaluation.md):
+
+- as filled (the agreement metrics of the results table);
+- moved into the real key: ``key.fit_key``, the move ``--key`` makes, into the Krumhansl-Schmuckler
+  estimate of the real bass + guitar, applied alike to every system's fill (the key a musician names);
+- any key: ``keyfree/pc_beat_F1``, the best of the 12 rotations per chunk.
+
+``--fixed-keys``: also the model's fills moved into each of the 24 keys, one key for every chunk, the
+best a part that commits to a key without hearing one can do on this split's keys.
 
 ``--songs``: whole songs of the split instead, those with other pitched tracks (keys, synths, vocals,
 not in the roll) besides drums, bass and guitar. Bass and guitar are removed and filled again, with
 the new parts left in the model's key or moved into the key of the other tracks (the default of
 ``fill_song``); scored against the real parts over the whole song.
-
-Fills bass and guitar of every chunk (of the split) that has all three stems, with only the drums
-known, as the harness's "bass+guitar" case does (same chunk pick and seed). Scores the model's fill as
-it is, and after ``key.fit_key``'s move into the key a musician would name: the Krumhansl-Schmuckler
-estimate of the real bass+guitar. Prints pitch-class-per-beat F1 and frame F1 (docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -25,8 +35,9 @@ import torch
 from stemfill.datasets.chunks import load_chunks
 from stemfill.evaluation import harness
 from stemfill.evaluation import metrics as M
+from stemfill.evaluation.baselines import get_system
 from stemfill.pianoroll import key as K
-from stemfill.pianoroll.fill import fill_chunks, load_model
+from stemfill.pianoroll.fill import load_model
 from stemfill.pianoroll.roll import CHANNEL
 
 BASS, GUITAR = CHANNEL["bass"], CHANNEL["guitar"]
@@ -38,36 +49,80 @@ def main() -> None:
     ap.add_argument("--model", default="stemfill/models/default")
     ap.add_argument("--data", default="chunks/quality-corpus")
     ap.add_argument("--split", default="test")
+    ap.add_argument("--systems", default="random,rule,retrieval,model", help="comma-separated (chunks mode)")
+    ap.add_argument("--fixed-keys", action="store_true", help="also the model's fills moved into each of the 24 keys")
     ap.add_argument("--limit", type=int, help="evaluate only N chunks (the harness's seeded pick)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--songs", action="store_true", help="whole songs with other pitched tracks (see above)")
     a = ap.parse_args()
-    model = load_model(a.model)
     if a.songs:
-        return songs(model, a)
+        return songs(load_model(a.model), a)
     chunks = load_chunks(a.data, a.split)
     sel = harness.select(len(chunks), a.limit, a.seed)
-    case = next(c for c in harness.make_cases(chunks.present[sel], ("pair",)) if set(c.missing) == {BASS, GUITAR})
+    cases = harness.make_cases(chunks.present[sel])  # the harness's cases and their order (its random streams)
+    ci, case = next((i, c) for i, c in enumerate(cases) if set(c.missing) == {BASS, GUITAR})
     truth = chunks.rolls[sel[case.idx]]
     known = np.ones(truth.shape[:2], dtype=bool)
     known[:, [BASS, GUITAR]] = False
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        out = fill_chunks(model, np.where(known[:, :, None, None], truth, False), known, seed=a.seed)
-    keyed = out.copy()
-    right = 0
-    for i in range(len(truth)):
-        real_key = K.estimate_key(hist(truth[i]))
-        right += K.estimate_key(hist(out[i])) == real_key
-        s = K.best_shift(hist(out[i]), *real_key)
-        for c in (BASS, GUITAR):
-            keyed[i, c] = K.transpose(out[i, c], s)
-    print(f"{len(truth)} chunks ({a.data}, {a.split}), only drums known; {time.perf_counter() - t0:.0f} s; "
-          f"the model's own key estimate equals the real one in {right / len(truth):.1%}\n")
-    print("| fill | bass pc F1 | bass frame F1 | guitar pc F1 | guitar frame F1 |\n|---|---:|---:|---:|---:|")
-    for name, o in (("model, its own key", out), ("model, --key = the real key", keyed)):
-        cells = [f"{float(np.mean(f(o[:, c], truth[:, c]))):.3f}" for c in (BASS, GUITAR) for f in (M.pc_beat_f1, M.frame_f1)]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    masked = np.where(known[:, :, None, None], truth, False)
+    generated = ~known[:, :, None] & np.ones(truth.shape[-1], dtype=bool)  # (N, 3, T)
+    real_keys = [K.estimate_key(hist(t)) for t in truth]
+    names = [n.strip() for n in a.systems.split(",") if n.strip()]
+    train = load_chunks(a.data, "train") if {"random", "retrieval"} & set(names) else None
+    print(f"{len(truth)} chunks ({a.data}, {a.split}) with drums, bass and guitar; bass and guitar removed, "
+          "only drums known\n")
+    print("| system | fill | bass pc F1 | bass frame F1 | guitar pc F1 | guitar frame F1 | seconds |\n"
+          "|---|---|---:|---:|---:|---:|---:|")
+    anykey, fills = {}, {}
+    for name in names:
+        system = get_system(name, model_path=a.model, train_chunks=train, seed=a.seed)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            out = np.concatenate([system.fill(masked[b0:b0 + 64], known[b0:b0 + 64], np.random.default_rng([a.seed, ci, bi]))
+                                  for bi, b0 in enumerate(range(0, len(truth), 64))]).astype(bool)
+        sec = time.perf_counter() - t0
+        fills[name] = out
+        keyed = into_keys(out, generated, real_keys)
+        for label, o in (("as filled", out), ("moved into the real key", keyed)):
+            print(f"| {name} | {label} | {_cells(o, truth)} | {sec:.0f} |")
+        anykey[name] = [float(np.mean(M.pc_beat_f1_any_key(out[:, c], truth[:, c]))) for c in (BASS, GUITAR)]
+    print("\n| system | bass pc F1 any key | guitar pc F1 any key |\n|---|---:|---:|")
+    for name, (b, g) in anykey.items():
+        print(f"| {name} | {b:.3f} | {g:.3f} |")
+    if "model" in fills:
+        out = fills["model"]
+        hit = np.array([K.estimate_key(hist(o)) == k for o, k in zip(out, real_keys)])
+        print(f"\nThe model's key (Krumhansl-Schmuckler estimate of its bass + guitar) equals the real one in "
+              f"{hit.mean():.1%} of the chunks. Its fills as filled, by whether it did:\n\n"
+              "| the model's key | chunks | bass pc F1 | bass frame F1 | guitar pc F1 | guitar frame F1 |\n"
+              "|---|---:|---:|---:|---:|---:|")
+        for label, m in (("the real key", hit), ("another key", ~hit)):
+            if m.any():
+                print(f"| {label} | {int(m.sum())} | {_cells(out[m], truth[m])} |")
+        if a.fixed_keys:
+            rows = []
+            for minor in (False, True):
+                for tonic in range(12):
+                    o = into_keys(out, generated, [(tonic, minor)] * len(out))
+                    rows.append((K.key_name(tonic, minor), _cells(o, truth)))
+            rows.sort(key=lambda r: -float(r[1].split(" | ")[2]))  # by guitar pc F1
+            print("\nThe model's fills, every chunk moved into one fixed key (24 keys, by guitar pc F1):\n\n"
+                  "| key | bass pc F1 | bass frame F1 | guitar pc F1 | guitar frame F1 |\n|---|---:|---:|---:|---:|")
+            for k, cells in rows:
+                print(f"| {k} | {cells} |")
+
+
+def into_keys(out: np.ndarray, generated: np.ndarray, keys) -> np.ndarray:
+    """Each filled chunk's new bass and guitar moved into its key with ``key.fit_key`` (as ``--key`` does)."""
+    moved = out.copy()
+    for i, k in enumerate(keys):
+        moved[i], _ = K.fit_key(out[i], generated[i], k)
+    return moved
+
+
+def _cells(o: np.ndarray, truth: np.ndarray) -> str:
+    return " | ".join(f"{float(np.mean(f(o[:, c], truth[:, c]))):.3f}" for c in (BASS, GUITAR)
+                      for f in (M.pc_beat_f1, M.frame_f1))
 
 
 def songs(model, a) -> None:
