@@ -7,6 +7,8 @@
 bass decoded as a line (``diffusion.decode_line``) with the model's own start multipliers, ``line@S``
 with ``line_starts`` S everywhere, ``line@S/F`` with S where a pitched stem is known and F where the
 guitar is being filled too (``line_starts_free``).
+The setting's guidance holds for the first pass; where bass and guitar are both missing, the chained
+guitar pass uses the model's ``chain_guidance`` (``--chain-guidance``: another number, or ``same``).
 
 Used to choose the shipped model's sampling defaults on the valid split (docs/model-card.md).
 """
@@ -31,8 +33,10 @@ class Setting:
         self.candidates, self.select = candidates, select
 
     def fill(self, rolls, known, rng):
-        return fill_chunks(self.model, rolls, known, steps=self.steps, guidance=self.guidance,
-                           seed=int(rng.integers(2**31 - 1)), candidates=self.candidates, select=self.select)
+        # the setting's guidance as the model's default, so that the chained guitar pass keeps ``chain_guidance``
+        self.model.config.guidance = self.guidance
+        return fill_chunks(self.model, rolls, known, steps=self.steps, seed=int(rng.integers(2**31 - 1)),
+                           candidates=self.candidates, select=self.select)
 
 
 def main() -> None:
@@ -48,8 +52,12 @@ def main() -> None:
                     help="chain_pitched: with bass and guitar both missing, bass first, then guitar given it")
     ap.add_argument("--scale", choices=("model", "on", "off"), default="model",
                     help="line_scale: with only drums known, the bass line keeps to one diatonic scale")
+    ap.add_argument("--chain-guidance", default="model",
+                    help="guidance of the chained guitar pass: 'model' (the config's), 'same' (the setting's), or a number")
     a = ap.parse_args()
     model = load_model(a.model)
+    if a.chain_guidance != "model":
+        model.config.chain_guidance = None if a.chain_guidance == "same" else float(a.chain_guidance)
     if a.chain != "model":
         model.config.chain_pitched = a.chain == "on"
     if a.scale != "model":
