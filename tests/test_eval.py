@@ -107,6 +107,23 @@ def test_retrieval_returns_the_nearest_training_stem(train):
     assert any(np.array_equal(out[0, 1], train.rolls[i, 1]) for i in donors)
 
 
+
+def test_retrieval_picks_the_first_of_equal_neighbours_whatever_the_batch(train):
+    """Exact cosines: among training chunks with the same context the first one lends its stem, for any
+    batch size (float32 rounding of normalised features used to break such ties by summation order)."""
+    rolls = train.rolls.copy()
+    rolls[9] = rolls[3]
+    rolls[9, 1] = np.roll(rolls[3, 1], 5, axis=0)  # same drums and guitar as chunk 3, another bass
+    twins = chunks_of(rolls)
+    q = rolls[[3, 9, 3, 0]].copy()
+    q[:, 1] = False
+    known = np.tile([True, False, True], (len(q), 1))
+    outs = [RetrievalSystem(twins, batch=b).fill(q, known, np.random.default_rng(0)) for b in (1, 3, 256)]
+    for out in outs:
+        assert np.array_equal(out[0, 1], rolls[3, 1]) and np.array_equal(out[1, 1], rolls[3, 1])
+        assert np.array_equal(out, outs[0])
+
+
 def test_random_density_matches_training(train):
     system = get_system("random", train_chunks=train)
     rolls = np.zeros((64, 3, P, L), dtype=bool)

@@ -230,13 +230,15 @@ class RetrievalSystem:
         self.pool, self.batch, self.max_bytes, self.seed = pool, batch, max_bytes, seed
         self._index: dict[tuple[bool, ...], tuple[np.ndarray, np.ndarray]] = {}
 
-    def _features(self, rolls: np.ndarray, known: tuple[bool, ...]) -> np.ndarray:
+    def _features(self, rolls: np.ndarray, known: tuple[bool, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """(binary features as float32 0/1, their counts of ones). Dot products of 0/1 vectors are exact
+        integers in float32 (at most 2 x 48 x 64 ones), whatever order a BLAS sums them in, so the
+        cosines, and the neighbour chosen among equals, are the same on every machine and batch size."""
         x = rolls[:, list(np.flatnonzero(known))]
         L = x.shape[-1]
         x = np.pad(x, [(0, 0)] * 3 + [(0, (-L) % self.pool)]).reshape(*x.shape[:3], -1, self.pool).any(-1)
         f = x.reshape(len(x), -1).astype(np.float32)
-        n = np.linalg.norm(f, axis=1, keepdims=True)
-        return f / np.maximum(n, 1e-12)
+        return f, f.sum(axis=1, dtype=np.float64)
 
     def _lookup(self, known: tuple[bool, ...]) -> tuple[np.ndarray, np.ndarray]:
         if known not in self._index:
@@ -244,13 +246,12 @@ class RetrievalSystem:
             cand = np.flatnonzero(self.train.present[:, miss].all(axis=1))
             if len(cand) == 0:
                 cand = np.arange(len(self.train))
-            per = self._features(self.train.rolls[:1], known).nbytes
+            per = self._features(self.train.rolls[:1], known)[0].nbytes
             cap = max(1, self.max_bytes // max(per, 1))
             if len(cand) > cap:
                 cand = np.sort(np.random.default_rng(self.seed).choice(cand, cap, replace=False))
-            feats = np.concatenate([self._features(self.train.rolls[cand[i:i + 1024]], known)
-                                    for i in range(0, len(cand), 1024)])
-            self._index[known] = (feats, cand)
+            parts = [self._features(self.train.rolls[cand[i:i + 1024]], known) for i in range(0, len(cand), 1024)]
+            self._index[known] = (np.concatenate([f for f, _ in parts]), np.concatenate([n for _, n in parts]), cand)
         return self._index[known]
 
     def fill(self, rolls, known, rng):
@@ -261,10 +262,12 @@ class RetrievalSystem:
             miss = [c for c in range(len(STEMS)) if not pattern[c]]
             if not miss:
                 continue
-            feats, cand = self._lookup(pattern)
+            feats, counts, cand = self._lookup(pattern)
             for i in range(0, len(rows), self.batch):
                 r = rows[i:i + self.batch]
-                best = cand[np.argmax(self._features(rolls[r], pattern) @ feats.T, axis=1)]
+                q, qn = self._features(rolls[r], pattern)
+                cos = (q @ feats.T).astype(np.float64) / np.sqrt(np.maximum(qn[:, None] * counts[None, :], 1.0))
+                best = cand[np.argmax(cos, axis=1)]  # the first of equals
                 for c in miss:
                     out[r, c] = self.train.rolls[best, c]
         return out
