@@ -137,7 +137,7 @@ def midi_cmd(
     bars: Optional[str] = typer.Option(None, "--bars", help="Only generate bars A-B (1-based, inclusive); the rest is kept."),
     candidates: Optional[int] = typer.Option(None, "--candidates", min=1, help="Sample K fills per window, keep the one that agrees most with the others (default: the model's own)."),
     replace: bool = typer.Option(False, "--replace", help="Replace a stem the song already has."),
-    guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale (1 = off; default: the model's)."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale (1 = off; default: the model's, and its chain_guidance for a guitar written over a new bass)."),
     key: Optional[str] = typer.Option(None, "--key", help="Key of the new bass/guitar, e.g. 'E minor', 'A' (only where the song has neither: drums alone carry no key)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw input vs filled piano roll as a PNG."),
 ) -> None:

@@ -228,7 +228,7 @@ class RetrievalSystem:
                  max_bytes: int = 1 << 30, seed: int = 0):
         self.train = _require_train(self.name, train)
         self.pool, self.batch, self.max_bytes, self.seed = pool, batch, max_bytes, seed
-        self._index: dict[tuple[bool, ...], tuple[np.ndarray, np.ndarray]] = {}
+        self._index: dict[tuple[bool, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # features, counts, chunk ids
 
     def _features(self, rolls: np.ndarray, known: tuple[bool, ...]) -> tuple[np.ndarray, np.ndarray]:
         """(binary features as float32 0/1, their counts of ones). Dot products of 0/1 vectors are exact
@@ -240,7 +240,7 @@ class RetrievalSystem:
         f = x.reshape(len(x), -1).astype(np.float32)
         return f, f.sum(axis=1, dtype=np.float64)
 
-    def _lookup(self, known: tuple[bool, ...]) -> tuple[np.ndarray, np.ndarray]:
+    def _lookup(self, known: tuple[bool, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if known not in self._index:
             miss = [c for c in range(len(STEMS)) if not known[c]]
             cand = np.flatnonzero(self.train.present[:, miss].all(axis=1))
