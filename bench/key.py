@@ -61,11 +61,12 @@ def main() -> None:
     sel = harness.select(len(chunks), a.limit, a.seed)
     cases = harness.make_cases(chunks.present[sel])  # the harness's cases and their order (its random streams)
     ci, case = next((i, c) for i, c in enumerate(cases) if set(c.missing) == {BASS, GUITAR})
+    def batches():  # anew for every system: each gets the harness's fresh random streams
+        return harness.case_batches(chunks, sel[case.idx], case.missing, ci, a.seed)
+
     truth = chunks.rolls[sel[case.idx]]
-    known = np.ones(truth.shape[:2], dtype=bool)
-    known[:, [BASS, GUITAR]] = False
-    masked = np.where(known[:, :, None, None], truth, False)
-    generated = ~known[:, :, None] & np.ones(truth.shape[-1], dtype=bool)  # (N, 3, T)
+    generated = np.zeros(truth.shape[:2] + truth.shape[-1:], dtype=bool)  # (N, 3, T): the steps each channel generates
+    generated[:, list(case.missing)] = True
     real_keys = [K.estimate_key(hist(t)) for t in truth]
     names = [n.strip() for n in a.systems.split(",") if n.strip()]
     train = load_chunks(a.data, "train") if {"random", "retrieval"} & set(names) else None
@@ -78,8 +79,7 @@ def main() -> None:
         system = get_system(name, model_path=a.model, train_chunks=train, seed=a.seed)
         t0 = time.perf_counter()
         with torch.inference_mode():
-            out = np.concatenate([system.fill(masked[b0:b0 + 64], known[b0:b0 + 64], np.random.default_rng([a.seed, ci, bi]))
-                                  for bi, b0 in enumerate(range(0, len(truth), 64))]).astype(bool)
+            out = np.concatenate([system.fill(masked, known, rng) for _, known, masked, rng in batches()]).astype(bool)
         sec = time.perf_counter() - t0
         fills[name] = out
         keyed = into_keys(out, generated, real_keys)
@@ -100,16 +100,12 @@ def main() -> None:
             if m.any():
                 print(f"| {label} | {int(m.sum())} | {_cells(out[m], truth[m])} |")
         if a.fixed_keys:
-            rows = []
-            for minor in (False, True):
-                for tonic in range(12):
-                    o = into_keys(out, generated, [(tonic, minor)] * len(out))
-                    rows.append((K.key_name(tonic, minor), _cells(o, truth)))
-            rows.sort(key=lambda r: -float(r[1].split(" | ")[2]))  # by guitar pc F1
+            rows = [(K.key_name(*k), _scores(into_keys(out, generated, [k] * len(out)), truth))
+                    for k in ((tonic, minor) for minor in (False, True) for tonic in range(12))]
             print("\nThe model's fills, every chunk moved into one fixed key (24 keys, by guitar pc F1):\n\n"
                   "| key | bass pc F1 | bass frame F1 | guitar pc F1 | guitar frame F1 |\n|---|---:|---:|---:|---:|")
-            for k, cells in rows:
-                print(f"| {k} | {cells} |")
+            for k, v in sorted(rows, key=lambda r: -r[1][2]):
+                print(f"| {k} | {_fmt(v)} |")
 
 
 def into_keys(out: np.ndarray, generated: np.ndarray, keys) -> np.ndarray:
@@ -120,9 +116,17 @@ def into_keys(out: np.ndarray, generated: np.ndarray, keys) -> np.ndarray:
     return moved
 
 
+def _scores(o: np.ndarray, truth: np.ndarray) -> list[float]:
+    """[bass pc F1, bass frame F1, guitar pc F1, guitar frame F1], means over the chunks."""
+    return [float(np.mean(f(o[:, c], truth[:, c]))) for c in (BASS, GUITAR) for f in (M.pc_beat_f1, M.frame_f1)]
+
+
+def _fmt(values) -> str:
+    return " | ".join(f"{v:.3f}" for v in values)
+
+
 def _cells(o: np.ndarray, truth: np.ndarray) -> str:
-    return " | ".join(f"{float(np.mean(f(o[:, c], truth[:, c]))):.3f}" for c in (BASS, GUITAR)
-                      for f in (M.pc_beat_f1, M.frame_f1))
+    return _fmt(_scores(o, truth))
 
 
 def songs(model, a) -> None:

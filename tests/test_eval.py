@@ -107,7 +107,6 @@ def test_retrieval_returns_the_nearest_training_stem(train):
     assert any(np.array_equal(out[0, 1], train.rolls[i, 1]) for i in donors)
 
 
-
 def test_retrieval_picks_the_first_of_equal_neighbours_whatever_the_batch(train):
     """Exact cosines: among training chunks with the same context the first one lends its stem, for any
     batch size (float32 rounding of normalised features used to break such ties by summation order)."""

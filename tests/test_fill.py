@@ -162,7 +162,6 @@ def test_chain_pitched_fills_the_guitar_given_the_new_bass(monkeypatch):
     assert (out[:, 0] == rolls[:, 0]).all() and (out[2, 1] == rolls[2, 1]).all()  # known stems bit-exact
 
 
-
 def test_chain_guidance_holds_for_the_guitar_pass_only(monkeypatch):
     """``chain_guidance`` guides the second (guitar given the new bass) pass; the first pass keeps the
     config's ``guidance``, and a caller's explicit ``guidance`` holds for both passes."""

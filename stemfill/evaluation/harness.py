@@ -86,6 +86,18 @@ def count_instances(chunks: Chunks, kinds=KINDS, seed: int = 0, limit: int | Non
     return sum(len(c.idx) for c in make_cases(chunks.present[sel], kinds))
 
 
+def case_batches(chunks: Chunks, idx: np.ndarray, missing, ci: int, seed: int = 0, batch_size: int = 64):
+    """The batches ``evaluate`` hands a system for case number ``ci`` (chunk indices ``idx``, channels
+    ``missing`` zeroed): (truth, known (B, 3), masked truth, rng), the rng ``default_rng([seed, ci, batch])``."""
+    for bi, b0 in enumerate(range(0, len(idx), batch_size)):
+        truth = chunks.rolls[idx[b0:b0 + batch_size]]
+        known = np.ones(truth.shape[:2], dtype=bool)
+        known[:, list(missing)] = False
+        masked = truth.copy()
+        masked[:, list(missing)] = False
+        yield truth, known, masked, np.random.default_rng([seed, ci, bi])
+
+
 def evaluate(system, chunks: Chunks, kinds=KINDS, seed: int = 0, limit: int | None = None,
              batch_size: int = 64, progress: Callable[[int], None] | None = None,
              examples: list | None = None, n_examples: int = 0) -> dict:
@@ -111,13 +123,7 @@ def evaluate(system, chunks: Chunks, kinds=KINDS, seed: int = 0, limit: int | No
         values = {c: {"gen": {}, "real": {}} for c in case.missing}
         feats = {c: {"gen": [], "real": []} for c in case.missing}
         exact, seconds = [], 0.0
-        for bi, b0 in enumerate(range(0, len(idx), batch_size)):
-            truth = chunks.rolls[idx[b0:b0 + batch_size]]
-            known = np.ones(truth.shape[:2], dtype=bool)
-            known[:, list(case.missing)] = False
-            masked = truth.copy()
-            masked[:, list(case.missing)] = False
-            rng = np.random.default_rng([seed, ci, bi])
+        for bi, (truth, known, masked, rng) in enumerate(case_batches(chunks, idx, case.missing, ci, seed, batch_size)):
             t0 = time.perf_counter()
             if getattr(system, "needs_truth", False):
                 filled = system.fill(masked, known, rng, truth=truth)
