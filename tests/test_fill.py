@@ -208,12 +208,23 @@ def _notes(track):
     ("guitarpro/001_Funky_Guy.gp5", ["drums", "guitar"], ".mid"),
 ])
 def test_default_model_cli_on_real_files_keeps_every_original_note(shared_data, tmp_path, rel, add, out_ext):
+    _check_cli_keeps_every_original_note(shared_data / rel, add, tmp_path / f"out{out_ext}")
+
+
+@pytest.mark.parametrize("name, add, out_ext", [
+    ("satisfaction-excerpt.mid", ["bass"], ".mid"),
+    ("build-me-up-break-me-down-excerpt.mid", ["bass", "guitar"], ".mid"),
+    ("demo-v5.gp5", ["drums"], ".gp5"),
+])
+def test_default_model_cli_on_the_real_fixtures_keeps_every_original_note(real_data, tmp_path, name, add, out_ext):
+    _check_cli_keeps_every_original_note(real_data / name, add, tmp_path / f"out{out_ext}")
+
+
+def _check_cli_keeps_every_original_note(src, add, out):
     """The README's command with the embedded model on real files: one stem or two, MIDI or GP5 out; the
     tracks that were there come back note for note (--replace drops the replaced one) and the new ones sound."""
-    src = shared_data / rel
     before = read_song(src)
     replaced = {t.name for t in before.tracks if classify_track(t) in add}
-    out = tmp_path / f"out{out_ext}"
     args = ["midi", str(src), "-o", str(out)] + [a for s in add for a in ("--add", s)] + (["--replace"] if replaced else [])
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
