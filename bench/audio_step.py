@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # tiny_pipeline: the tests' tiny components
 
 
 def sd15_components(seed: int = 0) -> dict:
@@ -28,7 +29,7 @@ def sd15_components(seed: int = 0) -> dict:
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from stemfill.audio.pipeline import tiny_tokenizer
+    from tiny_pipeline import tiny_tokenizer
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
@@ -46,7 +47,7 @@ def sd15_components(seed: int = 0) -> dict:
 
 
 def get_components(model: str, seed: int) -> dict:
-    from stemfill.audio.pipeline import tiny_components
+    from tiny_pipeline import tiny_components
     from stemfill.audio.train import load_components
 
     if model == "tiny":

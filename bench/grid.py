@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stemfill.pianoroll.io import MIDI_EXTS  # noqa: E402
-from stemfill.pianoroll.roll import BASS_LOW, GUITAR_LOW, N_PITCHES  # noqa: E402
+from stemfill.pianoroll.grid import BASS_LOW, GUITAR_LOW, N_PITCHES  # noqa: E402
 from stemfill.pianoroll.song import Track  # noqa: E402
 from stemfill.pianoroll.stems import classify_track  # noqa: E402
 

@@ -38,7 +38,7 @@ from stemfill.evaluation import metrics as M
 from stemfill.evaluation.baselines import get_system
 from stemfill.pianoroll import key as K
 from stemfill.pianoroll.fill import load_model
-from stemfill.pianoroll.roll import CHANNEL
+from stemfill.pianoroll.grid import CHANNEL
 
 BASS, GUITAR = CHANNEL["bass"], CHANNEL["guitar"]
 hist = K.pitched_hist
@@ -79,7 +79,7 @@ def main() -> None:
         system = get_system(name, model_path=a.model, train_chunks=train, seed=a.seed)
         t0 = time.perf_counter()
         with torch.inference_mode():
-            out = np.concatenate([system.fill(masked, known, rng) for _, known, masked, rng in batches()]).astype(bool)
+            out = np.concatenate([system.fill(masked, known, rng) for _, known, masked, rng, _ in batches()]).astype(bool)
         sec = time.perf_counter() - t0
         fills[name] = out
         keyed = into_keys(out, generated, real_keys)

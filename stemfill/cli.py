@@ -14,8 +14,16 @@ from typing import List, Optional
 import typer
 
 from stemfill.errors import StemfillError
+from stemfill.pianoroll.grid import STEPS_PER_BEAT, WINDOW, WINDOW_BARS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Add a missing instrument stem to a song.")
+BARS_HELP = "Bars A-B, A- (to the end) or A; 1-based, B included."
+
+
+def _warn(path: Path, song) -> None:
+    """What a reader could not take over as it was (e.g. notes it could not place), one line each on stderr."""
+    for w in getattr(song, "warnings", ()):
+        typer.echo(f"warning: {path}: {w}", err=True)
 
 
 def friendly(fn):
@@ -28,7 +36,7 @@ def friendly(fn):
         except StemfillError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(1)
-        except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        except (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
             typer.echo(f"error: {e.filename or ''}: {e.strerror or e}", err=True)
             raise typer.Exit(1)
 
@@ -45,7 +53,9 @@ def info(file: Path = typer.Argument(..., help="A Guitar Pro or MIDI file.")) ->
     from stemfill.pianoroll.info import print_info
     from stemfill.pianoroll.io import read_song
 
-    print_info(read_song(file), source=str(file))
+    song = read_song(file)
+    _warn(file, song)
+    print_info(song, source=str(file))
 
 
 
@@ -54,8 +64,8 @@ def info(file: Path = typer.Argument(..., help="A Guitar Pro or MIDI file.")) ->
 def convert(
     inputs: List[Path] = typer.Argument(..., help="Song files or folders (searched recursively for .gp3/.gp4/.gp5/.gpx/.gp/.mid/.midi/.kar)."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder: manifest.json + shards/."),
-    chunk_len: int = typer.Option(192, "--chunk-len", help="Chunk length in steps (12 per beat; 192 = 4 bars of 4/4)."),
-    hop: int = typer.Option(96, "--hop", help="Steps between chunk starts."),
+    chunk_len: int = typer.Option(WINDOW, "--chunk-len", help=f"Chunk length in steps ({STEPS_PER_BEAT} per beat; {WINDOW} = {WINDOW_BARS} bars of 4/4)."),
+    hop: int = typer.Option(WINDOW // 2, "--hop", help="Steps between chunk starts."),
     jobs: int = typer.Option(0, "--jobs", "-j", help="Worker processes (0: one per CPU)."),
     require_all: bool = typer.Option(False, "--require-all", help="Keep only songs and chunks with drums, bass and guitar."),
     seed: int = typer.Option(0, "--seed", help="Seed of the train/valid/test split (by song content hash)."),
@@ -67,56 +77,27 @@ def convert(
                 progress=sys.stderr.isatty(), log=lambda line: typer.echo(line, err=True))
 
 
-def _parse_bars(text: str) -> tuple[int, int | None]:
-    a, dash, b = text.partition("-")
-    try:
-        first = int(a)
-        last = int(b) if b else (None if dash else first)
-    except ValueError:
-        raise StemfillError(f"--bars {text!r}: expected A-B (1-based bar numbers, e.g. 5-12), A- or A") from None
-    if first < 1 or (last is not None and last < first):
-        raise StemfillError(f"--bars {text!r}: bars count from 1 and B must be >= A")
-    return first, last
-
-
 @app.command()
 @friendly
 def plot(
     file: Path = typer.Argument(..., help="A Guitar Pro or MIDI file."),
     out: Path = typer.Option(Path("roll.png"), "-o", "--out", help="PNG to write."),
-    bars: Optional[str] = typer.Option(None, "--bars", help="Bars A-B (1-based, inclusive), e.g. 1-8."),
+    bars: Optional[str] = typer.Option(None, "--bars", help=BARS_HELP),
 ) -> None:
     """Draw a song's drums, bass and guitar piano roll as a PNG."""
-    from stemfill.pianoroll import roll as R
-    from stemfill.pianoroll.io import check_output_path, read_song
-    from stemfill.pianoroll.plot import plot_roll
+    from stemfill.files import check_output_path
+    from stemfill.pianoroll.bars import parse_bars
+    from stemfill.pianoroll.io import read_song
+    from stemfill.pianoroll.plot import plot_song
 
-    check_output_path(out, file)
+    rng = parse_bars(bars) if bars else None
+    check_output_path(out, file, exts=(".png",))
     song = read_song(file)
-    r = R.encode(song)
-    starts = [int(s) for s in R.ticks_to_step(song.bar_starts(), song.resolution)]
-    starts = [s for s in starts if s < max(r.shape[-1], 1)] or [0]
-    first, last = _parse_bars(bars) if bars else (1, None)
-    if first > len(starts):
-        raise StemfillError(f"--bars {bars}: the song has {len(starts)} bars")
-    last = len(starts) if last is None else min(last, len(starts))
-    lo = starts[first - 1]
-    hi = starts[last] if last < len(starts) else r.shape[-1]
-    title = f"{song.title or file.stem} - bars {first}-{last}"
-    plot_roll(r[:, :, lo:hi], out, R.STEPS_PER_BEAT, [s - lo for s in starts[first - 1:last]], title=title,
-              first_bar=first)
+    _warn(file, song)
+    plot_song(song, out, rng, title=song.title or file.stem)
     typer.echo(f"wrote {out}")
 
 # === symbolic: midi / train (model) =========================================
-
-
-def _default_model_path() -> Path:
-    from importlib import resources
-
-    p = Path(str(resources.files("stemfill") / "models" / "default"))
-    if not (p / "model.safetensors").exists():
-        raise StemfillError(f"no default model installed at {p}; train one with `stemfill train` and pass --model RUN/model")
-    return p
 
 
 def _default_out(inp: Path, add: List[str]) -> Path:
@@ -134,26 +115,44 @@ def midi_cmd(
     model: Optional[Path] = typer.Option(None, "--model", help="Model folder, .safetensors or ckpt.pt (default: the shipped model)."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Denoising steps (default: the model's own)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same result)."),
-    bars: Optional[str] = typer.Option(None, "--bars", help="Only generate bars A-B (1-based, inclusive); the rest is kept."),
+    bars: Optional[str] = typer.Option(None, "--bars", help="Only generate these bars; the rest is kept. " + BARS_HELP),
     candidates: Optional[int] = typer.Option(None, "--candidates", min=1, help="Sample K fills per window, keep the one that agrees most with the others (default: the model's own)."),
     replace: bool = typer.Option(False, "--replace", help="Replace a stem the song already has."),
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale (1 = off; default: the model's, and its chain_guidance for a guitar written over a new bass)."),
     key: Optional[str] = typer.Option(None, "--key", help="Key of the new bass/guitar, e.g. 'E minor', 'A' (only where the song has neither: drums alone carry no key)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw input vs filled piano roll as a PNG."),
+    audio: Optional[Path] = typer.Option(None, "--audio", help="Also render the filled song to hear it (.wav/.flac; FluidSynth, soundfont from STEMFILL_SOUNDFONT or the system's)."),
 ) -> None:
     """Add missing stems (drums / bass / guitar) to a song with the diffusion model."""
-    from stemfill.pianoroll.fill import fill_song_detail, load_model
-    from stemfill.pianoroll.io import check_output_path, read_song, write_song
+    from stemfill.files import check_output_path
+    from stemfill.pianoroll.bars import parse_bars
+    from stemfill.pianoroll.io import WRITE_EXTS, read_song, write_song
 
+    if bars:
+        parse_bars(bars)  # the syntax, before anything is read
     out = out or _default_out(inp, list(add))
-    check_output_path(out, inp)
+    check_output_path(out, inp, exts=WRITE_EXTS)
     if plot is not None:
-        check_output_path(plot, inp)
+        check_output_path(plot, inp, exts=(".png",))
+    if audio is not None:  # the renderer and the path, before the model runs
+        from stemfill.audio.render import RENDER_EXTS, check_renderer
+
+        check_output_path(audio, inp, exts=RENDER_EXTS)
+        check_renderer(option=None)
+    from stemfill.pianoroll.model import default_model_path
+
+    model_path = model if model is not None else default_model_path()
     song = read_song(inp)
-    m = load_model(model if model is not None else _default_model_path())
+    _warn(inp, song)
+    from stemfill.pianoroll.fill import fill_song_detail, load_model
+
+    m = load_model(model_path)
     new, filled, gen = fill_song_detail(song, list(add), m, steps=steps, seed=seed, bars=bars,
                                         candidates=candidates, replace=replace, guidance=guidance, key=key)
-    write_song(new, out, source=inp)
+    notes: list[str] = []
+    write_song(new, out, source=inp, report=notes)
+    for line in notes:  # what the tab writer chose or could not keep (tunings, dropped notes)
+        typer.echo(f"note: {out}: {line}", err=True)
     added = [t for t in new.tracks[len(new.tracks) - len(dict.fromkeys(add)):]]
     from stemfill.pianoroll.key import chosen_key, key_name, other_tracks_key, parse_key
 
@@ -166,14 +165,14 @@ def midi_cmd(
                   else f" in {key_name(*guess)}, chosen by the model: no bass or guitar to follow (set one with --key)")
     typer.echo(f"wrote {out}: added " + ", ".join(f"{t.name} ({len(t.notes)} notes)" for t in added) + in_key)
     if plot is not None:
-        from stemfill.pianoroll import roll as R
-        from stemfill.pianoroll.plot import plot_roll
+        from stemfill.pianoroll.plot import plot_fill
 
-        before = filled & ~gen[:, None, :]
-        starts = [int(x) for x in R.ticks_to_step(song.bar_starts(), song.resolution)]
-        plot_roll(before, plot, R.STEPS_PER_BEAT, [x for x in starts if x < filled.shape[-1]],
-                  title=f"{inp.name}: + {', '.join(add)}", compare=filled, labels=("input", "filled"))
+        plot_fill(song, filled, gen, plot, title=f"{inp.name}: + {', '.join(add)}")
         typer.echo(f"wrote {plot}")
+    if audio is not None:
+        from stemfill.audio.render import render_song_file
+
+        typer.echo(f"wrote {audio} ({render_song_file(new, audio)['seconds']:.1f} s)")
 
 
 @app.command("train")
@@ -184,7 +183,7 @@ def train_cmd(
     steps: int = typer.Option(20000, "--steps", min=1, help="Total optimizer steps."),
     batch: int = typer.Option(32, "--batch", min=1, help="Chunks per step (per process under torchrun)."),
     lr: float = typer.Option(4e-4, "--lr", help="Peak learning rate (warm-up, then cosine)."),
-    size: str = typer.Option("default", "--size", help="UNet size preset: tiny, small, default, large."),
+    size: str = typer.Option("default", "--size", help="UNet size preset: tiny, default, large."),
     objective: str = typer.Option("bernoulli", "--objective", help="bernoulli (default) or atassi (the paper's reference)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
@@ -193,9 +192,17 @@ def train_cmd(
     ckpt_every: int = typer.Option(1000, "--ckpt-every", min=1, help="Checkpoint every N steps."),
     sample_every: int = typer.Option(2000, "--sample-every", min=0, help="Write sample PNGs every N steps (0: never)."),
     warmup: int = typer.Option(500, "--warmup", min=0, help="Warm-up steps."),
+    log_every: int = typer.Option(50, "--log-every", min=1, help="Write the loss to RUN/log.jsonl every N steps."),
+    max_chunks: int = typer.Option(0, "--max-chunks", min=0, help="Use at most N training chunks (0: all)."),
     resume: bool = typer.Option(False, "--resume", help="Continue RUN/ckpt.pt exactly (--steps may extend it)."),
     remove_only: str = typer.Option("", "--remove-only",
                                     help="The paper's setting: always remove this one stem (a per-instrument model)."),
+    context: bool = typer.Option(True, "--context/--no-context",
+                                 help="Hear the songs' other tracks (keys, strings, vocals...) as always-known input."),
+    context_drop: float = typer.Option(0.3, "--context-drop", min=0.0, max=1.0,
+                                       help="Share of samples trained without the other tracks."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from",
+                                             help="Start from this model's weights (new inputs start at zero)."),
     key_prior: bool = typer.Option(False, "--key-prior/--no-key-prior",
                                    help="Pitch-shift only samples whose known stems hold bass or guitar notes "
                                         "(with only drums known the model learns the corpus's keys)."),
@@ -203,7 +210,8 @@ def train_cmd(
                                     help="Share of samples whose removed stems are known before and after a span "
                                          "(as whole-song filling's second pass and --bars see them)."),
 ) -> None:
-    """Train the symbolic stem-filling model (one process; see stemfill.pianoroll.train for torchrun)."""
+    """Train the symbolic stem-filling model (resumable). Several processes or GPUs:
+    `torchrun --nproc_per_node N -m stemfill.cli train ...` (DDP; --batch is per process)."""
     from stemfill.pianoroll.diffusion import OBJECTIVES
     from stemfill.pianoroll.song import STEMS
     from stemfill.pianoroll.train import PRESETS, TrainConfig, train
@@ -216,8 +224,10 @@ def train_cmd(
         raise StemfillError(f"--remove-only {remove_only!r}: choose from {', '.join(STEMS)}")
     cfg = TrainConfig(data=str(data), out=str(out), steps=steps, batch=batch, lr=lr, size=size, objective=objective,
                       seed=seed, device=device, augment=augment, val_every=val_every, ckpt_every=ckpt_every,
-                      sample_every=sample_every, warmup=warmup, remove_only=remove_only,
-                      key_prior=key_prior, span_prob=span_prob)
+                      sample_every=sample_every, warmup=warmup, remove_only=remove_only, log_every=log_every,
+                      max_chunks=max_chunks,
+                      key_prior=key_prior, span_prob=span_prob, context=context, context_drop=context_drop,
+                      init_from=str(init_from) if init_from else "")
     model_dir = train(cfg, resume=resume, progress=sys.stderr.isatty())
     typer.echo(f"wrote {model_dir} (EMA weights) and {Path(out) / 'ckpt.pt'}")
 
@@ -233,7 +243,7 @@ def eval_(
         None, "--system", "-s",
         help="System(s): real, random, rule, retrieval, model, paper (repeatable; default: all baselines, "
              "plus model with --model and paper with --paper-models)."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Model folder, .safetensors or ckpt.pt for the 'model' system."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model folder, .safetensors or ckpt.pt for the 'model' system (default: the shipped model)."),
     paper_models: Optional[str] = typer.Option(
         None, "--paper-models",
         help="For the 'paper' system: a folder holding drums/, bass/, guitar/ per-stem models, or three comma-separated model folders."),
@@ -244,11 +254,14 @@ def eval_(
     pairs: bool = typer.Option(True, "--pairs/--no-pairs", help="Also evaluate the two-stems-missing cases."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report (every metric) as JSON."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Folder for real-vs-filled roll PNGs of a few examples."),
+    context: bool = typer.Option(True, "--context/--no-context",
+                                 help="Let the model hear the songs' other tracks (keys, strings, vocals...) where it can."),
+    chunks: str = typer.Option("all", "--chunks", help="all, with-context or without-context: the chunks whose songs "
+                                                       "have other pitched tracks sounding there, or not."),
 ) -> None:
     """Remove stems from real chunks, let each system fill them, and score the fills (docs/evaluation.md)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
 
     from stemfill.evaluation import harness as H
 
@@ -256,6 +269,12 @@ def eval_(
                                          + (["paper"] if paper_models else []))
     if model is not None and not model.exists():
         raise StemfillError(f"{model}: no such model file or folder")
+    from stemfill.files import check_output_folder, check_output_path
+
+    if json_out is not None:
+        check_output_path(json_out, data, exts=(".json",))
+    if plot is not None:
+        check_output_folder(plot, data)
     kinds = H.KINDS if pairs else ("single",)
     err = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -265,19 +284,9 @@ def eval_(
             return lambda k: prog.advance(task, k)
 
         report, examples = H.run(data, split, names, model, limit, seed, kinds, progress_factory=factory,
-                                 n_examples=1 if plot else 0, steps=steps, paper_models=paper_models)
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=160)  # piped or captured: do not squeeze the tables into 80 columns
-    for key in H.case_keys(report):
-        header, rows = H.table_rows(report, key)
-        table = Table(title=f"fill {key}", title_justify="left")
-        for i, h in enumerate(header):
-            table.add_column(h, justify="left" if i == 0 else "right")
-        for r in rows:
-            table.add_row(*r)
-        console.print(table)
-    console.print(f"[dim]{H.legend()}[/dim]")
+                                 n_examples=1 if plot else 0, steps=steps, paper_models=paper_models,
+                                 context=context, chunk_filter=chunks)
+    H.print_report(report)
     if json_out is not None:
         H.write_json(report, json_out)
         typer.echo(f"wrote {json_out}")
@@ -300,9 +309,9 @@ def audio_plot_cmd(
 ) -> None:
     """Draw an audio file's spectrogram image as the audio model sees it (low notes at the bottom, loud = dark)."""
     from stemfill.audio import spectrogram as sp
-    from stemfill.pianoroll.io import check_output_path
+    from stemfill.files import check_output_path
 
-    check_output_path(out, input)
+    check_output_path(out, input, exts=(".png",))
     y, sr, ch = sp.load_audio(input)
     a = int(round(start * sp.SAMPLE_RATE))
     b = len(y) if duration is None else a + int(round(duration * sp.SAMPLE_RATE))
@@ -373,25 +382,71 @@ def audio_cmd(
     input: Path = typer.Argument(..., help="Song to add a stem to (wav/flac/ogg; any rate, mono or stereo)."),
     prompt: str = typer.Option(..., "--prompt", "-p", help='Instruction, e.g. "add reggae drums".'),
     out: Path = typer.Option(..., "-o", "--out", help="Output audio file (.wav/.flac): input's length, rate, channels."),
-    model: Optional[str] = typer.Option(None, "--model", help="Pipeline folder or hub id (default: the method's paper model)."),
-    method: str = typer.Option("subtractive", "--method", help="subtractive (InstructPix2Pix fine-tune) or sdedit (plain Riffusion)."),
-    steps: int = typer.Option(20, "--steps", min=1, help="Denoising steps per window."),
-    guidance: float = typer.Option(7.5, "--guidance", help="Text guidance scale."),
+    method: str = typer.Option("auto", "--method", help="auto (the paper's model if cached or --model given, else symbolic), symbolic (offline, CPU: beats + transcription + the piano-roll model), subtractive (the paper's InstructPix2Pix fine-tune) or sdedit (plain Riffusion)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Riffusion pipeline folder or hub id (subtractive/sdedit; default: the method's paper model)."),
+    stem_out: Optional[Path] = typer.Option(None, "--stem-out", help="symbolic: also write the new stem alone (.wav/.flac)."),
+    midi_out: Optional[Path] = typer.Option(None, "--midi-out", help="symbolic: also write the new stem's notes (.mid) on the tracked tempo map."),
+    soundfont: Optional[Path] = typer.Option(None, "--soundfont", help="symbolic: General MIDI .sf2 to render with (default: the system's)."),
+    symbolic_model: Optional[Path] = typer.Option(None, "--symbolic-model", help="symbolic: piano-roll model (default: the shipped one, as in `stemfill midi`)."),
+    stem_level: float = typer.Option(-3.0, "--stem-level", help="symbolic: loudness of the new stem relative to the input, in dB."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Denoising steps (per window; default 20 for subtractive/sdedit, the model's own for symbolic)."),
+    guidance: float = typer.Option(7.5, "--guidance", help="Text guidance scale (subtractive/sdedit)."),
     image_guidance: float = typer.Option(1.5, "--image-guidance", help="Image guidance scale (subtractive)."),
     strength: float = typer.Option(0.5, "--strength", help="How far the input is noised (sdedit), 0..1."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the sampler and Griffin-Lim."),
-    overlap: float = typer.Option(0.5, "--overlap", help="Seconds shared by consecutive 5.11 s windows (crossfaded)."),
-    griffin_lim_iters: int = typer.Option(32, "--griffin-lim-iters", min=1, help="Griffin-Lim iterations per window."),
-    plot_dir: Optional[Path] = typer.Option(None, "--plot-dir", help="Folder for each window's input and output spectrogram PNGs."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sampler (and Griffin-Lim)."),
+    overlap: float = typer.Option(0.5, "--overlap", help="Seconds shared by consecutive 5.11 s windows (subtractive/sdedit)."),
+    griffin_lim_iters: int = typer.Option(32, "--griffin-lim-iters", min=1, help="Griffin-Lim iterations per window (subtractive/sdedit)."),
+    plot_dir: Optional[Path] = typer.Option(None, "--plot-dir", help="Folder for each window's input and output spectrogram PNGs (subtractive/sdedit)."),
 ) -> None:
-    """Add a stem to a whole song with a Riffusion-based model, window by window (docs/audio.md)."""
+    """Add a stem to a recording: offline through the piano-roll model, or with a Riffusion-based model (docs/audio.md)."""
+    from stemfill.audio.symbolic import choose_method
+
+    chosen, why = choose_method(method, model)
+    only = {"--stem-out": stem_out, "--midi-out": midi_out, "--soundfont": soundfont, "--symbolic-model": symbolic_model}
+    if chosen != "symbolic" and (given := [k for k, v in only.items() if v is not None]):
+        raise StemfillError(f"{', '.join(given)}: only for --method symbolic (the method is {chosen}: {why})")
+    if chosen == "symbolic" and plot_dir is not None:
+        raise StemfillError("--plot-dir: only for --method subtractive or sdedit")
+
+    def announce() -> None:  # once the inputs are checked: a refusal stays one line
+        typer.echo(f"method: {chosen}: {why}", err=True)
+
+    if chosen == "symbolic":
+        from stemfill.audio.symbolic import add_stem_symbolic
+
+        r = add_stem_symbolic(input, out, prompt, stem_out=stem_out, midi_out=midi_out, soundfont=soundfont,
+                              model=symbolic_model, seed=seed, steps=steps, stem_level_db=stem_level,
+                              log=lambda line: typer.echo(line, err=True), on_start=announce)
+        typer.echo(f"wrote {', '.join(r.written)}: added {' and '.join(r.stems)} ({r.notes_added} notes) to "
+                   f"{r.seconds:.2f} s, {r.sample_rate} Hz, {r.channels} ch, in {r.timings['total']:.1f} s")
+        return
     from stemfill.audio.infer import InsertConfig, insert_stem
 
-    cfg = InsertConfig(prompt=prompt, method=method, steps=steps, guidance=guidance, image_guidance=image_guidance,
+    cfg = InsertConfig(prompt=prompt, method=chosen, steps=steps or 20, guidance=guidance, image_guidance=image_guidance,
                        strength=strength, seed=seed, overlap=overlap, griffin_lim_iters=griffin_lim_iters)
-    info = insert_stem(input, out, cfg, model=model, plot_dir=plot_dir, progress=sys.stderr.isatty())
+    info = insert_stem(input, out, cfg, model=model, plot_dir=plot_dir, progress=sys.stderr.isatty(), on_start=announce)
     typer.echo(f"wrote {out} ({info['seconds']:.2f} s, {info['windows']} windows, {info['sample_rate']} Hz, "
                f"{info['channels']} ch)")
+
+
+@app.command("render")
+@friendly
+def render_cmd(
+    song: Path = typer.Argument(..., metavar="SONG", help="A MIDI or Guitar Pro file."),
+    out: Path = typer.Option(..., "-o", "--out", help="Audio to write: .wav or .flac (stereo, 44.1 kHz, 16 bit)."),
+    soundfont: Optional[Path] = typer.Option(None, "--soundfont", help="General MIDI .sf2 (default: STEMFILL_SOUNDFONT or the system's)."),
+) -> None:
+    """Render a song with FluidSynth and a General MIDI soundfont, to hear it (the renderer of `audio` and `midi --audio`)."""
+    from stemfill.audio.render import RENDER_EXTS, check_renderer, render_song_file
+    from stemfill.files import check_output_path
+    from stemfill.pianoroll.io import read_song
+
+    check_output_path(out, song, exts=RENDER_EXTS)
+    sf2 = check_renderer(soundfont)
+    s = read_song(song)
+    _warn(song, s)
+    r = render_song_file(s, out, sf2)
+    typer.echo(f"wrote {out} ({r['seconds']:.1f} s, {r['tracks']} tracks, {r['notes']} notes, {Path(r['soundfont']).name})")
 
 
 @app.command("audio-train")

@@ -7,6 +7,10 @@ class StemfillError(Exception):
     """Base of every error stemfill raises on bad input; the CLI prints it as one line and exits 1."""
 
 
+class SongError(StemfillError, ValueError):
+    """A song, track or note failed validation; the message names the field."""
+
+
 class ReadError(StemfillError):
     """A file could not be read as a song."""
 

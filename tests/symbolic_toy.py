@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from stemfill.datasets.chunks import save_shard
-from stemfill.pianoroll.roll import CHANNEL, N_PITCHES
+from stemfill.pianoroll.grid import CHANNEL, N_PITCHES
 from stemfill.pianoroll.song import Note, Song, Track
 
 L = 192

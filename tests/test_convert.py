@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import mido
@@ -13,6 +19,7 @@ import pytest
 from stemfill.datasets import convert as C
 from stemfill.datasets.chunks import SPLITS, load_chunks, load_shard
 from stemfill.errors import StemfillError
+from stemfill.pianoroll import grid as G
 from stemfill.pianoroll import roll as R
 
 STEMS_ALL = ("drums", "bass", "guitar")
@@ -107,7 +114,7 @@ def test_convert_manifest_split_dedupe_skips(songs, tmp_path):
     m = _manifest(out)
     cfg = m["config"]
     assert (cfg["steps_per_beat"], cfg["n_pitches"], cfg["chunk_len"], cfg["hop"]) == (12, 48, 192, 96)
-    assert (cfg["bass_low"], cfg["guitar_low"]) == (R.BASS_LOW, R.GUITAR_LOW)
+    assert (cfg["bass_low"], cfg["guitar_low"]) == (G.BASS_LOW, G.GUITAR_LOW)
 
     paths = sorted(s["path"] for s in m["songs"])
     assert paths == ["drums_bass.mid", "song0.mid", "song1.mid", "song2.mid", "song3.mid", "song4.mid", "sub/deep.midi"]
@@ -344,3 +351,178 @@ def test_bar_keys_skip_bars_with_one_stem():
     rolls[0, 0, 0, 48] = rolls[0, 1, 5, 50] = True  # bar 2: drums + bass
     keys = C.bar_keys(rolls, 48)
     assert len(keys) == 1
+
+
+# --- output folder checked up front; kill -9: workers end, the run resumes -----------------------
+
+
+def _unwritable_folder(tmp_path: Path) -> Path | None:
+    """A folder in which no file can be created (a read-only one; /sys for root), or None."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    for folder in (ro, Path("/sys")):
+        try:
+            fd, probe = tempfile.mkstemp(dir=folder)
+        except OSError:
+            return folder
+        os.close(fd)
+        os.unlink(probe)
+    return None
+
+
+def test_output_folder_is_checked_before_any_work(songs, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from stemfill.cli import app
+    from stemfill.errors import WriteError
+
+    def boom(*a, **k):
+        raise AssertionError("looked at the inputs before checking -o")
+
+    monkeypatch.setattr(C, "discover", boom)
+    (tmp_path / "afile").write_text("not a folder")
+    under_a_file = tmp_path / "afile" / "sub"
+    with pytest.raises(WriteError) as exc:
+        C.convert([songs], under_a_file, jobs=1)
+    msg = str(exc.value)
+    assert msg.startswith(f"{under_a_file}: ") and "is a file" in msg and "\n" not in msg
+
+    res = CliRunner().invoke(app, ["convert", str(songs), "-o", str(under_a_file)])
+    assert res.exit_code == 1 and res.output.startswith(f"error: {under_a_file}: ")
+    assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
+
+    folder = _unwritable_folder(tmp_path)
+    if folder is None:
+        pytest.skip("no unwritable folder here")
+    for out in (folder / "chunks", folder):
+        with pytest.raises(WriteError) as exc:
+            C.convert([songs], out, jobs=1)
+        assert str(exc.value).startswith(f"{out}: ") and "\n" not in str(exc.value)
+
+
+SLOW_CONVERT = """
+import multiprocessing, sys, time
+multiprocessing.set_start_method("fork", force=True)  # the workers inherit the slow-down below
+from stemfill.datasets import convert as C
+real = C._convert_file
+def slow(path, *a):
+    time.sleep(float(sys.argv[3]))
+    return real(path, *a)
+C._convert_file = slow
+C.convert([sys.argv[1]], sys.argv[2], jobs=2)
+"""
+
+
+def _start_slow_convert(tmp_path: Path, src: Path, out: Path, seconds_per_song: float):
+    script = tmp_path / "slow_convert.py"
+    script.write_text(SLOW_CONVERT)
+    return subprocess.Popen([sys.executable, str(script), str(src), str(out), str(seconds_per_song)])
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")  # a zombie is dead, only not yet reaped
+
+
+def _wait_for(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc (Linux)")
+def test_kill_9_of_convert_ends_its_pool_workers(tmp_path):
+    src = tmp_path / "in"
+    for i in range(6):
+        make_midi(src / f"s{i}.mid", seed=i, bars=4)
+    proc = _start_slow_convert(tmp_path, src, tmp_path / "out", seconds_per_song=2.0)
+    workers: set[int] = set()
+
+    def pool_started() -> bool:
+        workers.update(_children(proc.pid))
+        return len(workers) >= 2
+
+    try:
+        assert _wait_for(pool_started, timeout=60), "the pool workers never started"
+        proc.kill()
+        proc.wait()
+        assert _wait_for(lambda: not any(_running(w) for w in workers), timeout=5), "workers outlived kill -9"
+    finally:
+        proc.kill()
+        proc.wait()
+        for w in workers:  # leave nothing behind, also when the test fails
+            if _running(w):
+                os.kill(w, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="Linux")
+def test_killed_run_resumes_from_the_songs_it_finished(tmp_path, monkeypatch):
+    src = tmp_path / "in"
+    for i in range(6):
+        make_midi(src / f"s{i}.mid", seed=i, bars=4)
+    out = tmp_path / "out"
+    journal = out / C.JOURNAL
+
+    def finished() -> set[str]:
+        done = set()
+        for line in (journal.read_text().splitlines() if journal.exists() else []):
+            try:
+                done.add(json.loads(line)["song"]["path"])
+            except (ValueError, KeyError):
+                continue  # the header, or a line cut short by the kill
+        return done
+
+    proc = _start_slow_convert(tmp_path, src, out, seconds_per_song=0.5)
+    try:
+        assert _wait_for(lambda: len(finished()) >= 2, timeout=60), "no song finished"
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (out / "manifest.json").exists()  # killed outright: only the journal knows what was done
+    done = finished()
+    assert 2 <= len(done) < 6
+
+    calls: list[str] = []
+    real = C._convert_file
+    monkeypatch.setattr(C, "_convert_file", lambda path, *a: calls.append(path.name) or real(path, *a))
+    rep = C.convert([src], out, jobs=1)
+    assert not set(calls) & done and rep.done == len(done) and rep.converted == 6 - len(done)
+    assert sorted(s["path"] for s in _manifest(out)["songs"]) == [f"s{i}.mid" for i in range(6)]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "shards"]  # the journal is folded in
+    assert not [p for p in (out / "shards").iterdir() if p.name.startswith(".")]  # no temp file of the kill
+    assert C.convert([src], out, jobs=1).done == 6
+
+
+def test_reader_warnings_reach_the_log_and_the_manifest(tmp_path):
+    src = tmp_path / "in"
+    p = make_midi(src / "clean.mid", seed=1)
+    mf = mido.MidiFile(p)
+    bass = next(t for t in mf.tracks if t.name == "Bass")
+    bass.insert(len(bass) - 1, mido.Message("note_on", channel=1, note=40, velocity=90, time=0))  # never ended
+    mf.save(src / "hanging.mid")
+    lines: list[str] = []
+    C.convert([src], tmp_path / "out", jobs=1, log=lines.append)
+    assert "warning: hanging.mid: 1 note dropped: 1 note-on never ended" in lines
+    assert not any(line.startswith("warning: clean.mid") for line in lines)
+    by = {s["path"]: s for s in _manifest(tmp_path / "out")["songs"]}
+    assert by["hanging.mid"]["warnings"] == ["1 note dropped: 1 note-on never ended"]
+    assert "warnings" not in by["clean.mid"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -15,7 +16,7 @@ from stemfill.pianoroll.diffusion import (BinaryDiffusion, DiffusionConfig, deco
 from stemfill.pianoroll.fill import fill_chunks
 from stemfill.pianoroll.model import build_model, load_model, save_pretrained
 from stemfill.pianoroll.train import PRESETS, TrainConfig, pitch_shift, train, training_batch
-from stemfill.pianoroll.unet import UNet, UNetConfig
+from stemfill.pianoroll.unet import UNet, UNetConfig, one_thread_per_op
 
 TINY = UNetConfig(**PRESETS["tiny"])
 
@@ -32,6 +33,55 @@ def test_unet_shapes_and_default_size():
     assert 0.5e6 < n < 3e6, n
     with pytest.raises(ValueError, match="multiple"):
         UNet(UNetConfig())(torch.zeros(1, 9, 48, 100), torch.rand(1))
+
+
+def test_unet_infer_rounds_the_same_on_any_number_of_threads():
+    """CPU inference runs chunks of windows, each on one thread: the logits do not depend on torch's thread count
+    or on the weights' memory layout, and are forward()'s up to float rounding."""
+    torch.manual_seed(0)
+    net = UNet(TINY).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    x, t = torch.rand(7, 9, 48, 192).round(), torch.rand(7)  # 7 windows: chunks of 4 and 3
+    threads = torch.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            outs.append(net.infer(x, t))
+            assert torch.get_num_threads() == n
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(outs[0], o) for o in outs[1:])
+    assert outs[0].is_contiguous() and not outs[0].requires_grad
+    assert torch.equal(copy.deepcopy(net).to(memory_format=torch.channels_last).infer(x, t), outs[0])
+    with one_thread_per_op():
+        assert torch.get_num_threads() == 1
+        assert torch.equal(net.infer(x, t), outs[0])
+    assert torch.get_num_threads() == threads
+    with torch.no_grad():
+        torch.testing.assert_close(net(x, t), outs[0], rtol=1e-4, atol=1e-4)
+
+
+def test_sampling_gives_the_same_notes_on_any_number_of_threads():
+    """The network's chunks and every other op of sampling: the same cells whatever torch's thread count."""
+    model = tiny_model()
+    model.config.decode, model.config.line = "count", (False, True, False)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    rolls, known = toy_rolls(5, seed=8), np.array([[True, False, True]] * 5)
+    threads = torch.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 3):
+            torch.set_num_threads(n)
+            outs.append(fill_chunks(model, rolls, known, steps=2, seed=4, guidance=1.5))
+            assert torch.get_num_threads() == n
+    finally:
+        torch.set_num_threads(threads)
+    assert (outs[0] == outs[1]).all() and outs[0][:, 1].any()
 
 
 def test_subtractive_mask_removes_only_present_stems():
@@ -421,7 +471,7 @@ def test_torchrun_two_processes_train_in_sync(tmp_path):
 
     def launch(run):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "stemfill.pianoroll.train", "--data", str(data), "-o", str(run), "--size", "tiny", "--steps", "4",
+               "-m", "stemfill.cli", "train", "--data", str(data), "-o", str(run), "--size", "tiny", "--steps", "4",
                "--batch", "4", "--warmup", "1", "--val-every", "2", "--ckpt-every", "2", "--sample-every", "0",
                "--log-every", "1", "--device", "cpu"]
         return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -234,7 +232,7 @@ def test_cli_eval_writes_json_and_plots(folder, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--split", "valid"], "has no chunks"),
     (["--system", "model", "--model", "nope.pt"], "no such model file"),
-    (["--system", "model"], "needs --model"),
+    (["--system", "model"], "models/default: model and chunks differ"),  # the embedded default, as `midi` uses
     (["--system", "oracle"], "unknown system"),
 ])
 def test_cli_eval_errors(folder, args, message):
@@ -248,37 +246,33 @@ def test_cli_eval_no_manifest(tmp_path):
     assert r.exit_code == 1 and "no manifest.json" in r.output
 
 
-def _fake_fill_module(monkeypatch, length: int):
-    """Stand-in for stemfill.pianoroll.fill: a 'model' that copies the truth it was built with."""
-    mod = types.ModuleType("stemfill.pianoroll.fill")
+def _save_tiny_model(where: Path, window: int) -> Path:
+    import torch
 
-    class Model:
-        config = {"n_pitches": P, "chunk_len": length, "steps_per_beat": 12}
+    from stemfill.pianoroll.diffusion import DiffusionConfig
+    from stemfill.pianoroll.model import build_model, save_pretrained
+    from stemfill.pianoroll.unet import UNetConfig
 
-    mod.load_model = lambda path: Model()
-
-    def fill_chunks(model, rolls, known, steps=20, seed=0):
-        out = rolls.copy()
-        out[:, :, 0, 0] |= ~known  # writes one cell into every unknown channel
-        return out
-
-    mod.fill_chunks = fill_chunks
-    monkeypatch.setitem(sys.modules, "stemfill.pianoroll.fill", mod)
+    torch.manual_seed(0)
+    net = UNetConfig(channels=(4, 8), down=((2, 2),), layers=(0, 1), norm_groups=4, time_dim=16, attention=False,
+                     prior_logit=0.5)
+    return save_pretrained(build_model(net, DiffusionConfig(sample_steps=1, window=window, density=(0.3, 0.3, 0.3))),
+                           where)
 
 
-def test_cli_eval_model_adapter_and_shape_check(folder, tmp_path, monkeypatch):
-    ckpt = tmp_path / "m.pt"
-    ckpt.write_bytes(b"x")
-    _fake_fill_module(monkeypatch, length=L)
+def test_cli_eval_model_and_shape_check(folder, tmp_path):
+    """A real (tiny, untrained) model through the CLI: known stems come back exactly, the fill has notes;
+    a model trained on another window length is refused in one line before any filling."""
+    model = _save_tiny_model(tmp_path / "m", window=L)
     out = tmp_path / "m.json"
-    r = CliRunner().invoke(app, ["eval", "--data", str(folder), "--system", "model", "--model", str(ckpt),
+    r = CliRunner().invoke(app, ["eval", "--data", str(folder), "--system", "model", "--model", str(model),
                                  "--limit", "3", "--json", str(out)])
     assert r.exit_code == 0, r.output
     res = json.loads(out.read_text())["results"]["model"]
     assert res["bass"]["fidelity/known_exact"] == 1.0 and res["bass"]["stat/density/gen"] > 0
-    _fake_fill_module(monkeypatch, length=2 * L)
-    r = CliRunner().invoke(app, ["eval", "--data", str(folder), "--system", "model", "--model", str(ckpt)])
-    assert r.exit_code == 1 and "model and chunks differ" in r.output and "length 192 (model) vs 96" in r.output
+    other = _save_tiny_model(tmp_path / "m2", window=2 * L)
+    r = CliRunner().invoke(app, ["eval", "--data", str(folder), "--system", "model", "--model", str(other)])
+    assert r.exit_code == 1 and "model and chunks differ" in r.output and f"length {2 * L} (model) vs {L}" in r.output
 
 
 # --------------------------------------------------------------------------- the paper's per-stem models

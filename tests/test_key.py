@@ -12,7 +12,7 @@ from stemfill.pianoroll import key as K
 from stemfill.pianoroll.diffusion import DiffusionConfig
 from stemfill.pianoroll.fill import fill_song_detail
 from stemfill.pianoroll.model import build_model
-from stemfill.pianoroll.roll import CHANNEL, GUITAR_LOW
+from stemfill.pianoroll.grid import CHANNEL, GUITAR_LOW
 from stemfill.pianoroll.train import PRESETS
 from stemfill.pianoroll.unet import UNetConfig
 

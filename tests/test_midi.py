@@ -278,3 +278,110 @@ def test_mutated_real_files_give_song_or_midi_read_error(real_bytes, which, edit
     else:
         assert isinstance(song, Song) and song.resolution == 960
         assert all(n.duration > 0 for t in song.tracks for n in t.notes)
+
+
+# --- notes the file does not end cleanly: as pretty_midi reads them, or reported ----------------
+
+
+def pretty_midi_notes(data: bytes) -> list[tuple[int, int, int]]:
+    """(start, end, pitch) in ticks of every note pretty_midi reads (its tick_to_time inverted)."""
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI(io.BytesIO(data))
+    return sorted((pm.time_to_tick(n.start), pm.time_to_tick(n.end), n.pitch) for i in pm.instruments for n in i.notes)
+
+
+def test_note_ons_symusic_leaves_unpaired_are_placed_as_pretty_midi_does():
+    cases = {  # name: (events of one track on channel 1, notes pretty_midi reads)
+        "two note-ons, one note-off": ([M("note_on", note=60, velocity=90), M("note_on", note=60, velocity=80, time=240),
+                                        M("note_off", note=60, time=480)], 2),
+        "two note-ons at one tick": ([M("note_on", note=62, velocity=90), M("note_on", note=62, velocity=70),
+                                      M("note_off", note=62, time=480)], 2),
+        "note-off before its note-on": ([M("note_off", note=64), M("note_on", note=64, velocity=90, time=480),
+                                         M("note_off", note=64, time=480)], 1),
+        "overlap ended twice": ([M("note_on", note=65, velocity=90), M("note_on", note=65, velocity=90, time=240),
+                                 M("note_off", note=65, time=240), M("note_off", note=65, time=240)], 2),
+    }
+    for what, (events, n_pretty) in cases.items():
+        data = build([[MM("track_name", name="Lead"), M("program_change", program=29)] + events])
+        theirs = pretty_midi_notes(data)
+        assert len(theirs) == n_pretty, what
+        song = midi_from_bytes(data)
+        (track,) = song.tracks
+        assert (track.name, track.program) == ("Lead", 29), what
+        assert len(track.notes) == n_pretty and song.warnings == [], what
+    # two note-ons of one pitch, one note-off: both end there (960 ticks per quarter here, 480 in the file)
+    data = build([[M("note_on", note=60, velocity=90), M("note_on", note=60, velocity=80, time=240),
+                   M("note_off", note=60, time=480)]])
+    assert [(s * 2, e * 2, p) for s, e, p in pretty_midi_notes(data)] == [(0, 1440, 60), (480, 1440, 60)]
+    assert notes_of(midi_from_bytes(data).tracks[0]) == [(0, 1440, 60, 90), (480, 960, 60, 80)]
+
+
+def test_note_ons_never_ended_are_counted_in_warnings():
+    data = build([
+        [MM("track_name", name="Bass"), M("program_change", channel=1, program=33),
+         M("note_on", channel=1, note=40, velocity=90), M("note_off", channel=1, note=40, time=480),
+         M("note_on", channel=1, note=41, velocity=90), M("note_on", channel=1, note=43, velocity=90),
+         M("note_off", channel=1, note=43, time=480)],  # 41 never ends
+        [M("note_on", channel=9, note=36, velocity=90), M("note_off", channel=9, note=36, time=120),
+         M("note_on", channel=9, note=38, velocity=90, time=120), M("note_off", channel=2, note=38, time=120),
+         M("note_on", channel=9, note=42, velocity=90), M("note_on", channel=9, note=42, velocity=90, time=120),
+         M("note_off", channel=9, note=42, time=120)],  # 38 ended on another channel: never ends
+    ])
+    assert len(pretty_midi_notes(data)) == 5  # pretty_midi leaves the two unended note-ons out too
+    song = midi_from_bytes(data, name="x.mid")
+    assert sum(len(t.notes) for t in song.tracks) == 5
+    assert song.warnings == ["2 notes dropped: 2 note-ons never ended"]
+    with pytest.raises(MidiReadError, match=r"no notes in the file \(1 note dropped: 1 note-on never ended\)"):
+        midi_from_bytes(build([[M("note_on", note=60, velocity=90), M("note_off", channel=3, note=60, time=10)]]))
+
+
+def test_clean_files_have_no_warnings(shared_data):
+    for name in REAL:
+        assert read_midi(shared_data / "midi" / name).warnings == []
+
+
+def test_mutated_real_files_keep_every_note_pretty_midi_reads(real_bytes):
+    """Byte edits that break note pairing: every note pretty_midi reads is in the song (zero-length
+    notes, which pretty_midi drops, are kept), and note-ons that never end are reported."""
+    import random
+
+    rng = random.Random(7)
+    accepted = warned = 0
+    while accepted < 8:
+        data = bytearray(real_bytes[rng.randrange(len(real_bytes))])
+        for _ in range(rng.randrange(1, 9)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        try:
+            song = midi_from_bytes(bytes(data))
+            theirs = len(pretty_midi_notes(bytes(data)))
+        except Exception:  # noqa: BLE001 - either reader refusing the bytes is fine here
+            continue
+        accepted += 1
+        warned += bool(song.warnings)
+        assert sum(len(t.notes) for t in song.tracks) >= theirs
+    assert warned >= 1  # random edits leave note-ons unended in some files, and the reader says so
+
+
+def test_implicit_meter_round_trips_as_no_time_signature():
+    notes = [M("note_on", note=60, velocity=90), M("note_off", note=60, time=1920)]
+    bare = midi_from_bytes(build([[MM("set_tempo", tempo=600_000)] + notes]))
+    assert bare.implicit_meter and bare.time_signatures == [TimeSignature(0, 4, 4)]  # the model still counts 4/4
+    explicit = midi_from_bytes(build([[MM("time_signature", numerator=4, denominator=4)] + notes]))
+    assert not explicit.implicit_meter
+    later = midi_from_bytes(build([notes[:1] + [MM("time_signature", numerator=3, denominator=4, time=1920)] + notes[1:]]))
+    assert later.implicit_meter and later.time_signatures == [TimeSignature(0, 4, 4), TimeSignature(3840, 3, 4)]
+
+    def signatures(song: Song) -> list[tuple[int, int, int]]:
+        mid = mido.MidiFile(file=io.BytesIO(midi_bytes(song)))
+        return [(m.time, m.numerator, m.denominator) for m in mid.tracks[0] if m.type == "time_signature"]
+
+    assert signatures(bare) == []
+    assert signatures(explicit) == [(0, 4, 4)]
+    assert signatures(later) == [(3840, 3, 4)]
+    again = midi_from_bytes(midi_bytes(bare))
+    assert again.implicit_meter and again.time_signatures == bare.time_signatures
+    assert not midi_from_bytes(midi_bytes(explicit)).implicit_meter
+    assert bare.with_resolution(480).implicit_meter
+    bare.time_signatures = [TimeSignature(0, 3, 4)]  # a meter set after reading is written
+    assert signatures(bare) == [(0, 3, 4)]

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stemfill.pianoroll import grid as G
 from stemfill.pianoroll import roll as R
 from stemfill.pianoroll.song import Note, Song, Track
 
@@ -69,16 +70,16 @@ def test_drums_are_onsets_mapped_to_kit_classes():
 
 
 def test_pitch_folding_by_octaves():
-    low, high = R.BASS_LOW - 5, R.BASS_LOW + R.N_PITCHES + 3  # below and above the bass range
-    glow, ghigh = R.GUITAR_LOW - 1, R.GUITAR_LOW + R.N_PITCHES
+    low, high = G.BASS_LOW - 5, G.BASS_LOW + R.N_PITCHES + 3  # below and above the bass range
+    glow, ghigh = G.GUITAR_LOW - 1, G.GUITAR_LOW + R.N_PITCHES
     dec = R.decode(R.encode(song_of(bass=[n(0, 4, low), n(4, 4, high)], guitar=[n(0, 4, glow), n(4, 4, ghigh)])))
     bass = [x.pitch for x in dec["bass"]]
     gtr = [x.pitch for x in dec["guitar"]]
     assert bass == [low + 12, high - 12] and gtr == [glow + 12, ghigh - 12]
     for p in bass:
-        assert R.BASS_LOW <= p < R.BASS_LOW + R.N_PITCHES
+        assert G.BASS_LOW <= p < G.BASS_LOW + R.N_PITCHES
     for p in gtr:
-        assert R.GUITAR_LOW <= p < R.GUITAR_LOW + R.N_PITCHES
+        assert G.GUITAR_LOW <= p < G.GUITAR_LOW + R.N_PITCHES
 
 
 def test_other_tracks_are_left_out():
@@ -110,7 +111,7 @@ def _spaced(notes):
 def test_onsets_one_step_apart():
     """A one-step note right before a same-pitch onset keeps its step; the later note gives up its
     first step (if it has more than one), so the two stay two notes."""
-    song = song_of(guitar=[n(0, 2, R.GUITAR_LOW), n(1, 2, R.GUITAR_LOW)])
+    song = song_of(guitar=[n(0, 2, G.GUITAR_LOW), n(1, 2, G.GUITAR_LOW)])
     dec = R.decode(R.encode(song))
     assert [(x.start, x.end) for x in dec["guitar"]] == [(0, STEP), (2 * STEP, 3 * STEP)]
 
@@ -123,12 +124,12 @@ def test_song_roll_song_round_trip(bass, guitar, drums):
     # out here: keep a note only if no kept note of its pitch starts one step earlier
     bass, guitar = _spaced(bass), _spaced(guitar)
     song = song_of(drums=[n(s, 1, p) for s, p in drums],
-                   bass=[n(s, d, R.BASS_LOW + p) for s, d, p in bass],
-                   guitar=[n(s, d, R.GUITAR_LOW + p) for s, d, p in guitar])
+                   bass=[n(s, d, G.BASS_LOW + p) for s, d, p in bass],
+                   guitar=[n(s, d, G.GUITAR_LOW + p) for s, d, p in guitar])
     roll = R.encode(song)
     dec = R.decode(roll)
     for stem, notes in (("bass", bass), ("guitar", guitar)):
-        low = R.BASS_LOW if stem == "bass" else R.GUITAR_LOW
+        low = G.BASS_LOW if stem == "bass" else G.GUITAR_LOW
         expect = set()
         for p in {p for _, _, p in notes}:
             cover = np.zeros(80, dtype=bool)

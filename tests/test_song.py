@@ -52,7 +52,7 @@ def test_meter_change_at_the_end_opens_no_bar():
 def test_atomic_outputs_get_ordinary_permissions(tmp_path):
     import os
 
-    from stemfill.pianoroll.io import atomic_path, atomic_write_bytes
+    from stemfill.files import atomic_path, atomic_write_bytes
 
     atomic_write_bytes(tmp_path / "a.bin", b"x")
     with atomic_path(tmp_path / "b.bin") as tmp:

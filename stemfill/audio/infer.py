@@ -32,9 +32,10 @@ import numpy as np
 from stemfill.audio.pipeline import check_method, load_pipeline
 from stemfill.audio.spectrogram import GRIFFIN_LIM_ITERS, SAMPLE_RATE, SEGMENT_SAMPLES, audio_to_image, image_to_audio
 from stemfill.errors import AudioError
-from stemfill.pianoroll.io import default_file_mode
+from stemfill.files import check_output_folder, check_output_path, default_file_mode
 
 DEFAULT_OVERLAP = 0.5  # seconds shared by consecutive windows
+AUDIO_OUT_EXTS = (".wav", ".flac", ".ogg", ".aiff", ".aif")  # what _format_for can write
 SILENT_RMS = 1e-5  # an input window quieter than this stays silent in the output
 
 
@@ -122,19 +123,19 @@ def _edit_window(pipe, image: np.ndarray, cfg: InsertConfig, generator):
 
 
 def insert_stem(in_path: str | os.PathLike, out_path: str | os.PathLike, cfg: InsertConfig, *, model: str | None = None,
-                pipe=None, plot_dir: str | os.PathLike | None = None, progress: bool = True) -> dict:
-    """Write `out_path`: the song at `in_path` with the stem the prompt asks for. Returns a summary dict."""
+                pipe=None, plot_dir: str | os.PathLike | None = None, progress: bool = True, on_start=None) -> dict:
+    """Write `out_path`: the song at `in_path` with the stem the prompt asks for. Returns a summary dict.
+
+    ``on_start``: called once every input, output and the model have been checked, before the windows run."""
     import soundfile as sf
     import torch
 
     from stemfill.audio.spectrogram import load_audio, save_image
 
     in_path, out_path = Path(in_path), Path(out_path)
-    if out_path.resolve() == in_path.resolve() or (
-            out_path.exists() and in_path.exists() and os.path.samefile(in_path, out_path)):
-        raise AudioError(f"{out_path}: refusing to write over the input; choose another output file")
-    if out_path.is_dir():
-        raise AudioError(f"{out_path}: is a directory; give an output file name")
+    check_output_path(out_path, in_path, exts=AUDIO_OUT_EXTS)
+    if plot_dir:
+        check_output_folder(plot_dir, in_path)
     y, in_sr, n_channels = load_audio(in_path)  # mono 44.1 kHz; AudioError on corrupt / silent / short
     info = sf.info(str(in_path))
     n_in = int(info.frames)
@@ -146,6 +147,8 @@ def insert_stem(in_path: str | os.PathLike, out_path: str | os.PathLike, cfg: In
     plot = Path(plot_dir) if plot_dir else None
     if plot:
         plot.mkdir(parents=True, exist_ok=True)
+    if on_start is not None:
+        on_start()
 
     overlap = int(round(cfg.overlap * SAMPLE_RATE))
     starts = window_starts(len(y), overlap)

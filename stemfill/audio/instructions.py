@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from stemfill.errors import AudioError, StemfillError
-from stemfill.pianoroll.io import atomic_write_bytes
+from stemfill.files import atomic_write_bytes
 
 ACTION_WORDS = ("Insert", "Add", "Generate", "Enhance", "Put", "Augment")
 MAX_WORDS = 7

@@ -23,10 +23,11 @@ from stemfill.audio.spectrogram import SAMPLE_RATE
 from stemfill.errors import AudioError
 from stemfill.pianoroll.song import Song, Track
 
-SOUNDFONT_CANDIDATES = (
-    "/usr/share/sounds/sf2/default-GM.sf2",
-    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
-    "/usr/share/sounds/sf2/TimGM6mb.sf2",
+SOUNDFONT_CANDIDATES = (  # where Debian's packages put a General MIDI soundfont
+    "/usr/share/sounds/sf2/default-GM.sf2",  # the alternatives link: FluidR3 or TimGM6mb
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",  # fluid-soundfont-gm
+    "/usr/share/sounds/sf2/TimGM6mb.sf2",  # timgm6mb-soundfont (scripts/setup.sh installs it)
+    "/usr/share/sounds/sf3/default-GM.sf3",
     "/usr/share/soundfonts/default.sf2",
     "/usr/share/soundfonts/FluidR3_GM.sf2",
 )
@@ -37,22 +38,47 @@ _DRUM_CHANNEL = 9
 def fluidsynth_path() -> str:
     exe = shutil.which("fluidsynth")
     if not exe:
-        raise AudioError("fluidsynth is not installed (apt-get install --no-install-recommends fluidsynth)")
+        raise AudioError("fluidsynth is not installed (apt-get install --no-install-recommends fluidsynth; "
+                         "scripts/setup.sh does as root)")
     return exe
 
 
-def find_soundfont(soundfont: str | os.PathLike | None = None) -> Path:
-    """The given .sf2, else STEMFILL_SOUNDFONT, else the system's General MIDI soundfont."""
+def _check_soundfont(p: Path) -> Path:
+    if not p.exists():
+        raise AudioError(f"{p}: soundfont not found")
+    if not p.is_file():
+        raise AudioError(f"{p}: is a folder, not a soundfont (.sf2) file")
+    try:
+        with open(p, "rb") as f:
+            head = f.read(12)
+    except OSError as e:
+        raise AudioError(f"{p}: cannot read soundfont: {e.strerror or e}") from None
+    if head[:4] != b"RIFF" or head[8:12] != b"sfbk":
+        raise AudioError(f"{p}: not a SoundFont 2 (.sf2/.sf3) file")
+    return p
+
+
+def find_soundfont(soundfont: str | os.PathLike | None = None, *, option: str | None = "--soundfont") -> Path:
+    """The given .sf2, else STEMFILL_SOUNDFONT, else the system's General MIDI soundfont (Debian paths).
+
+    Raises AudioError naming a bad path, or, when none is found, naming ``option``.
+    """
     cand = soundfont or os.environ.get("STEMFILL_SOUNDFONT")
     if cand:
-        p = Path(cand)
-        if not p.is_file():
-            raise AudioError(f"{p}: soundfont not found")
-        return p
+        return _check_soundfont(Path(cand))
     for c in SOUNDFONT_CANDIDATES:
         if Path(c).is_file():
-            return Path(c)
-    raise AudioError("no General MIDI soundfont found; pass --soundfont FILE.sf2 (apt-get install fluidsynth brings one)")
+            return Path(c).resolve()
+    how = f"pass {option} FILE.sf2 or set STEMFILL_SOUNDFONT" if option else "set STEMFILL_SOUNDFONT=FILE.sf2"
+    raise AudioError(f"no General MIDI soundfont found (looked in {Path(SOUNDFONT_CANDIDATES[0]).parent}); "
+                     f"{how}, or apt-get install timgm6mb-soundfont")
+
+
+def check_renderer(soundfont: str | os.PathLike | None = None, *, option: str | None = "--soundfont") -> Path:
+    """Before any work: FluidSynth is there and a soundfont is found. Returns the soundfont."""
+    sf2 = find_soundfont(soundfont, option=option)
+    fluidsynth_path()
+    return sf2
 
 
 def _seconds_fn(song: Song):
@@ -117,8 +143,10 @@ def write_stem_midi(song: Song, tracks: list[Track], path: str | os.PathLike, *,
     return n_written
 
 
-def render_midi(midi_path: str | os.PathLike, soundfont: str | os.PathLike, *, gain: float = 0.5) -> np.ndarray:
-    """Render a MIDI file with FluidSynth to mono float32 at 44.1 kHz (reverb and chorus off)."""
+def render_midi(midi_path: str | os.PathLike, soundfont: str | os.PathLike, *, gain: float = 0.5,
+                channels: int = 1) -> np.ndarray:
+    """Render a MIDI file with FluidSynth at 44.1 kHz (reverb and chorus off): mono float32 ``(n,)`` with
+    ``channels=1``, FluidSynth's stereo ``(n, 2)`` with ``channels=2``."""
     import soundfile as sf
 
     exe = fluidsynth_path()
@@ -133,7 +161,43 @@ def render_midi(midi_path: str | os.PathLike, soundfont: str | os.PathLike, *, g
         y, sr = sf.read(str(wav), dtype="float32", always_2d=True)
     if sr != SAMPLE_RATE:
         raise AudioError(f"{midi_path}: fluidsynth wrote {sr} Hz, expected {SAMPLE_RATE}")
-    return y.mean(axis=1)
+    if channels == 1:
+        return y.mean(axis=1)
+    return y if y.shape[1] == channels else np.repeat(y.mean(axis=1, keepdims=True), channels, axis=1)
+
+
+RENDER_EXTS = (".wav", ".flac")
+PEAK = 0.89  # -1 dBFS: renders louder than this are scaled down
+
+
+def render_song_file(song: Song, out: str | os.PathLike, soundfont: str | os.PathLike | None = None, *,
+                     tracks: list[Track] | None = None) -> dict:
+    """Render ``song`` (or only ``tracks`` of it) to a stereo 44.1 kHz 16-bit .wav / .flac, written atomically.
+
+    Every track plays on its own MIDI channel with its General MIDI program (drums on channel 10), timed by
+    the song's tempo map. A render peaking above -1 dBFS is scaled down to it. Returns a summary dict.
+    """
+    import soundfile as sf
+
+    from stemfill.files import atomic_path
+
+    out = Path(out)
+    sf2 = check_renderer(soundfont)
+    tracks = [t for t in (song.tracks if tracks is None else tracks) if t.notes]
+    if not tracks:
+        raise AudioError(f"{out}: nothing to render: the song has no notes")
+    with tempfile.TemporaryDirectory(prefix="stemfill-mid-") as d:
+        mid = Path(d) / "song.mid"
+        n = write_stem_midi(song, tracks, mid)
+        y = render_midi(mid, sf2, channels=2)
+    peak = float(np.abs(y).max()) if y.size else 0.0
+    if peak > PEAK:
+        y = y * (PEAK / peak)
+    fmt = "FLAC" if out.suffix.lower() == ".flac" else "WAV"
+    with atomic_path(out) as tmp:
+        sf.write(str(tmp), y, SAMPLE_RATE, subtype="PCM_16", format=fmt)
+    return {"output": str(out), "seconds": len(y) / SAMPLE_RATE, "notes": n, "tracks": len(tracks),
+            "soundfont": str(sf2)}
 
 
 def render_stems(song: Song, soundfont: str | os.PathLike | None = None, *, start_s: float = 0.0,

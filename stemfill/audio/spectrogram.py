@@ -255,7 +255,7 @@ def to_pil(img: np.ndarray):
 
 def save_image(img: np.ndarray, path: str | os.PathLike) -> Path:
     """Write a spectrogram image as PNG, atomically."""
-    from stemfill.pianoroll.io import atomic_path
+    from stemfill.files import atomic_path
 
     p = Path(path)
     with atomic_path(p) as tmp:

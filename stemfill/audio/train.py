@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stemfill.audio.pipeline import LATENT_CHANNELS, PIX2PIX_IN_CHANNELS, SDEDIT_MODEL, _one_line
+from stemfill.audio.pipeline import LATENT_CHANNELS, PIX2PIX_IN_CHANNELS, SDEDIT_MODEL
+from stemfill.files import one_line
 from stemfill.errors import AudioError
 
 STATE_FILE = "training_state.pt"
@@ -107,7 +108,7 @@ def load_components(model: str) -> dict:
                           ("tokenizer", CLIPTokenizer), ("scheduler", DDPMScheduler)):
             parts[name] = cls.from_pretrained(model, subfolder=name)
     except Exception as e:
-        raise AudioError(f"cannot load model {model} ({name}): {_one_line(e)}") from e
+        raise AudioError(f"cannot load model {model} ({name}): {one_line(e)}") from e
     return parts
 
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from stemfill.audio import spectrogram as sp
 from stemfill.errors import AudioError, StemfillError
-from stemfill.pianoroll.io import atomic_path
+from stemfill.files import atomic_path
 
 FORMAT, VERSION = "stemfill-triplets", 1
 SOURCES = ("stems", "musdb", "demucs", "synthetic")

@@ -4,9 +4,14 @@ Layout of a converted folder (written by ``stemfill convert``)::
 
     OUT/manifest.json          config, one entry per song, skipped files with reasons
     OUT/shards/<hash16>.npz    one shard per song: packed rolls of its chunks
+    OUT/manifest.journal       only while converting (or after a run killed outright): one JSON
+                               line per finished song, folded into the manifest at the end
 
 A shard holds ``rolls`` (n_chunks, 3, N_PITCHES, chunk_len/8) uint8, bit-packed along
-time, and ``offsets`` (n_chunks,) int64, each chunk's first step in the song.
+time, ``context`` (n_chunks, len(CONTEXT_PLANES), N_PITCHES, chunk_len/8) the same way: what
+the song's other pitched tracks play (``roll.encode_context``), and ``offsets`` (n_chunks,)
+int64, each chunk's first step in the song. Folders of format 1 (before the context) are
+refused with a message to convert again.
 A manifest song entry has at least: id, path, hash, split, stems, tempo, bars,
 n_steps, n_chunks, shard (relative path). ``stemfill.datasets.convert`` writes the full
 schema: ``config`` (steps_per_beat, n_pitches, bass_low, guitar_low, stems, chunk_len, hop,
@@ -25,10 +30,14 @@ from pathlib import Path
 import numpy as np
 
 from stemfill.errors import StemfillError
+from stemfill.pianoroll.grid import CONTEXT_PLANES
 from stemfill.pianoroll.roll import pack, unpack
 from stemfill.pianoroll.song import STEMS
 
 SPLITS = ("train", "valid", "test")
+
+
+CONTEXT_FORMAT = 2  # the first chunk format whose shards hold the context
 
 
 @dataclass
@@ -38,6 +47,18 @@ class Chunks:
     offsets: np.ndarray  # (N,) first step of each chunk in its song
     songs: list[dict] = field(default_factory=list)
     config: dict = field(default_factory=dict)
+    context: np.ndarray | None = None  # bool (N, len(CONTEXT_PLANES), N_PITCHES, chunk_len); None: all empty
+
+    def context_or_empty(self) -> np.ndarray:
+        """The context planes, all False where the folder has none."""
+        if self.context is not None:
+            return self.context
+        n, _, p, length = self.rolls.shape
+        return np.zeros((n, len(CONTEXT_PLANES), p, length), dtype=bool)
+
+    def subset(self, keep: np.ndarray) -> "Chunks":
+        return Chunks(self.rolls[keep], self.song_index[keep], self.offsets[keep], self.songs, self.config,
+                      None if self.context is None else self.context[keep])
 
     def __len__(self) -> int:
         return len(self.rolls)
@@ -48,18 +69,24 @@ class Chunks:
         return self.rolls.any(axis=(2, 3))
 
 
-def save_shard(path: Path, rolls: np.ndarray, offsets: np.ndarray) -> None:
-    from stemfill.pianoroll.io import atomic_write_bytes
+def save_shard(path: Path, rolls: np.ndarray, offsets: np.ndarray, context: np.ndarray | None = None) -> None:
+    from stemfill.files import atomic_write_bytes
 
     buf = io.BytesIO()
+    extra = {} if context is None else {"context": pack(context)}
     np.savez_compressed(buf, rolls=pack(rolls), offsets=np.asarray(offsets, dtype=np.int64),
-                        length=np.int64(rolls.shape[-1]))
+                        length=np.int64(rolls.shape[-1]), **extra)
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_shard(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def load_shard(path: Path, with_context: bool = False):
+    """(rolls, offsets), or (rolls, offsets, context or None) ``with_context``."""
     with np.load(path) as z:
-        return unpack(z["rolls"], int(z["length"])), z["offsets"]
+        length = int(z["length"])
+        out = (unpack(z["rolls"], length), z["offsets"])
+        if with_context:
+            out += (unpack(z["context"], length) if "context" in z.files else None,)
+        return out
 
 
 def read_manifest(root: str | Path) -> dict:
@@ -77,19 +104,27 @@ def load_chunks(root: str | Path, split: str | None = "train", require: tuple[st
     if split is not None and split not in SPLITS:
         raise StemfillError(f"unknown split {split!r}; expected one of {SPLITS}")
     m = read_manifest(root)
+    fmt = m.get("config", {}).get("format")
+    if fmt is not None and int(fmt) < CONTEXT_FORMAT:
+        raise StemfillError(f"{root}: chunks of format {fmt}, made before the model heard the other instruments "
+                            f"(format {CONTEXT_FORMAT}); convert the songs again with `stemfill convert`")
     songs = [s for s in m["songs"] if split is None or s["split"] == split]
-    rolls, idx, offs = [], [], []
+    rolls, idx, offs, ctx = [], [], [], []
     for i, s in enumerate(songs):
         if not s.get("n_chunks"):
             continue
-        r, o = load_shard(Path(root) / s["shard"])
+        r, o, c = load_shard(Path(root) / s["shard"], with_context=True)
+        if c is None:
+            c = np.zeros((len(r), len(CONTEXT_PLANES)) + r.shape[2:], dtype=bool)
         rolls.append(r)
         offs.append(o)
+        ctx.append(c)
         idx.append(np.full(len(r), i))
     if not rolls:
         raise StemfillError(f"{root}: split {split!r} has no chunks")
-    ch = Chunks(np.concatenate(rolls), np.concatenate(idx), np.concatenate(offs), songs, m.get("config", {}))
+    context = np.concatenate(ctx)
+    ch = Chunks(np.concatenate(rolls), np.concatenate(idx), np.concatenate(offs), songs, m.get("config", {}),
+                context if context.any() else None)
     if require:
-        keep = ch.present[:, [STEMS.index(s) for s in require]].all(axis=1)
-        ch = Chunks(ch.rolls[keep], ch.song_index[keep], ch.offsets[keep], songs, ch.config)
+        ch = ch.subset(ch.present[:, [STEMS.index(s) for s in require]].all(axis=1))
     return ch

@@ -7,8 +7,13 @@ One pass over a set of folders/files:
 3. per song (in worker processes): ``read_song`` -> ``roll.encode`` -> cut into chunks of
    ``chunk_len`` steps every ``hop`` steps -> keep chunks where at least ``min_stems`` stems
    have notes -> one shard per song (``chunks.save_shard``, atomic),
-4. write ``OUT/manifest.json`` atomically (also every few seconds while running, so an
-   interrupted run resumes).
+4. write ``OUT/manifest.json`` atomically at the end (also when interrupted). While running,
+   each finished song is appended to ``OUT/manifest.journal`` (one JSON line, ~20 us), so a
+   run killed outright (``kill -9``, the out-of-memory killer) resumes from every song it
+   finished; the journal is folded into the manifest and removed at the end.
+
+Pool workers end with the convert process, also when it is killed outright (Linux:
+``PR_SET_PDEATHSIG``; everywhere: a thread that checks twice a second that the parent lives).
 
 The split (train/valid/test) is a function of the content hash and the seed only, so a
 song keeps its split across runs and folders, and never sits in two splits. Then
@@ -27,6 +32,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -38,20 +45,21 @@ import numpy as np
 
 from stemfill.datasets.chunks import SPLITS, load_shard, save_shard
 from stemfill.errors import ReadError, StemfillError, WriteError
-from stemfill.pianoroll.io import SONG_EXTS, atomic_write_bytes
-from stemfill.pianoroll.roll import BASS_LOW, GUITAR_LOW, N_PITCHES, STEPS_PER_BEAT
+from stemfill.files import atomic_write_bytes, check_output_folder, one_line
+from stemfill.pianoroll.io import SONG_EXTS
+from stemfill.pianoroll.grid import BASS_LOW, GUITAR_LOW, N_PITCHES, STEPS_PER_BEAT, WINDOW
 from stemfill.pianoroll.song import STEMS
 
-FORMAT = 1  # bump when the shard content for a given config changes
-CHUNK_BARS = 4
-CHUNK_LEN = CHUNK_BARS * 4 * STEPS_PER_BEAT  # 192 steps: 4 bars of 4/4
+FORMAT = 2  # bump when the shard content for a given config changes (2: the other tracks' context)
+CHUNK_LEN = WINDOW  # a chunk is one model window
 HOP = CHUNK_LEN // 2
 MIN_STEMS = 2
 MAX_BARS = 2000  # longer "songs" are almost always broken tick values; skip them
 SPLIT = (0.8, 0.1, 0.1)
 MANIFEST = "manifest.json"
 SHARDS = "shards"
-_SAVE_EVERY_S = 5.0
+JOURNAL = "manifest.journal"  # JSON lines: {"config": ...}, then {"song": entry} / {"skipped": entry}
+_PARENT_CHECK_S = 0.5  # how often a pool worker checks that the convert process still lives
 
 # config keys that change what a shard holds; a manifest entry is reused only if they match
 SHARD_KEYS = ("format", "steps_per_beat", "n_pitches", "bass_low", "guitar_low", "stems",
@@ -169,22 +177,22 @@ def chunk_offsets(n_steps: int, chunk_len: int, hop: int) -> np.ndarray:
     return np.arange(0, max(n_steps - chunk_len, 0) + hop, hop, dtype=np.int64)
 
 
+def cut_at(planes: np.ndarray, offsets: np.ndarray, chunk_len: int) -> np.ndarray:
+    """(N, C, P, chunk_len): windows of ``planes`` (C, P, T) at ``offsets``, zero past the end."""
+    C, P, T = planes.shape
+    end = int(offsets[-1]) + chunk_len if len(offsets) else 0
+    padded = np.zeros((C, P, max(end, T)), dtype=planes.dtype)
+    padded[:, :, :T] = planes
+    return np.stack([padded[:, :, o:o + chunk_len] for o in offsets]) if len(offsets) else \
+        np.zeros((0, C, P, chunk_len), dtype=planes.dtype)
+
+
 def cut_chunks(roll: np.ndarray, chunk_len: int, hop: int, min_stems: int) -> tuple[np.ndarray, np.ndarray]:
     """(chunks (N, C, P, chunk_len) bool, offsets (N,)): the chunks with >= ``min_stems`` stems sounding."""
-    C, P, T = roll.shape
-    offs = chunk_offsets(T, chunk_len, hop)
-    if len(offs) == 0:
-        return np.zeros((0, C, P, chunk_len), dtype=bool), offs
-    padded = np.zeros((C, P, int(offs[-1]) + chunk_len), dtype=bool)
-    padded[:, :, :T] = roll
-    chunks = np.stack([padded[:, :, o:o + chunk_len] for o in offs])
+    offs = chunk_offsets(roll.shape[-1], chunk_len, hop)
+    chunks = cut_at(roll, offs, chunk_len)
     keep = chunks.any(axis=(2, 3)).sum(axis=1) >= min_stems
     return chunks[keep], offs[keep]
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 # --- the worker -------------------------------------------------------------------------
@@ -195,11 +203,11 @@ def convert_file(path: str, content_hash: str, shard: str, config: dict) -> dict
     try:
         return _convert_file(Path(path), content_hash, Path(shard), config)
     except ReadError as e:
-        return {"skip": _one_line(e.problem)}  # the manifest names the file already
+        return {"skip": one_line(e.problem)}  # the manifest names the file already
     except StemfillError as e:
-        return {"skip": _one_line(str(e))}
+        return {"skip": one_line(str(e))}
     except Exception as e:  # noqa: BLE001 - one bad file must not end the batch
-        return {"skip": _one_line(f"{type(e).__name__}: {e}")}
+        return {"skip": one_line(f"{type(e).__name__}: {e}")}
 
 
 def _filtered(reason: str) -> dict:
@@ -210,7 +218,7 @@ def _filtered(reason: str) -> dict:
 def _convert_file(path: Path, content_hash: str, shard: Path, cfg: dict) -> dict:
     from stemfill.pianoroll import roll as R
     from stemfill.pianoroll.io import read_song
-    from stemfill.pianoroll.stems import stems_present
+    from stemfill.pianoroll.stems import classify_song, stems_present
 
     song = read_song(path)
     present = stems_present(song)
@@ -224,12 +232,14 @@ def _convert_file(path: Path, content_hash: str, shard: Path, cfg: dict) -> dict
         return _filtered(f"{n_bars} bars, more than max_bars={cfg['max_bars']} (broken timing?)")
     spb = cfg["steps_per_beat"]
     n_steps = int(R.ticks_to_step(end, song.resolution, spb)) + 1 if end else 0
-    roll = R.encode(song, steps_per_beat=spb, length=n_steps)
+    groups = classify_song(song)
+    roll = R.encode(song, steps_per_beat=spb, length=n_steps, groups=groups)
     chunks, offsets = cut_chunks(roll, cfg["chunk_len"], cfg["hop"], cfg["min_stems"])
     if len(chunks) == 0:
         return _filtered(f"no {cfg['chunk_len']}-step chunk with at least {cfg['min_stems']} stems sounding "
                          f"(stems in song: {', '.join(present)})")
-    save_shard(shard, chunks, offsets)
+    context = R.encode_context(song, steps_per_beat=spb, length=n_steps, groups=groups)
+    save_shard(shard, chunks, offsets, cut_at(context, offsets, cfg["chunk_len"]))
     ts = song.time_signatures[0]
     return {
         "title": song.title,
@@ -240,6 +250,7 @@ def _convert_file(path: Path, content_hash: str, shard: Path, cfg: dict) -> dict
         "n_steps": int(roll.shape[-1]),
         "n_chunks": int(len(chunks)),
         "chunk_stems": {s: int(chunks[:, i].any(axis=(1, 2)).sum()) for i, s in enumerate(STEMS)},
+        **({"warnings": list(song.warnings)} if song.warnings else {}),  # what the reader could not read as written
     }
 
 
@@ -265,9 +276,41 @@ def _write_manifest(out: Path, config: dict, songs: list[dict], skipped: list[di
     atomic_write_bytes(out / MANIFEST, (json.dumps(m, indent=1, ensure_ascii=False) + "\n").encode())
 
 
+def _read_journal(out: Path, config: dict) -> tuple[list[dict], list[dict]] | None:
+    """(songs, skipped) a run with this config recorded before it was killed; None if there is no
+    such journal. A line cut short by the kill is left out."""
+    try:
+        lines = (out / JOURNAL).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    if not records or not isinstance(records[0], dict) or not isinstance(records[0].get("config"), dict):
+        return None
+    if any(records[0]["config"].get(k) != config[k] for k in SHARD_KEYS):
+        return None
+    songs = [r["song"] for r in records[1:] if isinstance(r, dict) and isinstance(r.get("song"), dict)]
+    skipped = [r["skipped"] for r in records[1:] if isinstance(r, dict) and isinstance(r.get("skipped"), dict)]
+    return songs, skipped
+
+
+def _open_journal(out: Path, config: dict, keep: bool):
+    """The journal, opened for appending: the one of an earlier killed run with this config (``keep``), or new."""
+    try:
+        f = open(out / JOURNAL, "a" if keep else "w", encoding="utf-8")
+        f.write("\n" if keep else json.dumps({"config": config}) + "\n")  # "\n": end a line cut short by a kill
+        f.flush()
+    except OSError as e:
+        raise WriteError(f"{out / JOURNAL}: cannot write: {e.strerror or one_line(e)}") from None
+    return f
+
+
 def _check_out(out: Path, inputs: list[Path]) -> None:
-    if out.exists() and not out.is_dir():
-        raise WriteError(f"{out}: -o must be a folder (it holds manifest.json and shards/), not a file")
+    check_output_folder(out)  # a folder, or one that can be made (no file in the way), where files can be created
     for i in inputs:
         if i.exists() and out.exists() and os.path.samefile(out, i):
             raise WriteError(f"{out}: output folder is an input; choose another -o (inputs are never written to)")
@@ -313,6 +356,10 @@ def convert(
     same_cfg = all(prev_cfg.get(k) == config[k] for k in SHARD_KEYS)
     prev_songs = {s["hash"]: s for s in prev.get("songs", [])} if same_cfg else {}
     prev_filtered = {s["hash"]: s for s in prev.get("skipped", []) if s.get("kind") == "filtered"} if same_cfg else {}
+    journal = _read_journal(out, config)  # what a run killed before writing its manifest had finished
+    journal_songs, journal_skipped = journal or ([], [])
+    prev_songs.update((s["hash"], s) for s in journal_songs)
+    prev_filtered.update((s["hash"], s) for s in journal_skipped if s.get("kind") == "filtered" and "hash" in s)
 
     songs: list[dict] = []
     skipped: list[dict] = []
@@ -335,7 +382,7 @@ def convert(
         try:
             h = file_hash(f)
         except OSError as e:
-            skip(root, r, _one_line(f"cannot read: {e.strerror or e}"), "error")
+            skip(root, r, one_line(f"cannot read: {e.strerror or e}"), "error")
             continue
         if h in first_of:
             skip(root, r, f"duplicate of {first_of[h]}", "duplicate", h)
@@ -357,15 +404,23 @@ def convert(
         r = rel(root, f)
         if "skip" in result:
             skip(root, r, result["skip"], result.get("kind", "error"), h)
+            record = {"skipped": skipped[-1]}
         else:
             report.converted += 1
             songs.append({"id": h[:16], "path": r, "root": str(root), "hash": h,
                           "split": split_of(h, seed, cfg.split), **result, "shard": f"{SHARDS}/{h[:16]}.npz"})
+            record = {"song": songs[-1]}
+            for w in result.get("warnings", ()):
+                say(f"warning: {r}: {w}")
+        log_file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        log_file.flush()  # in the kernel's hands: survives kill -9 of this process
 
     if report.done:
         say(f"{report.done} already done")
     out.mkdir(parents=True, exist_ok=True)
-    last_save = time.monotonic()
+    for stale in (out / SHARDS).glob(".*"):  # temp files of a shard write cut short by a kill
+        stale.unlink(missing_ok=True)
+    log_file = _open_journal(out, config, keep=journal is not None)
     checked = False
     try:
         bar = _progress(progress, len(todo))
@@ -374,10 +429,7 @@ def convert(
             for (root, f, h), result in _run(todo, out, config, jobs):
                 finish(root, f, h, result)
                 bar.advance(task)
-                if time.monotonic() - last_save > _SAVE_EVERY_S:
-                    _write_manifest(out, config, songs, skipped)
-                    last_save = time.monotonic()
-        if (report.converted == 0 and prev.get("leak_check") == LEAK_RULE
+        if (report.converted == 0 and not journal_songs and prev.get("leak_check") == LEAK_RULE
                 and {e["hash"] for e in songs} == set(prev_songs)):
             for e in songs:  # the same songs as last time: the leak check's answer is in the manifest
                 old = prev_songs[e["hash"]]
@@ -389,7 +441,9 @@ def convert(
                 say(line)
         checked = True
     finally:
+        log_file.close()
         _write_manifest(out, config, songs, skipped, checked)
+        (out / JOURNAL).unlink(missing_ok=True)  # all in the manifest now
 
     report.n_songs = len(songs)
     report.n_chunks = sum(s["n_chunks"] for s in songs)
@@ -462,7 +516,7 @@ def _run(todo: list[tuple[Path, Path, str]], out: Path, config: dict, jobs: int 
             yield item, convert_file(*a)
         return
     crashed: list[int] = []
-    pool = ProcessPoolExecutor(max_workers=jobs)
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_die_with_parent, initargs=(os.getpid(),))
     try:
         futures = {pool.submit(convert_file, *a): k for k, a in enumerate(args)}
         for fut in as_completed(futures):
@@ -479,11 +533,47 @@ def _run(todo: list[tuple[Path, Path, str]], out: Path, config: dict, jobs: int 
     # alone, so that only the file that kills its process is skipped.
     for k in sorted(crashed):
         try:
-            with ProcessPoolExecutor(max_workers=1) as solo:
+            with ProcessPoolExecutor(max_workers=1, initializer=_die_with_parent, initargs=(os.getpid(),)) as solo:
                 result = solo.submit(convert_file, *args[k]).result()
         except BrokenProcessPool:
             result = {"skip": "worker process died while reading this file (crash or out of memory)"}
         yield todo[k], result
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool worker initializer: end this worker when the convert process ``parent`` ends, even by kill -9
+    (a worker blocked on the task queue would otherwise live on: its siblings keep the queue open)."""
+    ppid = os.getppid()  # ``parent`` itself, or a fork server under it
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: killed when ppid dies
+        except (OSError, AttributeError):
+            pass  # the watcher below still works
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != ppid or not _alive(parent):  # orphaned: adopted by init or a subreaper
+                os._exit(1)
+            time.sleep(_PARENT_CHECK_S)
+
+    if os.getppid() != ppid or not _alive(parent):  # it died while this worker started
+        os._exit(1)
+    threading.Thread(target=watch, name="stemfill-parent-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    if os.name != "posix":  # os.kill(pid, 0) would end the process on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it lives, under another user
+        return True
+    return True
 
 
 class _NoProgress:

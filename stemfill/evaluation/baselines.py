@@ -14,7 +14,6 @@ untouched (the harness checks that bit for bit; it never repairs a system's outp
 
 from __future__ import annotations
 
-import inspect
 import math
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -23,7 +22,8 @@ import numpy as np
 
 from stemfill.datasets.chunks import Chunks
 from stemfill.errors import ModelError, StemfillError
-from stemfill.pianoroll.roll import BASS_LOW, CHANNEL, DRUM_KIT, GUITAR_LOW, STEPS_PER_BEAT
+from stemfill.pianoroll.grid import BASS_LOW, CHANNEL, GUITAR_LOW, STEPS_PER_BEAT
+from stemfill.pianoroll.roll import DRUM_KIT
 from stemfill.pianoroll.song import STEMS
 
 SYSTEMS = ("real", "random", "rule", "retrieval", "model", "paper")
@@ -277,60 +277,45 @@ class RetrievalSystem:
 
 
 def _model_dims(model) -> dict:
-    """Best-effort shape numbers from a loaded model's configs (its own and its network's)."""
-    found = {}
-    names = {"pitches": ("n_pitches", "pitches"), "length": ("chunk_len", "length", "window"),
-             "steps_per_beat": ("steps_per_beat",)}
-    for cfg in (getattr(model, "config", None), getattr(getattr(model, "net", None), "config", None)):
-        d = cfg if isinstance(cfg, dict) else getattr(cfg, "__dict__", {}) if cfg is not None else {}
-        for k, ns in names.items():
-            for n in ns:
-                if k not in found and isinstance(d.get(n), (int, np.integer)) and not isinstance(d.get(n), bool):
-                    found[k] = int(d[n])
-    return found
+    """The shape numbers a model was trained on, to check against a chunk folder's."""
+    return {"pitches": int(model.net.config.n_pitches), "length": int(model.config.window),
+            "steps_per_beat": int(model.config.steps_per_beat)}
 
 
 class ModelSystem:
-    """The diffusion model, loaded through ``stemfill.pianoroll.fill.load_model``; each batch is
-    filled by ``fill_chunks(model, rolls, known, steps=..., seed=...)`` with a seed drawn from the rng."""
+    """The diffusion model (``path``; None: the embedded default), loaded by ``stemfill.pianoroll.model.load_model``;
+    each batch is filled by ``fill_chunks(model, rolls, known, steps=..., seed=...)`` with a seed drawn from the rng."""
 
     name = "model"
 
     def __init__(self, path: str | Path | None, steps: int | None = None):
-        if path is None:
-            raise StemfillError("system 'model' needs --model PATH (a checkpoint written by `stemfill train`)")
-        p = Path(path)
-        if not p.exists():
-            raise ModelError(f"{p}: no such model file or folder")
-        try:
-            from stemfill.pianoroll.fill import fill_chunks, load_model
-        except ImportError as e:
-            raise StemfillError(f"system 'model' needs stemfill.pianoroll.fill (load_model, fill_chunks): {e}") from e
-        if "device" in inspect.signature(load_model).parameters:
-            import torch
+        import torch
 
-            self.model = load_model(p, device="cuda" if torch.cuda.is_available() else "cpu")
-        else:
-            self.model = load_model(p)
-        self.path, self._fill = p, fill_chunks
-        self.steps = steps
-        params = inspect.signature(fill_chunks).parameters
-        if steps is None and "steps" in params and params["steps"].default is inspect.Parameter.empty:
-            self.steps = 100  # the paper's T
+        from stemfill.pianoroll.fill import fill_chunks
+        from stemfill.pianoroll.model import default_model_path, load_model
+
+        p = Path(path) if path is not None else default_model_path()
+        self.model = load_model(p, device="cuda" if torch.cuda.is_available() else "cpu")
+        self.path, self._fill, self.steps = p, fill_chunks, steps
 
     def check(self, chunks: Chunks) -> None:
         dims = _model_dims(self.model)
         have = {"pitches": chunks.rolls.shape[2], "length": chunks.rolls.shape[3],
                 "steps_per_beat": int(chunks.config.get("steps_per_beat", STEPS_PER_BEAT))}
         bad = [f"{k} {dims[k]} (model) vs {have[k]} (chunks)" for k in dims if dims[k] != have[k]]
-        multiple = getattr(getattr(getattr(self.model, "net", None), "config", None), "time_multiple", None)
-        if isinstance(multiple, int) and multiple > 0 and have["length"] % multiple:
+        multiple = self.model.net.config.time_multiple
+        if have["length"] % multiple:
             bad.append(f"chunk length {have['length']} is not a multiple of the model's {multiple}")
         if bad:
             raise ModelError(f"{self.path}: model and chunks differ: {'; '.join(bad)}")
 
-    def fill(self, rolls, known, rng):
-        kw = {"seed": int(rng.integers(2**31 - 1))}
+    @property
+    def hears_context(self) -> bool:
+        """The harness hands this system the chunks' context planes (the song's other tracks)."""
+        return self.model.context_planes > 0
+
+    def fill(self, rolls, known, rng, other=None):
+        kw = {"seed": int(rng.integers(2**31 - 1)), "other": other}
         if self.steps is not None:
             kw["steps"] = self.steps
         return np.asarray(self._fill(self.model, rolls, known, **kw), dtype=bool)

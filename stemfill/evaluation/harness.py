@@ -18,7 +18,7 @@ import itertools
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -27,10 +27,11 @@ import numpy as np
 from stemfill.datasets.chunks import Chunks
 from stemfill.errors import StemfillError
 from stemfill.evaluation import metrics as M
-from stemfill.pianoroll.roll import STEPS_PER_BEAT
+from stemfill.pianoroll.grid import STEPS_PER_BEAT
 from stemfill.pianoroll.song import STEMS
 
 KINDS = ("single", "pair")
+CHUNK_FILTERS = ("all", "with-context", "without-context")
 # Headline metrics of the tables, with short column labels (every metric is in the JSON).
 HEADLINE = {
     "agree/onset_F1": "onset F1", "agree/pc_beat_F1": "pc F1", "agree/frame_F1": "frame F1",
@@ -88,14 +89,17 @@ def count_instances(chunks: Chunks, kinds=KINDS, seed: int = 0, limit: int | Non
 
 def case_batches(chunks: Chunks, idx: np.ndarray, missing, ci: int, seed: int = 0, batch_size: int = 64):
     """The batches ``evaluate`` hands a system for case number ``ci`` (chunk indices ``idx``, channels
-    ``missing`` zeroed): (truth, known (B, 3), masked truth, rng), the rng ``default_rng([seed, ci, batch])``."""
+    ``missing`` zeroed): (truth, known (B, 3), masked truth, rng, other), the rng ``default_rng([seed, ci,
+    batch])``, ``other`` the chunks' context planes (the song's other tracks; None where there are none)."""
     for bi, b0 in enumerate(range(0, len(idx), batch_size)):
-        truth = chunks.rolls[idx[b0:b0 + batch_size]]
+        rows = idx[b0:b0 + batch_size]
+        truth = chunks.rolls[rows]
         known = np.ones(truth.shape[:2], dtype=bool)
         known[:, list(missing)] = False
         masked = truth.copy()
         masked[:, list(missing)] = False
-        yield truth, known, masked, np.random.default_rng([seed, ci, bi])
+        other = chunks.context[rows] if chunks.context is not None else None
+        yield truth, known, masked, np.random.default_rng([seed, ci, bi]), other
 
 
 def evaluate(system, chunks: Chunks, kinds=KINDS, seed: int = 0, limit: int | None = None,
@@ -123,10 +127,13 @@ def evaluate(system, chunks: Chunks, kinds=KINDS, seed: int = 0, limit: int | No
         values = {c: {"gen": {}, "real": {}} for c in case.missing}
         feats = {c: {"gen": [], "real": []} for c in case.missing}
         exact, seconds = [], 0.0
-        for bi, (truth, known, masked, rng) in enumerate(case_batches(chunks, idx, case.missing, ci, seed, batch_size)):
+        batches = case_batches(chunks, idx, case.missing, ci, seed, batch_size)
+        for bi, (truth, known, masked, rng, other) in enumerate(batches):
             t0 = time.perf_counter()
             if getattr(system, "needs_truth", False):
                 filled = system.fill(masked, known, rng, truth=truth)
+            elif getattr(system, "hears_context", False):
+                filled = system.fill(masked, known, rng, other=other)
             else:
                 filled = system.fill(masked, known, rng)
             seconds += time.perf_counter() - t0
@@ -252,8 +259,28 @@ def _json_safe(x):
     return x
 
 
+def print_report(report: dict, console=None) -> None:
+    """One rich table per case (systems as rows, metrics as columns), then the legend."""
+    from rich.console import Console
+    from rich.table import Table
+
+    if console is None:
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=160)  # piped or captured: do not squeeze the tables into 80 columns
+    for key in case_keys(report):
+        header, rows = table_rows(report, key)
+        table = Table(title=f"fill {key}", title_justify="left")
+        for i, h in enumerate(header):
+            table.add_column(h, justify="left" if i == 0 else "right")
+        for r in rows:
+            table.add_row(*r)
+        console.print(table)
+    console.print(f"[dim]{legend()}[/dim]")
+
+
 def write_json(report: dict, path: str | Path) -> Path:
-    from stemfill.pianoroll.io import atomic_write_bytes
+    from stemfill.files import atomic_write_bytes
 
     atomic_write_bytes(path, (json.dumps(_json_safe(report), indent=1) + "\n").encode())
     umask = os.umask(0)
@@ -284,11 +311,13 @@ def plot_examples(examples: list, out_dir: str | Path, steps_per_beat: int = STE
 def run(data: str | Path, split: str = "test", systems=("real", "random", "rule", "retrieval"),
         model: str | Path | None = None, limit: int | None = None, seed: int = 0, kinds=KINDS,
         batch_size: int = 64, progress_factory=None, n_examples: int = 0, steps: int | None = None,
-        paper_models: str | Path | None = None):
+        paper_models: str | Path | None = None, context: bool = True, chunk_filter: str = "all"):
     """Load ``split`` (and the train split where a system needs it) of a chunks folder, build the
     systems and score them. ``model`` feeds the 'model' system, ``paper_models`` (a folder of
     drums/bass/guitar models, or a comma list) the 'paper' system. ``progress_factory(name, total)``
-    returns a callable advanced by batch sizes. Returns (report, examples)."""
+    returns a callable advanced by batch sizes. ``context``: give the model the song's other tracks
+    (False: score it deaf to them). ``chunk_filter``: all, with-context or without-context (the chunks
+    whose songs have other pitched tracks sounding in them, or not). Returns (report, examples)."""
     from stemfill.datasets.chunks import load_chunks
     from stemfill.evaluation.baselines import SYSTEMS, get_system
 
@@ -299,8 +328,15 @@ def run(data: str | Path, split: str = "test", systems=("real", "random", "rule"
     if not names:
         raise StemfillError("no systems to evaluate")
     chunks = load_chunks(data, split)
+    if chunk_filter not in CHUNK_FILTERS:
+        raise StemfillError(f"chunk filter {chunk_filter!r}: expected one of {', '.join(CHUNK_FILTERS)}")
+    if chunk_filter != "all":
+        has = chunks.context_or_empty().any(axis=(1, 2, 3))
+        chunks = chunks.subset(has if chunk_filter == "with-context" else ~has)
+    if not context:
+        chunks = replace(chunks, context=None)
     if chunks.rolls.size == 0:
-        raise StemfillError(f"{data}: split {split!r} has no chunks")
+        raise StemfillError(f"{data}: split {split!r} has no chunks ({chunk_filter})")
     train = None
     if any(n in ("random", "retrieval") for n in names):
         train = load_chunks(data, "train")
@@ -318,7 +354,8 @@ def run(data: str | Path, split: str = "test", systems=("real", "random", "rule"
         bars = {n: progress_factory(n, total) for n in names}
         progress = lambda name, k: bars[name](k)  # noqa: E731
     report, examples = evaluate_many(built, chunks, kinds, seed, limit, batch_size, progress, n_examples)
-    report["config"].update(data=str(data), split=split, model=None if model is None else str(model))
+    report["config"].update(data=str(data), split=split, model=None if model is None else str(model),
+                            context=context, chunks=chunk_filter)
     if "paper" in names:
         report["config"]["paper_models"] = str(paper_models)
     return report, examples

@@ -16,12 +16,10 @@ import warnings
 
 import numpy as np
 
-from stemfill.pianoroll.roll import BASS_LOW, GUITAR_LOW, STEPS_PER_BEAT
+from stemfill.pianoroll.grid import BEATS_PER_BAR, LOW_NOTE as LOW, STEPS_PER_BEAT
 from stemfill.pianoroll.song import STEMS
 
-BEATS_PER_BAR = 4
 QN_MIN_STEPS = 3  # qualified note: at least 3 steps = a 16th note at 12 steps per beat
-LOW = {"bass": BASS_LOW, "guitar": GUITAR_LOW}
 PITCHED = ("bass", "guitar")
 assert all(v % 12 == 0 for v in LOW.values()), "pitch rows must start on a C so that row % 12 is the pitch class"
 

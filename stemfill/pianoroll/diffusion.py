@@ -45,11 +45,14 @@ guidance; ``guidance`` > 1 at sampling mixes the two predictions in logit space.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from stemfill.pianoroll.grid import BASS_LOW, GUITAR_LOW, STEPS_PER_BEAT, WINDOW
+from stemfill.pianoroll.unet import one_thread_per_op
 
 OBJECTIVES = ("bernoulli", "atassi")
 DECODES = ("threshold", "count")
@@ -62,6 +65,7 @@ class DiffusionConfig:
     sample_steps: int = 8  # default sampling steps (bernoulli: any; atassi: <= atassi_T); 8 beat 16 and 32 in bench/eval
     atassi_T: int = 100
     cond_drop: float = 0.1  # context dropout in training (classifier-free guidance)
+    context_drop: float = 0.3  # training: share of samples that lose the other tracks' context (tabs have none)
     guidance: float = 1.0  # default guidance scale at sampling (1 = off)
     threshold: float = 0.5  # the last step keeps a cell where the predicted P(note) >= threshold
     decode: str = "threshold"  # last step: "threshold" (P >= threshold) or "count" (the expected number of notes)
@@ -78,8 +82,10 @@ class DiffusionConfig:
     pos_weight: float = 1.0  # BCE weight of positive cells (bernoulli)
     max_remove: int = 2  # stems removed per training sample: 1..max_remove
     remove_only: str = ""  # the paper's setting: always remove this one stem (one model per instrument)
-    window: int = 192  # chunk length it was trained on (steps); whole-song filling uses it
-    steps_per_beat: int = 12  # the roll grid it was trained on
+    window: int = WINDOW  # chunk length it was trained on (steps); whole-song filling uses it
+    steps_per_beat: int = STEPS_PER_BEAT  # the roll grid it was trained on ...
+    bass_low: int = BASS_LOW  # ... and its pitch range: MIDI pitch of the bass's and the guitar's row 0
+    guitar_low: int = GUITAR_LOW
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -91,9 +97,6 @@ class DiffusionConfig:
         self.density = tuple(float(d) for d in self.density)
         self.min_note = tuple(int(v) for v in self.min_note)
         self.line = tuple(bool(v) for v in self.line)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def cosine_abar(t: torch.Tensor, s: float = 0.008) -> torch.Tensor:
@@ -179,22 +182,37 @@ class BinaryDiffusion(nn.Module):
         self.register_buffer("r", torch.tensor(self.config.density, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
 
     # --- network input ------------------------------------------------------
-    def model_logits(self, x_t: torch.Tensor, known: torch.Tensor, context: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        k = known.float()
-        planes = torch.cat([x_t.float() * (1 - k), k, context.float() * k], dim=1)
-        return self.net(planes, t)
+    @property
+    def context_planes(self) -> int:
+        """Planes of the other tracks' context the network reads (0: a model that does not hear them)."""
+        return int(getattr(self.net.config, "context_planes", 0))
 
-    def guided_logits(self, x_t, known, context, t, guidance: float) -> torch.Tensor:
+    def model_logits(self, x_t: torch.Tensor, known: torch.Tensor, context: torch.Tensor, t: torch.Tensor,
+                     other: torch.Tensor | None = None) -> torch.Tensor:
+        """``other``: (B, context_planes, P, L) the other tracks' context, or None (nothing there)."""
+        k = known.float()
+        planes = [x_t.float() * (1 - k), k, context.float() * k]
+        n = self.context_planes
+        if n:
+            planes.append(other.float() if other is not None else x_t.new_zeros(x_t.shape[0], n, *x_t.shape[2:]))
+        planes = torch.cat(planes, dim=1)
+        return self.net(planes, t) if torch.is_grad_enabled() else self.net.infer(planes, t)
+
+    def guided_logits(self, x_t, known, context, t, guidance: float, other: torch.Tensor | None = None) -> torch.Tensor:
+        """Classifier-free guidance: the unconditional pass knows nothing (no stems, no other tracks)."""
         if guidance == 1.0:
-            return self.model_logits(x_t, known, context, t)
+            return self.model_logits(x_t, known, context, t, other)
         z = torch.zeros_like(known)
-        both = self.model_logits(torch.cat([x_t, x_t]), torch.cat([known, z]), torch.cat([context, z]), torch.cat([t, t]))
+        o = None if other is None else torch.cat([other, torch.zeros_like(other)])
+        both = self.model_logits(torch.cat([x_t, x_t]), torch.cat([known, z]), torch.cat([context, z]),
+                                 torch.cat([t, t]), o)
         cond, uncond = both.chunk(2)
         return uncond + guidance * (cond - uncond)
 
     # --- training -----------------------------------------------------------
-    def forward(self, x0: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-        """Loss of predicting x0 on the unknown cells. x0: (B, 3, P, L) {0,1}; known: (B,3) / (B,3,L) / (B,3,P,L)."""
+    def forward(self, x0: torch.Tensor, known: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
+        """Loss of predicting x0 on the unknown cells. x0: (B, 3, P, L) {0,1}; known: (B,3) / (B,3,L) / (B,3,P,L);
+        ``other``: the other tracks' context (B, context_planes, P, L), dropped for ``context_drop`` of samples."""
         cfg = self.config
         x0 = x0.float()
         b = x0.shape[0]
@@ -208,12 +226,12 @@ class BinaryDiffusion(nn.Module):
             ab = (1 - (ti.float() + 1) / cfg.atassi_T).view(b, 1, 1, 1)
             t = ti.float() / cfg.atassi_T
         x_t = torch.bernoulli(x0 * ab + self.r * (1 - ab))
-        if cfg.cond_drop > 0:
-            drop = (torch.rand(b, device=x0.device) < cfg.cond_drop).view(b, 1, 1, 1)
-            known_in = known & ~drop
-        else:
-            known_in = known
-        logits = self.model_logits(x_t, known_in, x0, t)
+        drop = (torch.rand(b, device=x0.device) < cfg.cond_drop).view(b, 1, 1, 1)
+        known_in = known & ~drop
+        if other is not None:  # the unconditional samples lose the other tracks too, and some more lose them alone
+            drop_other = drop | (torch.rand(b, device=x0.device) < cfg.context_drop).view(b, 1, 1, 1)
+            other = other.float() * ~drop_other
+        logits = self.model_logits(x_t, known_in, x0, t, other)
         w = target.float()
         if cfg.objective == "bernoulli":
             pw = torch.tensor(cfg.pos_weight, device=x0.device)
@@ -224,9 +242,12 @@ class BinaryDiffusion(nn.Module):
 
     # --- sampling -----------------------------------------------------------
     @torch.no_grad()
+    @one_thread_per_op()
     def sample(self, context: torch.Tensor, known: torch.Tensor, steps: int | None = None, seed: int | None = 0,
-               guidance: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+               guidance: float | None = None, generator: torch.Generator | None = None,
+               other: torch.Tensor | None = None) -> torch.Tensor:
         """Fill the unknown cells of ``context`` (B, 3, P, L). Returns a bool tensor, known cells bit-exact.
+        ``other``: the other tracks' context (B, context_planes, P, L) where the model hears it.
 
         Randomness comes from a CPU generator (``generator``, else seeded with ``seed``) so a seed gives the
         same result on any device.
@@ -242,6 +263,7 @@ class BinaryDiffusion(nn.Module):
         known = full_mask(known.to(dev), ctx.shape)
         ctx = ctx & known
         b = ctx.shape[0]
+        other = other.to(dev).float() if other is not None and self.context_planes else None
         r = self.r.expand(ctx.shape)
 
         def bern(p: torch.Tensor) -> torch.Tensor:
@@ -254,7 +276,7 @@ class BinaryDiffusion(nn.Module):
             ts = torch.linspace(cfg.atassi_T - 1, 0, steps).round().long().tolist()
             for i, ti in enumerate(ts):
                 t = torch.full((b,), ti / cfg.atassi_T, device=dev)
-                p = torch.sigmoid(self.guided_logits(x, known, ctx, t, guidance))
+                p = torch.sigmoid(self.guided_logits(x, known, ctx, t, guidance, other))
                 x0 = (p >= 0.5).float()
                 keep = (steps - i) / steps  # share of disagreeing noise kept: 1 .. 1/steps (as in the reference)
                 m = bern((x0 != x_init).float() * keep)
@@ -263,9 +285,9 @@ class BinaryDiffusion(nn.Module):
         else:
             for k in range(steps, 0, -1):
                 t = torch.full((b,), k / steps, device=dev)
-                p = torch.sigmoid(self.guided_logits(x, known, ctx, t, guidance))
+                p = torch.sigmoid(self.guided_logits(x, known, ctx, t, guidance, other))
                 if k == 1 and cfg.partial_mass:
-                    p = self.partial_mass(p, x, known, ctx, t, guidance)
+                    p = self.partial_mass(p, x, known, ctx, t, guidance, other)
                 if k == 1:
                     if cfg.decode == "count":
                         x = self.decode(p, known, cfg.min_note)
@@ -284,7 +306,7 @@ class BinaryDiffusion(nn.Module):
             out = x.bool()
         return torch.where(known, ctx, out)
 
-    def partial_mass(self, p, x, known, ctx, t, guidance) -> torch.Tensor:
+    def partial_mass(self, p, x, known, ctx, t, guidance, other=None) -> torch.Tensor:
         """Rescale P where a channel is known over part of the window only (whole-song filling's second
         pass: the part already written in the overlaps is context), so its missing cells carry as much
         P as when the whole channel is missing.
@@ -304,7 +326,8 @@ class BinaryDiffusion(nn.Module):
         if len(rows) == 0:
             return p
         kr = full_mask(flat[rows].all(-1), known[rows].shape)
-        p_ref = torch.sigmoid(self.guided_logits(x[rows], kr, ctx[rows] & kr, t[rows], guidance))
+        p_ref = torch.sigmoid(self.guided_logits(x[rows], kr, ctx[rows] & kr, t[rows], guidance,
+                                                 None if other is None else other[rows]))
         free = (~known[rows]).float()
         ratio = (p_ref * free).flatten(2).sum(-1) / (p[rows] * free).flatten(2).sum(-1).clamp_min(1e-6)
         ratio = torch.where(part[rows], ratio, torch.ones_like(ratio))
@@ -359,6 +382,7 @@ class BinaryDiffusion(nn.Module):
         return (num / (num + like0 * (1 - p1)).clamp_min(1e-12)).clamp(0, 1)
 
     @torch.no_grad()
+    @one_thread_per_op()
     def score(self, rolls: torch.Tensor, known: torch.Tensor, seed: int = 0, times: tuple[float, ...] = (0.3, 0.6)) -> torch.Tensor:
         """Self-consistency of filled rolls (B,): minus the model's mean BCE at re-noised copies of the
         filled cells (a likelihood proxy; higher = the model finds the fill more plausible)."""

@@ -42,11 +42,12 @@ import torch
 from stemfill.errors import StemfillError
 from stemfill.pianoroll.key import check_key_request, fit_key, key_is_free, other_tracks_key
 from stemfill.pianoroll.model import load_model  # noqa: F401  (re-exported for the evaluation harness)
-from stemfill.pianoroll.roll import CHANNEL, decode_stem, encode, n_steps, new_track, ticks_to_step
+from stemfill.pianoroll.bars import bar_span
+from stemfill.pianoroll.grid import CHANNEL, WINDOW
+from stemfill.pianoroll.roll import decode_stem, encode, encode_context, n_steps, new_track, ticks_to_step
 from stemfill.pianoroll.song import STEMS, Song
 from stemfill.pianoroll.stems import classify_song
 
-WINDOW = 192  # steps per window = the training chunk length (4 bars of 4/4 at 12 steps per beat)
 OVERLAP = 48  # known steps on each side of a pass-2 window
 BATCH = 32  # windows per forward pass
 
@@ -76,11 +77,11 @@ def consensus(x: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
 
 
 def _sample_windows(model, ctx: np.ndarray, known: np.ndarray, steps, generator, guidance, candidates: int,
-                    batch: int, select: str = "mbr") -> np.ndarray:
+                    batch: int, select: str = "mbr", other: np.ndarray | None = None) -> np.ndarray:
     """Fill a stack of windows (N, 3, P, L). With the model's ``chain_pitched`` on, windows missing both bass
     and guitar get the bass first (from the joint fill) and then a guitar filled given it: in one step
     the two parts are drawn independently and need not share a key."""
-    out = _sample_batched(model, ctx, known, steps, generator, guidance, candidates, batch, select)
+    out = _sample_batched(model, ctx, known, steps, generator, guidance, candidates, batch, select, other)
     if not getattr(model.config, "chain_pitched", False):
         return out
     b, g = CHANNEL["bass"], CHANNEL["guitar"]
@@ -90,13 +91,15 @@ def _sample_windows(model, ctx: np.ndarray, known: np.ndarray, steps, generator,
         k2[:, b] = True  # the bass just written is now context
         c2 = np.where(k2, out[both], False)
         g2 = getattr(model.config, "chain_guidance", None) if guidance is None else guidance
-        out[both] = _sample_batched(model, c2, k2, steps, generator, g2, candidates, batch, select)
+        out[both] = _sample_batched(model, c2, k2, steps, generator, g2, candidates, batch, select,
+                                    None if other is None else other[both])
     return out
 
 
 def _sample_batched(model, ctx: np.ndarray, known: np.ndarray, steps, generator, guidance, candidates: int,
-                    batch: int, select: str = "mbr") -> np.ndarray:
-    """Fill a stack of windows (N, 3, P, L) in batches; with candidates > 1 keep one of K per window (``select``)."""
+                    batch: int, select: str = "mbr", other: np.ndarray | None = None) -> np.ndarray:
+    """Fill a stack of windows (N, 3, P, L) in batches; with candidates > 1 keep one of K per window (``select``).
+    ``other``: the windows' context planes (N, context_planes, P, L), for a model that hears them."""
     if select not in ("mbr", "score"):
         raise StemfillError(f"select must be 'mbr' or 'score', got {select!r}")
     dev = model.r.device
@@ -105,10 +108,12 @@ def _sample_batched(model, ctx: np.ndarray, known: np.ndarray, steps, generator,
     for i in range(0, len(ctx), per):
         c = torch.from_numpy(np.ascontiguousarray(ctx[i:i + per]))
         k = torch.from_numpy(np.ascontiguousarray(known[i:i + per]))
+        o = torch.from_numpy(np.ascontiguousarray(other[i:i + per])) if other is not None else None
         n = len(c)
         if candidates > 1:
             c, k = c.repeat_interleave(candidates, 0), k.repeat_interleave(candidates, 0)
-        x = model.sample(c.to(dev), k.to(dev), steps=steps, generator=generator, guidance=guidance)
+            o = o.repeat_interleave(candidates, 0) if o is not None else None
+        x = model.sample(c.to(dev), k.to(dev), steps=steps, generator=generator, guidance=guidance, other=o)
         if candidates > 1:
             if select == "score":
                 s = model.score(x, k.to(dev), seed=int(torch.randint(2**31, (1,), generator=generator)))
@@ -123,8 +128,9 @@ def _sample_batched(model, ctx: np.ndarray, known: np.ndarray, steps, generator,
 @torch.inference_mode()
 def fill_chunks(model, rolls: np.ndarray, known: np.ndarray, steps: int | None = None, seed: int = 0,
                 guidance: float | None = None, candidates: int | None = None, batch: int = BATCH,
-                select: str = "mbr") -> np.ndarray:
-    """Fill the unknown cells of chunks. rolls: bool (N, 3, P, L); known: (N, 3), (N, 3, L) or (N, 3, P, L).
+                select: str = "mbr", other: np.ndarray | None = None) -> np.ndarray:
+    """Fill the unknown cells of chunks. rolls: bool (N, 3, P, L); known: (N, 3), (N, 3, L) or (N, 3, P, L);
+    ``other``: the chunks' context planes (N, context_planes, P, L) or None (the model hears none).
 
     Returns a bool array like ``rolls`` whose known cells are the input's, bit for bit.
     """
@@ -132,7 +138,8 @@ def fill_chunks(model, rolls: np.ndarray, known: np.ndarray, steps: int | None =
     kn = np.ascontiguousarray(_known_full(known, rolls.shape))
     g = torch.Generator().manual_seed(int(seed))
     model.eval()
-    out = _sample_windows(model, rolls & kn, kn, steps, g, guidance, _candidates(model, candidates), batch, select)
+    out = _sample_windows(model, rolls & kn, kn, steps, g, guidance, _candidates(model, candidates), batch, select,
+                          other)
     return np.where(kn, rolls, out)
 
 
@@ -165,8 +172,9 @@ def gap_steps(T: int, window: int = WINDOW, overlap: int = OVERLAP) -> np.ndarra
 @torch.inference_mode()
 def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = None, seed: int = 0,
               guidance: float | None = None, candidates: int | None = None, window: int = WINDOW,
-              overlap: int = OVERLAP, batch: int = BATCH) -> np.ndarray:
-    """Fill the unknown cells of a whole-song roll (3, P, T); known: (3, T) or (3, P, T) bool."""
+              overlap: int = OVERLAP, batch: int = BATCH, other: np.ndarray | None = None) -> np.ndarray:
+    """Fill the unknown cells of a whole-song roll (3, P, T); known: (3, T) or (3, P, T) bool;
+    ``other``: the song's context planes (context_planes, P, T) (``roll.encode_context``) or None."""
     roll = np.asarray(roll, dtype=bool)
     C, P, T = roll.shape
     kn = np.broadcast_to(known[:, None, :] if known.ndim == 2 else known, roll.shape)
@@ -175,6 +183,10 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
     K = np.ones((C, P, T_pad), dtype=bool)  # the padding is known silence
     R[..., :T] = roll & kn
     K[..., :T] = kn
+    O = None
+    if other is not None and model.context_planes:
+        O = np.zeros((other.shape[0], P, T_pad), dtype=bool)
+        O[..., :T] = other[..., :T]
     g = torch.Generator().manual_seed(int(seed))
     model.eval()
     candidates = _candidates(model, candidates)
@@ -184,31 +196,18 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
             continue
         ctx = np.stack([R[..., s:s + window] for s in todo])
         kw = np.stack([K[..., s:s + window] for s in todo])
-        out = _sample_windows(model, ctx, kw, steps, g, guidance, candidates, batch)
+        ow = np.stack([O[..., s:s + window] for s in todo]) if O is not None else None
+        out = _sample_windows(model, ctx, kw, steps, g, guidance, candidates, batch, other=ow)
         for s, o in zip(todo, out):
             R[..., s:s + window] = o
             K[..., s:s + window] = True
     return np.where(kn, roll, R[..., :T])
 
 
-def parse_bars(bars: str, song: Song) -> tuple[int, int]:
-    """'A-B' or 'A' (1-based, inclusive) -> (first tick, end tick) of that bar range."""
-    try:
-        a, _, b = bars.partition("-")
-        first, last = int(a), int(b or a)
-    except ValueError:
-        raise StemfillError(f"--bars {bars!r}: expected A-B, e.g. 5-8 (bars are 1-based, inclusive)") from None
-    starts = song.bar_starts()
-    n = len(starts) if song.end > 0 else 0
-    if not 1 <= first <= last <= n:
-        raise StemfillError(f"--bars {bars!r}: the song has bars 1-{n}; need 1 <= A <= B <= {n}")
-    end = starts[last] if last < n else max(song.end, starts[-1] + 1)
-    return starts[first - 1], end
-
-
 def _copy_song(song: Song, tracks) -> Song:
-    return Song(tracks=tracks, tempos=list(song.tempos), time_signatures=list(song.time_signatures),
-                resolution=song.resolution, title=song.title)
+    """The song with other tracks; tempo map, meter (implicit or written) and title as they were."""
+    return dc_replace(song, tracks=tracks, tempos=list(song.tempos), time_signatures=list(song.time_signatures),
+                      warnings=[])
 
 
 def fill_song_detail(song: Song, add: list[str], model, steps: int | None = None, seed: int = 0,
@@ -223,7 +222,7 @@ def fill_song_detail(song: Song, add: list[str], model, steps: int | None = None
         if s not in STEMS:
             raise StemfillError(f"unknown stem {s!r}; choose from {', '.join(STEMS)}")
     groups = classify_song(song)
-    span = parse_bars(bars, song) if bars else None
+    span = bar_span(song, bars) if bars else None
     tracks = [dc_replace(t, notes=list(t.notes)) for t in song.tracks]
     drop: set[int] = set()
     for s in stems:
@@ -265,8 +264,9 @@ def fill_song_detail(song: Song, add: list[str], model, steps: int | None = None
         check_key_request(roll, ~known, key)  # fails before the model runs
     window = window or int(getattr(model.config, "window", WINDOW))
     overlap = overlap or window // 4
+    other = encode_context(work, length=T) if model.context_planes else None
     filled = fill_roll(model, roll, known, steps=steps, seed=seed, guidance=guidance, candidates=candidates,
-                       window=window, overlap=overlap)
+                       window=window, overlap=overlap, other=other)
     if key is not None:
         filled, _ = fit_key(filled, ~known, key)
     elif follow_other and key_is_free(filled, ~known) and (other := other_tracks_key(work)) is not None:

@@ -10,14 +10,17 @@ order. Ties merge into the previous note on the same string and voice, both voic
 are read, dead notes become short notes (at most ``DEAD_NOTE_TICKS``), ghost notes
 and accents change velocity, grace notes and other effects are left out. Pitch is
 string tuning + capo (``track.offset``) + fret; drum notes keep the fret as GM key.
-Guitar Pro 6/7 files (.gpx/.gp) are not read by PyGuitarPro: GuitarProReadError.
+Guitar Pro 6/7/8 files (.gpx/.gp, recognised by their first bytes) are not read by
+PyGuitarPro: ``read_guitarpro`` hands them to ``gpif.read_gpif``, which follows the same
+conventions (see that module).
 
 Writing
 -------
 ``write_guitarpro`` writes Guitar Pro 5. Without a source it builds the whole tab from
 the Song; with a Guitar Pro ``source`` it keeps the source's tracks as they are
 (effects included) and appends the Song's tracks beyond the first ``len(source
-tracks)`` ones; see the function for the details.
+tracks)`` ones; see the function for the details. Parts without a tab get a tuning and
+frets from ``fretting``; note values (tuplets, ties) come from ``rhythm``.
 """
 
 from __future__ import annotations
@@ -25,18 +28,28 @@ from __future__ import annotations
 import bisect
 import copy
 import os
+from dataclasses import replace
 from fractions import Fraction
 
 import guitarpro as gp
 
 from stemfill.errors import GuitarProReadError, WriteError
-from stemfill.pianoroll.roll import NEW_TRACK
-from stemfill.pianoroll.song import RESOLUTION, Note, Song, TempoChange, TimeSignature, Track
+from stemfill.files import one_line
+from stemfill.pianoroll import fretting
+from stemfill.pianoroll.fretting import choose_tuning, fret_notes
+from stemfill.pianoroll.rhythm import Grid, NoteValue
+from stemfill.pianoroll.song import (
+    RESOLUTION,
+    Note,
+    Song,
+    TempoChange,
+    TimeSignature,
+    Track,
+)
 from stemfill.pianoroll.stems import classify_track
 
 assert RESOLUTION == gp.Duration.quarterTime  # both 960 ticks per quarter: no rescaling
 DEAD_NOTE_TICKS = RESOLUTION // 4  # a dead (muted) note sounds at most a 16th
-GRID = RESOLUTION // 24  # write grid: 40 ticks (64th triplet); 80-tick roll steps are exact
 MAX_FRET = 24
 MAX_DRUM_KEY = 87  # highest drum "fret" (GM key) in the fret count Guitar Pro gives drum tracks
 DRUM_STRINGS = 6
@@ -50,30 +63,28 @@ _MAGIC = {b"PK\x03\x04": "Guitar Pro 7 (.gp) file", b"BCFZ": "Guitar Pro 6 (.gpx
 # --- reading -----------------------------------------------------------------------------
 
 def read_guitarpro(path: str | os.PathLike) -> Song:
-    """Read a gp3/gp4/gp5 file into a Song. Any failure raises GuitarProReadError(path, reason)."""
+    """Read a gp3/gp4/gp5 (or .gp/.gpx, via gpif.py) file into a Song. Any failure raises GuitarProReadError(path, reason)."""
     try:
         with open(path, "rb") as f:
             head = f.read(4)
     except OSError as e:
         raise GuitarProReadError(path, f"cannot open: {e.strerror or e}") from e
-    if head in _MAGIC:
-        raise GuitarProReadError(path, f"{_MAGIC[head]}: not supported (PyGuitarPro reads gp3/gp4/gp5); export it as .gp5")
+    named_new = os.path.splitext(os.fspath(path))[1].lower() in (".gp", ".gpx") and head[1:4] != b"FIC"
+    if head in _MAGIC or named_new:  # Guitar Pro 6-8 (gp3-5 start with a length byte and "FICHIER GUITAR PRO")
+        from stemfill.pianoroll.gpif import read_gpif
+
+        return read_gpif(path)
     try:
         tab = gp.parse(os.fspath(path))
     except Exception as e:  # PyGuitarPro raises struct.error, GPException, IndexError, ... on bad bytes
-        raise GuitarProReadError(path, f"not a readable Guitar Pro 3-5 file: {_one_line(e)}") from e
+        raise GuitarProReadError(path, f"not a readable Guitar Pro 3-5 file: {one_line(e, with_type=True)}") from e
     try:
         song = song_from_gp(tab)
     except Exception as e:  # SongError (a value out of range), or a structure PyGuitarPro let through
-        raise GuitarProReadError(path, f"bad data: {_one_line(e)}") from e
+        raise GuitarProReadError(path, f"bad data: {one_line(e, with_type=True)}") from e
     if not any(t.notes for t in song.tracks):
         raise GuitarProReadError(path, "no notes")
     return song
-
-
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or "(no message)"
-    return f"{type(e).__name__}: {text[:300]}"
 
 
 def play_order(headers: list) -> list[int]:
@@ -200,37 +211,8 @@ def _track_from_gp(tr: gp.Track, order: list[int], starts: list[int], tempo_at: 
 
 # --- writing -----------------------------------------------------------------------------
 
-def _duration_table() -> list[tuple[int, int, bool, bool]]:
-    """(ticks, value, dotted, triplet) for every GP duration that is a multiple of GRID, longest first."""
-    out = []
-    for value in (1, 2, 4, 8, 16, 32, 64):
-        base = 4 * RESOLUTION // value
-        for ticks, dotted, triplet in ((base, False, False), (base * 3 // 2, True, False), (base * 2 // 3, False, True)):
-            if ticks % GRID == 0:
-                out.append((ticks, value, dotted, triplet))
-    return sorted(out, key=lambda d: (-d[0], d[2], d[3]))
-
-
-_DURATIONS = _duration_table()
-
-
-def split_ticks(length: int) -> list[tuple[int, int, bool, bool]]:
-    """Greedy split of ``length`` ticks (a multiple of GRID) into GP durations, longest first."""
-    pieces = []
-    for d in _DURATIONS:
-        while length >= d[0]:
-            pieces.append(d)
-            length -= d[0]
-    return pieces
-
-
-def _gp_duration(d: tuple[int, int, bool, bool]) -> gp.Duration:
-    _, value, dotted, triplet = d
-    return gp.Duration(value=value, isDotted=dotted, tuplet=gp.Tuplet(3, 2) if triplet else gp.Tuplet(1, 1))
-
-
-def _q(tick: int) -> int:
-    return int(round(tick / GRID)) * GRID
+def _gp_duration(nv: NoteValue) -> gp.Duration:
+    return gp.Duration(value=nv.value, isDotted=nv.dotted, tuplet=gp.Tuplet(*nv.tuplet))
 
 
 def _bars_from_song(song: Song, end: int) -> list[tuple[int, int, int, int]]:
@@ -259,146 +241,119 @@ def _channels(used: set[int], drum: bool) -> tuple[int, int]:
     return a, b
 
 
-def _new_gp_track(gsong: gp.Song, track: Track, number: int, used_channels: set[int]) -> tuple[gp.Track, tuple[int, ...]]:
-    stem = track.stem or classify_track(track)
-    drum = track.is_drum or stem == "drums"
-    if drum:
-        tuning: tuple[int, ...] = (0,) * DRUM_STRINGS
-    else:
-        tuning = tuple(track.tuning or ())[:MAX_STRINGS] or NEW_TRACK["bass" if stem == "bass" else "guitar"]["tuning"]
+def _new_gp_track(gsong: gp.Song, track: Track, number: int, used_channels: set[int], drum: bool,
+                  tuning: tuple[int, ...], capo: int) -> gp.Track:
     ch, fx = _channels(used_channels, drum)
     channel = gp.MidiChannel(channel=ch, effectChannel=fx, instrument=0 if drum else track.program)
     name = (track.name or f"Track {number}")[:40].encode("cp1252", "replace").decode("cp1252")
-    gtrack = gp.Track(gsong, number=number, name=name, isPercussionTrack=drum, fretCount=MAX_DRUM_KEY if drum else MAX_FRET,
-                      strings=[gp.GuitarString(k + 1, v) for k, v in enumerate(tuning)], channel=channel, measures=[])
-    return gtrack, tuning
+    return gp.Track(gsong, number=number, name=name, isPercussionTrack=drum, fretCount=MAX_DRUM_KEY if drum else MAX_FRET,
+                    strings=[gp.GuitarString(k + 1, v) for k, v in enumerate(tuning)], channel=channel, measures=[],
+                    offset=capo)
 
 
-def _place_pitched(notes: list[Note], tuning: tuple[int, ...]) -> list[list[int]]:
-    """Quantize and put each note on a string: [start, end, string, fret, velocity], times in ticks.
+def tab_of(track: Track) -> tuple[tuple[int, ...], int] | None:
+    """(tuning, capo) if the track is a tab: every note on a string with a fret that gives its pitch, one capo for all.
 
-    Notes starting together are placed as a chord: their own string/fret when these match
-    the pitch and the strings are free, else the assignment (higher pitch on a higher
-    string) with the lowest fret sum over free strings, frets 0..24. Pitches below the
-    lowest string go up, above the top fret down, by octaves. A note that finds no free
-    string cuts short the note on a usable string that ends first (or is dropped if
-    that note starts at the same time: more notes than strings).
+    Frets up to 99 pass (as the reader reads them: tabs put notes past a 24-fret neck's ``fretCount``).
     """
-    low, high = min(tuning), max(tuning) + MAX_FRET
-    busy: dict[int, list[int] | None] = {s: None for s in range(1, len(tuning) + 1)}
-    groups: dict[int, list[Note]] = {}
-    for n in notes:
-        groups.setdefault(_q(n.start), []).append(n)
+    tuning = tuple(track.tuning or ())
+    if not tuning or len(tuning) > MAX_STRINGS or not track.notes:
+        return None
+    capos = set()
+    for n in track.notes:
+        if n.string is None or n.fret is None or not 1 <= n.string <= len(tuning) or not 0 <= n.fret <= 99:
+            return None
+        capos.add(n.pitch - tuning[n.string - 1] - n.fret)
+    if len(capos) != 1 or not 0 <= (capo := capos.pop()) <= MAX_FRET:
+        return None
+    return tuning, capo
+
+
+def _layout(track: Track, grid: Grid) -> tuple[bool, tuple[int, ...], int, list[Note], list[str]]:
+    """(drum, tuning, capo, notes on the grid with string and fret, notes on what changed) for one track."""
+    stem = track.stem or classify_track(track)
+    drum = track.is_drum or stem == "drums"
+    notes = []
+    for n in track.notes:
+        a, b = grid.snap_span(n.start, n.end)
+        notes.append(replace(n, start=a, duration=b - a))
+    said: list[str] = []
+    if drum:
+        return drum, (0,) * DRUM_STRINGS, 0, notes, said
+    tab = tab_of(track)
+    if tab is not None:
+        return drum, tab[0], tab[1], notes, said
+    tuning = tuple(track.tuning or ())[:MAX_STRINGS] or choose_tuning([n.pitch for n in notes], stem, MAX_FRET)
+    fretted = fret_notes(notes, tuning, MAX_FRET, hand=stem in ("bass", "guitar"))  # a piano's chords need no hand
+    if fretted.moved:
+        said.append(f"{_count(len(fretted.moved), 'note')} moved by octaves onto the neck")
+    if fretted.dropped:
+        said.append(f"{_count(len(fretted.dropped), 'note')} dropped from chords no hand can hold")
+    return drum, tuning, 0, fretted.notes, said
+
+
+def _place(notes: list[Note], n_strings: int, drum: bool) -> list[list[int]]:
+    """Records [start, end, string, fret, velocity, voice] for notes with strings (drums: any free string, GM key as fret).
+
+    A note goes in voice 1 if its string is free there, else in voice 2, else it cuts short the
+    note that holds its string in voice 1 (or is left out if that one starts at the same time).
+    """
+    if drum:
+        hits: dict[tuple[int, int], tuple[int, int]] = {}  # (start, key) -> (longest duration, loudest velocity)
+        for n in notes:
+            key = (n.start, min(max(n.pitch, 0), MAX_DRUM_KEY))
+            d, v = hits.get(key, (0, 0))
+            hits[key] = (max(d, n.duration), max(v, n.velocity))
+        notes = [Note(s, d, k, v) for (s, k), (d, v) in sorted(hits.items())]
+    busy: list[dict[int, list[int]]] = [{}, {}]  # per voice: string -> record sounding on it
     placed: list[list[int]] = []
-    for s0 in sorted(groups):
-        chord = []
-        for n in sorted(groups[s0], key=lambda n: n.pitch):
-            p = n.pitch
-            while p < low:
-                p += 12
-            while p > high:
-                p -= 12
-            chord.append((n, p, max(s0 + GRID, _q(n.end))))
-        free = [s for s in busy if busy[s] is None or busy[s][1] <= s0]
-        strings = _keep_strings(chord, tuning, free) or _chord_strings([p for _, p, _ in chord], tuning, free)
-        for k, (n, p, s1) in enumerate(chord):
-            string = strings[k] if strings else _steal_string(p, tuning, busy, s0)
-            if string is None:
+    for n in sorted(notes, key=lambda n: (n.start, n.pitch)):
+        if drum:
+            strings = range(1, n_strings + 1)
+            free = [(v, s) for v in (0, 1) for s in strings if s not in busy[v] or busy[v][s][1] <= n.start]
+            fret = n.pitch
+        else:
+            free = [(v, n.string) for v in (0, 1) if n.string not in busy[v] or busy[v][n.string][1] <= n.start]
+            fret = n.fret
+        if free:
+            voice, string = free[0]
+        else:
+            cands = [s for s in (strings if drum else [n.string]) if busy[0][s][0] < n.start]
+            if not cands:
                 continue
-            rec = [s0, s1, string, p - tuning[string - 1], n.velocity]
-            busy[string] = rec
-            placed.append(rec)
+            string, voice = min(cands, key=lambda s: busy[0][s][1]), 0
+            busy[0][string][1] = n.start
+        rec = [n.start, n.end, string, fret, n.velocity, voice]
+        busy[voice][string] = rec
+        placed.append(rec)
     return placed
 
 
-def _keep_strings(chord: list, tuning: tuple[int, ...], free: list[int]) -> list[int] | None:
-    strings = [n.string for n, _, _ in chord]
-    ok = all(s in free and n.fret == p - tuning[s - 1] and 0 <= n.fret <= MAX_FRET for (n, p, _), s in zip(chord, strings))
-    return strings if ok and len(set(strings)) == len(strings) else None
-
-
-def _chord_strings(pitches: list[int], tuning: tuple[int, ...], free: list[int]) -> list[int] | None:
-    """Strings for ascending ``pitches`` on ascending-pitch free strings, lowest fret sum; None if impossible."""
-    strs = sorted(free, key=lambda s: (tuning[s - 1], -s))  # low strings first
-    k, m = len(pitches), len(strs)
-    if k > m:
-        return None
-    inf = float("inf")
-    # best[i][j]: cost of placing pitches[i:] on strs[j:]
-    best = [[inf] * (m + 1) for _ in range(k + 1)]
-    for j in range(m + 1):
-        best[k][j] = 0
-    for i in range(k - 1, -1, -1):
-        for j in range(m - 1, -1, -1):
-            fret = pitches[i] - tuning[strs[j] - 1]
-            take = fret + best[i + 1][j + 1] if 0 <= fret <= MAX_FRET else inf
-            best[i][j] = min(take, best[i][j + 1])
-    if best[0][0] == inf:
-        return None
-    out, j = [], 0
-    for i in range(k):
-        while True:
-            fret = pitches[i] - tuning[strs[j] - 1]
-            if 0 <= fret <= MAX_FRET and fret + best[i + 1][j + 1] == best[i][j]:
-                out.append(strs[j])
-                j += 1
-                break
-            j += 1
-    return out
-
-
-def _steal_string(p: int, tuning: tuple[int, ...], busy: dict, s0: int) -> int | None:
-    usable = [s for s in busy if 0 <= p - tuning[s - 1] <= MAX_FRET]
-    free = [s for s in usable if busy[s] is None or busy[s][1] <= s0]
-    if free:
-        return min(free, key=lambda s: (p - tuning[s - 1], s))
-    cut = [s for s in usable if busy[s][0] < s0]
-    if not cut:
-        return None
-    string = min(cut, key=lambda s: busy[s][1])
-    busy[string][1] = s0
-    return string
-
-
-def _place_drums(notes: list[Note], bar_ends: list[int]) -> list[list[int]]:
-    """Drum hits: one beat each, lasting up to the next hit or bar line (first GP duration of that gap)."""
-    by_start: dict[int, dict[int, int]] = {}
-    for n in notes:
-        key = min(max(n.pitch, 0), MAX_DRUM_KEY)
-        hits = by_start.setdefault(_q(n.start), {})
-        hits[key] = max(hits.get(key, 0), n.velocity)
-    starts = sorted(by_start)
-    placed: list[list[int]] = []
-    for k, s0 in enumerate(starts):
-        bar_end = bar_ends[bisect.bisect_right(bar_ends, s0)] if s0 < bar_ends[-1] else s0 + GRID
-        stop = min(starts[k + 1] if k + 1 < len(starts) else bar_end, bar_end)
-        pieces = split_ticks(max(stop - s0, GRID) // GRID * GRID) or [_DURATIONS[-1]]
-        for string, (key, vel) in enumerate(sorted(by_start[s0].items())[:DRUM_STRINGS], 1):
-            placed.append([s0, s0 + pieces[0][0], string, key, vel])
-    return placed
-
-
-def _fill_measure(measure: gp.Measure, m0: int, length: int, placed: list[list[int]], marks: dict[int, float]) -> None:
-    """Beats for one bar from placed notes [start, end, string, fret, velocity] (ties across beats and bars)."""
-    voice = measure.voices[0]
+def _fill_measure(measure: gp.Measure, m0: int, length: int, placed: list[list[int]], marks: dict[int, float],
+                  grid: Grid) -> None:
+    """Beats for one bar from placed records [start, end, string, fret, velocity, voice] (ties across beats and bars)."""
     m1 = m0 + length
-    inside = [r for r in placed if r[0] < m1 and r[1] > m0]
-    top = m0 + (length // GRID) * GRID
-    cuts = {m0, top} | {min(max(r[0], m0), top) for r in inside} | {min(max(r[1], m0), top) for r in inside}
-    cuts |= {t for t in marks if m0 <= t < top}
-    cuts = sorted(cuts)
-    for a, b in zip(cuts, cuts[1:]):
-        sounding = [r for r in inside if r[0] < b and r[1] > a]
-        t = a
-        for d in split_ticks(b - a):
-            beat = gp.Beat(voice, duration=_gp_duration(d), status=gp.BeatStatus.normal if sounding else gp.BeatStatus.rest)
-            if t in marks:
-                beat.effect.mixTableChange = gp.MixTableChange(tempo=gp.MixTableItem(value=max(1, int(round(marks[t])))), hideTempo=False)
-            for s0, _, string, fret, vel in sounding:
-                kind = gp.NoteType.normal if s0 == t else gp.NoteType.tie
-                beat.notes.append(gp.Note(beat, value=fret, velocity=min(max(vel, 15), 127), string=string, type=kind))
-            voice.beats.append(beat)
-            t += d[0]
+    bounds = grid.tuplet_bounds(m0, m1)
+    for v, voice in enumerate(measure.voices[:2]):
+        inside = [r for r in placed if r[5] == v and r[0] < m1 and r[1] > m0]
+        if v and not inside:
+            continue
+        cuts = {m0, m1} | bounds | {min(max(t, m0), m1) for r in inside for t in r[:2]}
+        if v == 0:
+            cuts |= {t for t in marks if m0 <= t < m1}
+        cuts = sorted(cuts)
+        for a, b in zip(cuts, cuts[1:]):
+            sounding = [r for r in inside if r[0] < b and r[1] > a]
+            t = a
+            for nv in grid.values(a, b):
+                beat = gp.Beat(voice, duration=_gp_duration(nv), status=gp.BeatStatus.normal if sounding else gp.BeatStatus.rest)
+                if v == 0 and t in marks:
+                    beat.effect.mixTableChange = gp.MixTableChange(tempo=gp.MixTableItem(value=max(1, int(round(marks[t])))), hideTempo=False)
+                for s0, _, string, fret, vel, _ in sounding:
+                    kind = gp.NoteType.normal if s0 == t else gp.NoteType.tie
+                    beat.notes.append(gp.Note(beat, value=fret, velocity=min(max(vel, 15), 127), string=string, type=kind))
+                voice.beats.append(beat)
+                t += nv.ticks
     _pad_voices(measure)
 
 
@@ -410,12 +365,12 @@ def _pad_voices(measure: gp.Measure) -> None:
 
 
 def _add_track(gsong: gp.Song, track: Track, bars: list[tuple[int, int]], number: int, used: set[int],
-               marks: dict[int, float]) -> gp.Track:
-    gtrack, tuning = _new_gp_track(gsong, track, number, used)
-    if gtrack.isPercussionTrack:
-        placed = _place_drums(track.notes, [a + b for a, b in bars])
-    else:
-        placed = _place_pitched(track.notes, tuning)
+               marks: dict[int, float]) -> tuple[gp.Track, list[str]]:
+    grid = Grid(bars, ((n.start, n.end) for n in track.notes), marks)
+    marks = {grid.snap(t): q for t, q in marks.items()}
+    drum, tuning, capo, notes, said = _layout(track, grid)
+    gtrack = _new_gp_track(gsong, track, number, used, drum, tuning, capo)
+    placed = _place(notes, len(tuning), drum)
     starts = [m0 for m0, _ in bars]
     per_bar: list[list[list[int]]] = [[] for _ in bars]
     for rec in placed:  # each note goes to every bar it sounds in
@@ -425,24 +380,36 @@ def _add_track(gsong: gp.Song, track: Track, bars: list[tuple[int, int]], number
             k += 1
     for (m0, length), header, recs in zip(bars, gsong.measureHeaders, per_bar):
         measure = gp.Measure(gtrack, header)
-        _fill_measure(measure, m0, length, recs, marks)
+        _fill_measure(measure, m0, length, recs, marks, grid)
         gtrack.measures.append(measure)
-    return gtrack
+    if not drum and tab_of(track) is None:
+        said.insert(0, f"tuned {fretting.tuning_name(tuning)}")
+    if grid.inexact:
+        said.append(f"times moved to the nearest note value in {_count(grid.inexact, 'beat')} (see docs/guitarpro.md)")
+    if (lost := len({(n.start, n.pitch) for n in notes}) - len(placed)) > 0:
+        said.append(f"{_count(lost, 'note')} left out: more at once than strings")
+    return gtrack, [f"{gtrack.name}: {s}" for s in said]
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _notes_end(tracks: list[Track]) -> int:
-    return max((_q(n.end) for t in tracks for n in t.notes), default=0)
+    return max((n.end for t in tracks for n in t.notes), default=0)
 
 
-def write_guitarpro(song: Song, path: str | os.PathLike, source: str | os.PathLike | None = None) -> None:
-    """Write ``song`` as Guitar Pro 5 to ``path``.
+def write_guitarpro(song: Song, path: str | os.PathLike, source: str | os.PathLike | None = None) -> list[str]:
+    """Write ``song`` as Guitar Pro 5 to ``path``; return one line per track on what the tab could not keep as given.
 
-    Without ``source`` the tab is built from the Song: one bar per bar of its meter,
-    the tempo map as mix-table tempo changes on the first track, drums as a percussion
-    track (channel 10, GM key as fret), other tracks as tab in their tuning (bass or
-    guitar standard tuning by default). Times are rounded to ``GRID`` (40) ticks, so
-    notes on the 12-per-quarter roll grid come back exactly; long or overlapping notes
-    are split into beats joined by ties. Drum hits last up to the next hit.
+    Without ``source`` the tab is built from the Song: one bar per bar of its meter, the
+    tempo map as mix-table tempo changes on the first track (whole qpm: Guitar Pro 5 has no
+    fractions), drums as a percussion track (channel 10, GM key as fret, each hit its own
+    length), other tracks as tab. A track read from a tab keeps its tuning, capo, strings
+    and frets; any other (a MIDI track, a part stemfill added) gets a tuning chosen for its
+    range and a fingering from ``fretting``. Durations: see ``rhythm`` (every start and end
+    on a beat's grid of straight notes or tuplets is exact; long or overlapping notes are
+    tied across beats and bars; a note whose string is taken goes to voice 2).
 
     With a gp3/gp4/gp5 ``source`` (the file the Song was read from) the source's tracks
     are written exactly as parsed, effects included, and the Song's tracks after the
@@ -450,20 +417,22 @@ def write_guitarpro(song: Song, path: str | os.PathLike, source: str | os.PathLi
     appended. Edits to the first tracks in the Song are ignored. The Song's timeline is
     the unrolled one, so a source with repeats is written unrolled (its repeat marks
     removed, bars copied in the order heard) to keep old and new tracks in time.
-    Any other ``source`` (a MIDI file) is ignored: the tab is built from the Song.
+    Any other ``source`` (a MIDI, .gp or .gpx file) is ignored: the tab is built from the Song.
     """
     song = song.with_resolution(RESOLUTION)
+    said: list[str] = []
     if source is not None and os.path.splitext(os.fspath(source))[1].lower() in SOURCE_EXTS:
-        gsong = _source_with_tracks(song, source)
+        gsong = _source_with_tracks(song, source, said)
     else:
-        gsong = _song_to_gp(song)
+        gsong = _song_to_gp(song, said)
     try:
         gp.write(gsong, os.fspath(path), version=GP5_VERSION)
     except Exception as e:
-        raise WriteError(f"{path}: cannot write Guitar Pro 5: {_one_line(e)}") from e
+        raise WriteError(f"{path}: cannot write Guitar Pro 5: {one_line(e, with_type=True)}") from e
+    return said
 
 
-def _song_to_gp(song: Song) -> gp.Song:
+def _song_to_gp(song: Song, said: list[str]) -> gp.Song:
     bars = _bars_from_song(song, _notes_end(song.tracks))
     gsong = gp.Song(title=song.title.encode("cp1252", "replace").decode("cp1252"), tempo=max(1, int(round(song.tempos[0].qpm))))
     gsong.tracks = []
@@ -471,19 +440,21 @@ def _song_to_gp(song: Song) -> gp.Song:
     for k, (start, _, num, den) in enumerate(bars, 1):
         gsong.addMeasureHeader(gp.MeasureHeader(number=k, start=RESOLUTION + start,
                                                 timeSignature=gp.TimeSignature(num, gp.Duration(value=den))))
-    marks = {_q(t.time): t.qpm for t in song.tempos[1:]}
+    marks = {t.time: t.qpm for t in song.tempos[1:]}
     used: set[int] = set()
     tracks = song.tracks or [Track(name="Track 1")]
     for k, track in enumerate(tracks):
-        gsong.tracks.append(_add_track(gsong, track, [(a, b) for a, b, _, _ in bars], k + 1, used, marks if k == 0 else {}))
+        gtrack, lines = _add_track(gsong, track, [(a, b) for a, b, _, _ in bars], k + 1, used, marks if k == 0 else {})
+        gsong.tracks.append(gtrack)
+        said.extend(lines)
     return gsong
 
 
-def _source_with_tracks(song: Song, source: str | os.PathLike) -> gp.Song:
+def _source_with_tracks(song: Song, source: str | os.PathLike, said: list[str]) -> gp.Song:
     try:
         src = gp.parse(os.fspath(source))
     except Exception as e:
-        raise GuitarProReadError(source, f"not a readable Guitar Pro 3-5 file: {_one_line(e)}") from e
+        raise GuitarProReadError(source, f"not a readable Guitar Pro 3-5 file: {one_line(e, with_type=True)}") from e
     src.clipboard = None  # a clipboard excerpt is written as a whole file
     # the song's tracks: the source's, in order, less any it dropped (``--replace``), then new ones
     keep: list[int] = []
@@ -515,7 +486,7 @@ def _source_with_tracks(song: Song, source: str | os.PathLike) -> gp.Song:
         bars.append((t, _ticks(h.length)))
         for tr in src.tracks:
             m = gp.Measure(tr, h)
-            _fill_measure(m, t, bars[-1][1], [], {})
+            _fill_measure(m, t, bars[-1][1], [], {}, Grid([bars[-1]], []))
             tr.measures.append(m)
         t += bars[-1][1]
     used = {c for tr in src.tracks if tr.channel is not None for c in (tr.channel.channel, tr.channel.effectChannel)}
@@ -523,7 +494,9 @@ def _source_with_tracks(song: Song, source: str | os.PathLike) -> gp.Song:
         for m in tr.measures:
             _pad_voices(m)
     for k, track in enumerate(new):
-        src.tracks.append(_add_track(src, track, bars, n_src + k + 1, used, {}))
+        gtrack, lines = _add_track(src, track, bars, n_src + k + 1, used, {})
+        src.tracks.append(gtrack)
+        said.extend(lines)
     return src
 
 

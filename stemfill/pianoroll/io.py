@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from stemfill.errors import ReadError, WriteError
+from stemfill.files import atomic_path, check_output_path, ext_list
 from stemfill.pianoroll.song import Song
 
 GUITARPRO_EXTS = (".gp3", ".gp4", ".gp5", ".gpx", ".gp")
 MIDI_EXTS = (".mid", ".midi", ".kar")
 SONG_EXTS = GUITARPRO_EXTS + MIDI_EXTS
+WRITE_EXTS = (".mid", ".midi", ".gp5")  # what write_song can write
 
 
 def read_song(path: str | os.PathLike) -> Song:
@@ -33,70 +34,17 @@ def read_song(path: str | os.PathLike) -> Song:
     raise ReadError(p, f"unsupported file type {ext or '(none)'!r}; expected one of {', '.join(SONG_EXTS)}")
 
 
-def check_output_path(out: str | os.PathLike, *inputs: str | os.PathLike) -> Path:
-    """Refuse an output path that is one of the inputs (same file, also through links)."""
-    o = Path(out)
-    for i in inputs:
-        ip = Path(i)
-        if o.resolve() == ip.resolve() or (o.exists() and ip.exists() and os.path.samefile(o, ip)):
-            raise WriteError(f"{o}: output path is the input file; choose another -o (inputs are never overwritten)")
-    return o
-
-
-def default_file_mode() -> int:
-    """The mode a plain open() would give a new file (mkstemp's temp files are 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write bytes to a temp file in the target folder, then rename over the target."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-class atomic_path:
-    """Context manager giving a temp path beside ``path``; renamed onto it on success, removed on error.
-
-    with atomic_path("out.mid") as tmp: write_something(tmp)
-    """
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-
-    def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=self.path.suffix)
-        os.close(fd)
-        self.tmp = Path(tmp)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            os.chmod(self.tmp, default_file_mode())
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
-
-
-def write_song(song: Song, path: str | os.PathLike, *, source: str | os.PathLike | None = None) -> Path:
+def write_song(song: Song, path: str | os.PathLike, *, source: str | os.PathLike | None = None,
+               report: list[str] | None = None) -> Path:
     """Write a Song as MIDI (.mid/.midi) or Guitar Pro 5 (.gp5), atomically.
 
     ``source``: the file the song was read from. It is never overwritten, and for a
     Guitar Pro source written to .gp5 the writer keeps the original tracks as they were
-    in the tab (effects included) and appends the song's new tracks.
+    in the tab (effects included) and appends the song's new tracks. ``report``: a list
+    that gets the GP5 writer's one-line notes per track (tuning chosen, notes dropped or
+    moved, beats whose times moved; see docs/guitarpro.md).
     """
-    p = check_output_path(path, *([source] if source else []))
+    p = check_output_path(path, *([source] if source else []), exts=WRITE_EXTS)
     ext = p.suffix.lower()
     if ext in (".mid", ".midi"):
         from stemfill.pianoroll.midi import write_midi
@@ -107,7 +55,9 @@ def write_song(song: Song, path: str | os.PathLike, *, source: str | os.PathLike
         from stemfill.pianoroll.guitarpro import write_guitarpro
 
         with atomic_path(p) as tmp:
-            write_guitarpro(song, tmp, source=source)
+            said = write_guitarpro(song, tmp, source=source)
+        if report is not None:
+            report.extend(said)
     else:
-        raise WriteError(f"{p}: cannot write {ext or '(no extension)'!r}; use .mid or .gp5")
+        raise WriteError(f"{p}: cannot write {ext or '(no extension)'!r}; use {ext_list(WRITE_EXTS)}")
     return p

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from stemfill.errors import StemfillError
-from stemfill.pianoroll.roll import BASS_LOW, CHANNEL, GUITAR_LOW
+from stemfill.pianoroll.grid import BASS_LOW, CHANNEL, GUITAR_LOW
 from stemfill.pianoroll.stems import STEM_OTHER, classify_song
 
 # Krumhansl & Kessler (1982) key profiles, tonic first

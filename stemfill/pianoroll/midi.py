@@ -11,28 +11,33 @@ Reading
   (index 9) is drums. Tracks without notes are dropped.
 * ticks are rescaled to ``Song.resolution`` (960 per quarter), rounded.
 * a note of zero length (also one that rounds to zero) gets ``MIN_DURATION`` ticks.
+* a note-on that symusic leaves unpaired (two note-ons of one pitch, one note-off) ends
+  at the next note-off of its pitch, as in pretty_midi; one never ended is dropped
+  and counted in ``Song.warnings`` ("2 notes dropped: 2 note-ons never ended").
 * tempo map and time signatures are kept; invalid time signatures (numerator 0,
   denominator not a power of two) are dropped; MIDI's defaults (120 qpm, 4/4)
-  fill tick 0 when the file sets nothing there.
+  fill tick 0 when the file sets nothing there (``Song.implicit_meter`` for 4/4).
 * every failure is a ``MidiReadError`` naming the file, raised from the cause.
 
 Writing
 -------
 MIDI type 1 at the song's resolution: a conductor track (title, tempos, time
-signatures), then one named track per Track with its program change. Drums go on
-channel 10 (index 9), other tracks on 0-8, 10-15 in order; past 15 pitched tracks,
-a channel is shared, preferably by tracks with the same program. Tempos are stored
-as whole microseconds per quarter. MIDI pairs note-on/off first-in first-out, so
-of two overlapping notes of one pitch, one inside the other comes back as two
-notes that end in the order they started.
+signatures; none for an implicit 4/4), then one named track per Track with its
+program change. Drums go on channel 10 (index 9), other tracks on 0-8, 10-15 in
+order; past 15 pitched tracks, a channel is shared, preferably by tracks with the
+same program. Tempos are stored as whole microseconds per quarter. MIDI pairs
+note-on/off first-in first-out, so of two overlapping notes of one pitch, one
+inside the other comes back as two notes that end in the order they started.
 """
 
 from __future__ import annotations
 
+import bisect
 import io
 import os
 import re
 import struct
+from collections import defaultdict, deque
 from pathlib import Path
 
 import numpy as np
@@ -72,25 +77,26 @@ def midi_from_bytes(data: bytes, name: str | os.PathLike = "<bytes>", title: str
         raw_tracks = [
             (str(t.name), int(t.program), bool(t.is_drum), t.notes.numpy()) for t in score.tracks if len(t.notes) > 0
         ]
+        raw_tracks, warnings = _place_unpaired(data, raw_tracks)
         raw_tempos = [(int(t.time), int(t.mspq)) for t in score.tempos]
         raw_sigs = [(int(t.time), int(t.numerator), int(t.denominator)) for t in score.time_signatures]
     except Exception as e:  # symusic raises RuntimeError (and others) on corrupt data
         raise MidiReadError(name, f"corrupt MIDI data: {_reason(e)}") from e
 
     if not raw_tracks:
-        raise MidiReadError(name, "no notes in the file")
+        raise MidiReadError(name, "no notes in the file" + "".join(f" ({w})" for w in warnings))
 
     def sc(ticks):  # rescale to RESOLUTION, round half up (exact integer arithmetic)
         return (ticks * RESOLUTION + tpq // 2) // tpq
 
     tracks = []
     for name_, program, is_drum, arr in raw_tracks:
-        start = arr["time"].astype("int64")
-        end = sc(start + arr["duration"].astype("int64"))
+        start = np.asarray(arr["time"], dtype="int64")
+        end = sc(start + np.asarray(arr["duration"], dtype="int64"))
         start = sc(start)
         dur = end - start
         dur[dur <= 0] = MIN_DURATION
-        pitch, vel = arr["pitch"].astype("int64"), arr["velocity"].astype("int64")
+        pitch, vel = np.asarray(arr["pitch"], dtype="int64"), np.asarray(arr["velocity"], dtype="int64")
         order = np.lexsort((vel, dur, pitch, start))  # a fixed order, also for notes sharing start and pitch
         notes = [
             Note(s, d, p, v)
@@ -108,6 +114,8 @@ def midi_from_bytes(data: bytes, name: str | os.PathLike = "<bytes>", title: str
             time_signatures=sigs,
             resolution=RESOLUTION,
             title=title,
+            implicit_meter=not any(sc(t) == 0 and _valid_meter(n, d) for t, n, d in raw_sigs),
+            warnings=warnings,
         )
     except SongError as e:  # should not happen after the checks above; still one line, still ours
         raise MidiReadError(name, f"invalid song: {e}") from e
@@ -149,10 +157,14 @@ def _time_signatures(raw: list[tuple[int, int, int]], sc) -> list[TimeSignature]
     """Valid time signatures at 960 ticks, one per tick (the last wins), 4/4 at 0 unless set."""
     by_tick: dict[int, tuple[int, int]] = {}
     for time, num, den in sorted(raw, key=lambda x: x[0]):
-        if 1 <= num <= 64 and den in (1, 2, 4, 8, 16, 32, 64):
+        if _valid_meter(num, den):
             by_tick[sc(time)] = (num, den)
     by_tick.setdefault(0, (4, 4))
     return [TimeSignature(t, n, d) for t, (n, d) in sorted(by_tick.items())]
+
+
+def _valid_meter(numerator: int, denominator: int) -> bool:
+    return 1 <= numerator <= 64 and denominator in (1, 2, 4, 8, 16, 32, 64)
 
 
 def _reason(e: BaseException) -> str:
@@ -169,6 +181,158 @@ def gm_program_name(program: int) -> str:
     from pretty_midi import program_to_instrument_name
 
     return program_to_instrument_name(program)
+
+
+# --- note-ons symusic leaves unpaired -------------------------------------------
+#
+# symusic pairs each note-off with the earliest open note-on of its channel and pitch (within a
+# MIDI track) and drops a note-on that no note-off is left for: two note-ons of one pitch and one
+# note-off give one note. pretty_midi ends every open note of the pitch at that note-off and gives
+# two. A fast pass over the track bytes counts the note-ons; only where there are more than
+# symusic's notes (almost never), a second pass pairs them as symusic does and places each note-on
+# left over as pretty_midi does, ending at the next note-off of its channel and pitch after its
+# start; those with none after them are dropped and counted in ``Song.warnings``. Zero-length
+# notes, which pretty_midi drops, are kept (``MIN_DURATION``).
+
+
+def _track_chunks(data: bytes) -> list[tuple[int, int]]:
+    """(first byte, end) of the track chunks symusic reads: as many MTrk chunks as the header names."""
+    n_tracks = struct.unpack_from(">H", data, 10)[0]
+    pos, size, out = 8 + struct.unpack_from(">I", data, 4)[0], len(data), []
+    while pos + 8 <= size and len(out) < n_tracks:
+        kind, length = data[pos:pos + 4], struct.unpack_from(">I", data, pos + 4)[0]
+        pos += 8
+        if kind == b"MTrk":
+            out.append((pos, min(pos + length, size)))
+        pos += length
+    return out
+
+
+def _scan_track(data: bytes, i: int, end: int, events: list | None = None) -> int:
+    """The note-ons (velocity > 0) in the track chunk ``data[i:end]``, read as symusic reads it.
+
+    With a list ``events``, also appends (tick, status, data1, data2) for every note-on, note-off and
+    program change, and (tick, 0xFF, name bytes, 0) for a track name."""
+    ons = tick = status = 0
+    while i < end:
+        b = data[i]
+        i += 1
+        delta = b & 0x7F
+        while b > 0x7F and i < end:
+            b = data[i]
+            i += 1
+            delta = (delta << 7) | (b & 0x7F)
+        tick += delta
+        if i >= end:
+            break
+        b = data[i]
+        if b > 0x7F:  # a status byte (else a data byte: running status, the last status again)
+            i += 1
+            if b == 0xFF or b == 0xF0 or b == 0xF7:  # meta event or sysex: skip its payload
+                meta = -1
+                if b == 0xFF:
+                    if i >= end or data[i] == 0x2F:  # end of track
+                        break
+                    meta = data[i]
+                    i += 1
+                length = 0
+                while i < end:
+                    c = data[i]
+                    i += 1
+                    length = (length << 7) | (c & 0x7F)
+                    if c < 0x80:
+                        break
+                if meta == 3 and events is not None:
+                    events.append((tick, 0xFF, data[i:i + length], 0))
+                i += length
+                continue
+            status = b
+        if 0x80 <= status < 0xA0:  # note-off, note-on
+            if i + 2 > end:
+                break
+            if status >= 0x90 and data[i + 1]:
+                ons += 1
+            if events is not None:
+                events.append((tick, status, data[i], data[i + 1]))
+            i += 2
+        elif 0xC0 <= status < 0xE0 or status == 0xF1 or status == 0xF3:  # one data byte
+            if events is not None and status < 0xD0 and i < end:
+                events.append((tick, status, data[i], 0))
+            i += 1
+        elif status < 0xF0 or status == 0xF2:
+            i += 2
+    return ons
+
+
+def _place_unpaired(data: bytes, raw_tracks: list) -> tuple[list, list[str]]:
+    """``raw_tracks`` (name, program, is_drum, notes in file ticks) with the note-ons symusic left
+    unpaired placed as pretty_midi places them, and the warnings for those that cannot be."""
+    chunks = _track_chunks(data)
+    n_read = sum(len(notes["time"]) for *_, notes in raw_tracks)
+    n_ons = sum(_scan_track(data, a, b) for a, b in chunks)
+    if n_ons == n_read:  # every note-on became a note (the usual case: one pass, ~0.2 us per byte)
+        return raw_tracks, []
+
+    paired: dict[tuple, list] = defaultdict(list)  # (chunk, channel, program) -> its paired notes
+    placed: dict[tuple, list] = defaultdict(list)  # ... -> notes placed here
+    names: dict[int, bytes] = {}
+    unended = 0
+    for k, (a, b) in enumerate(chunks):
+        events: list = []
+        _scan_track(data, a, b, events)
+        program = [0] * 16
+        opened: dict[tuple[int, int], deque] = defaultdict(deque)
+        offs: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for tick, status, d1, d2 in events:
+            if status == 0xFF:
+                names.setdefault(k, d1)
+                continue
+            channel, kind = status & 0x0F, status >> 4
+            if kind == 12:
+                program[channel] = d1
+            elif kind == 9 and d2:
+                opened[channel, d1].append((tick, d2, program[channel]))
+            else:
+                offs[channel, d1].append(tick)
+                if opened[channel, d1]:
+                    start, _, prog = opened[channel, d1].popleft()
+                    paired[k, channel, prog].append((start, tick - start, d1))
+        for (channel, pitch), notes in opened.items():
+            ends = offs[channel, pitch]
+            for start, velocity, prog in notes:
+                j = bisect.bisect_right(ends, start)  # pretty_midi: the next note-off after the start
+                if j < len(ends):
+                    placed[k, channel, prog].append((start, ends[j] - start, pitch, velocity))
+                else:
+                    unended += 1
+
+    if sum(len(v) for v in paired.values()) != n_read:  # the bytes read otherwise than symusic reads them
+        missing = n_ons - n_read
+        return raw_tracks, [f"up to {missing} notes may be missing: corrupt note data"] if missing > 0 else []
+
+    fields = ("time", "duration", "pitch", "velocity")
+    out = [(n, p, d, {f: np.asarray(notes[f], dtype="int64") for f in fields}) for n, p, d, notes in raw_tracks]
+    content = [(d, sorted(zip(*(cols[f].tolist() for f in fields[:3])))) for _, _, d, cols in out]
+    unmatched = 0
+    for (k, channel, prog), notes in placed.items():
+        is_drum, mine = channel == DRUM_CHANNEL, sorted(paired[k, channel, prog])
+        if not mine:  # all its notes were unpaired: a track symusic did not make
+            name = names.get(k, b"").decode("utf-8", "replace")
+            out.append((name, prog, is_drum, {f: np.zeros(0, dtype="int64") for f in fields}))
+            cols = out[-1][3]
+        elif (is_drum, mine) in content:
+            cols = out[content.index((is_drum, mine))][3]
+        else:  # no track of symusic's holds exactly these paired notes: leave them out, say so
+            unmatched += len(notes)
+            continue
+        for f, values in zip(fields, zip(*notes)):
+            cols[f] = np.concatenate([cols[f], np.asarray(values, dtype="int64")])
+    lost = unended + unmatched
+    if not lost:
+        return out, []
+    why = [f"{unended} note-on{'s' * (unended != 1)} never ended"] if unended else []
+    why += [f"{unmatched} unpaired in a track read otherwise"] if unmatched else []
+    return out, [f"{lost} note{'s' * (lost != 1)} dropped: {', '.join(why)}"]
 
 
 # --- writing -----------------------------------------------------------------
@@ -188,6 +352,8 @@ def midi_bytes(song: Song) -> bytes:
     if song.title:
         conductor.append((0, 0, 0, mido.MetaMessage("track_name", name=song.title)))
     for ts in song.time_signatures:
+        if song.implicit_meter and (ts.time, ts.numerator, ts.denominator) == (0, 4, 4):
+            continue  # the input set no meter; 4/4 is what a reader assumes without one
         msg = mido.MetaMessage("time_signature", numerator=ts.numerator, denominator=ts.denominator)
         conductor.append((ts.time, 1, 0, msg))
     for t in song.tempos:

@@ -21,11 +21,22 @@ import torch
 
 from stemfill.errors import ModelError
 from stemfill.pianoroll.diffusion import BinaryDiffusion, DiffusionConfig
-from stemfill.pianoroll.io import atomic_path, atomic_write_bytes
+from stemfill.files import atomic_path, atomic_write_bytes
+from stemfill.pianoroll.grid import BASS_LOW, GUITAR_LOW, N_PITCHES
 from stemfill.pianoroll.unet import UNet, UNetConfig
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+GRID = {"n_pitches": N_PITCHES, "bass_low": BASS_LOW, "guitar_low": GUITAR_LOW}  # what the roll codec encodes
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"  # the model shipped in the package
+
+
+def default_model_path() -> Path:
+    """The embedded default model's folder; ModelError where the package was installed without it."""
+    if not (DEFAULT_MODEL / WEIGHTS).exists():
+        raise ModelError(f"no default model installed at {DEFAULT_MODEL}; train one with `stemfill train` "
+                         "and pass --model RUN/model")
+    return DEFAULT_MODEL
 
 
 def build_model(unet: UNetConfig | dict | None = None, diffusion: DiffusionConfig | dict | None = None) -> BinaryDiffusion:
@@ -54,9 +65,15 @@ def save_pretrained(model: BinaryDiffusion, directory: str | os.PathLike, extra:
 
 def _build(cfg: dict, where: Path) -> BinaryDiffusion:
     try:
-        return build_model(cfg["unet"], cfg["diffusion"])
+        model = build_model(cfg["unet"], cfg["diffusion"])
     except (KeyError, TypeError, ValueError) as e:
         raise ModelError(f"{where}: bad model config ({type(e).__name__}: {e})") from e
+    have = {"n_pitches": model.net.config.n_pitches, "bass_low": model.config.bass_low,
+            "guitar_low": model.config.guitar_low}
+    bad = [f"{k} {v} (model) vs {GRID[k]} (this stemfill)" for k, v in have.items() if v != GRID[k]]
+    if bad:
+        raise ModelError(f"{where}: a model of another pitch grid ({'; '.join(bad)})")
+    return model
 
 
 def _load_state(model: BinaryDiffusion, state: dict, where: Path) -> BinaryDiffusion:
@@ -97,7 +114,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> B
             state = load_file(str(p))
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
             raise ModelError(f"{p}: corrupt weights file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
-        return _load_state(model, state, p).to(device)
+        return _placed(_load_state(model, state, p), device)
     try:
         ck = torch.load(p, map_location="cpu", weights_only=False)
     except Exception as e:  # torch raises many kinds for a bad pickle/zip
@@ -105,4 +122,14 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> B
     if not isinstance(ck, dict) or "config" not in ck or ("ema" not in ck and "model" not in ck):
         raise ModelError(f"{p}: not a stemfill checkpoint (expected keys config, ema/model)")
     model = _build(ck["config"], p)
-    return _load_state(model, ck.get("ema") or ck["model"], p).to(device)
+    return _placed(_load_state(model, ck.get("ema") or ck["model"], p), device)
+
+
+def _placed(model: BinaryDiffusion, device: str | torch.device) -> BinaryDiffusion:
+    """``model`` on ``device``. On the CPU the convolution weights take the channels-last layout, oneDNN's
+    own, as the activations do in ``UNet.infer``: the same logits, without a copy of the weights into that
+    layout at every layer."""
+    model = model.to(device)
+    if model.r.device.type == "cpu":
+        model.net.to(memory_format=torch.channels_last)
+    return model

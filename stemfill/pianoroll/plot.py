@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from stemfill.pianoroll.roll import BASS_LOW, DRUM_KIT, GUITAR_LOW, N_DRUM_CLASSES, STEPS_PER_BEAT
+from stemfill.pianoroll.grid import LOW_NOTE, STEPS_PER_BEAT
+from stemfill.pianoroll.roll import DRUM_KIT, N_DRUM_CLASSES
 from stemfill.pianoroll.song import STEMS
 
 COLORS = {"drums": "#d62728", "bass": "#1f77b4", "guitar": "#2ca02c"}
-_LOW = {"bass": BASS_LOW, "guitar": GUITAR_LOW}
 _NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
@@ -57,7 +57,7 @@ def plot_roll(
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-    from stemfill.pianoroll.io import atomic_path
+    from stemfill.files import atomic_path
 
     rolls = [np.asarray(roll, dtype=bool)]
     if compare is not None:
@@ -107,7 +107,7 @@ def plot_roll(
             else:
                 ticks = list(range(lo - lo % 12, hi, 12))
                 ax.set_yticks(ticks)
-                ax.set_yticklabels([_pitch_name(_LOW[stem] + t) for t in ticks] if col == 0 else [], fontsize=7)
+                ax.set_yticklabels([_pitch_name(LOW_NOTE[stem] + t) for t in ticks] if col == 0 else [], fontsize=7)
             if col == 0:
                 ax.set_ylabel(stem, color=COLORS[stem], fontsize=9, fontweight="bold")
             if c == 0 and ncols > 1:
@@ -126,3 +126,33 @@ def plot_roll(
     with atomic_path(p) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight", pad_inches=0.1)
     return p
+
+
+def _bar_starts_steps(song, T: int) -> list[int]:
+    from stemfill.pianoroll.roll import ticks_to_step
+
+    starts = [int(s) for s in ticks_to_step(song.bar_starts(), song.resolution)]
+    return [s for s in starts if s < max(T, 1)] or [0]
+
+
+def plot_song(song, path: str | os.PathLike, bars=None, title: str | None = None) -> Path:
+    """Draw a song's drums, bass and guitar; ``bars``: a ``bars.BarRange`` (or its text) to draw only those."""
+    from stemfill.pianoroll.bars import parse_bars
+    from stemfill.pianoroll.roll import encode
+
+    r = encode(song)
+    starts = _bar_starts_steps(song, r.shape[-1])
+    rng = parse_bars(bars) if isinstance(bars, str) else bars
+    first, last = rng.resolve(len(starts)) if rng is not None else (1, len(starts))
+    lo = starts[first - 1]
+    hi = starts[last] if last < len(starts) else r.shape[-1]
+    title = f"{title or song.title or 'song'} - bars {first}-{last}"
+    return plot_roll(r[:, :, lo:hi], path, STEPS_PER_BEAT, [s - lo for s in starts[first - 1:last]], title=title,
+                     first_bar=first)
+
+
+def plot_fill(song, filled: np.ndarray, generated: np.ndarray, path: str | os.PathLike, title: str) -> Path:
+    """Draw a fill: the input (the filled roll without its generated cells) left, the filled roll right."""
+    before = filled & ~generated[:, None, :]
+    return plot_roll(before, path, STEPS_PER_BEAT, _bar_starts_steps(song, filled.shape[-1]), title=title,
+                     compare=filled, labels=("input", "filled"))

@@ -2,6 +2,7 @@
 
 The grid
 --------
+The numbers live in ``grid``:
 * ``STEPS_PER_BEAT`` steps per quarter note (12, as in MuseGAN: 16ths *and* 8th/16th
   triplets fall on the grid; ``bench/grid.py`` measures the share of notes each grid
   keeps exactly on the corpus, see docs/benchmarks.md).
@@ -21,14 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from stemfill.pianoroll.grid import CHANNEL, CONTEXT_LOW, CONTEXT_PLANES, LOW_NOTE, N_PITCHES, STEPS_PER_BEAT
 from stemfill.pianoroll.song import RESOLUTION, STEMS, Note, Song, Track
 from stemfill.pianoroll.stems import classify_song
 
-STEPS_PER_BEAT = 12
-N_PITCHES = 48
-BASS_LOW = 24  # C1 .. B4
-GUITAR_LOW = 36  # C2 .. B5
-CHANNEL = {s: i for i, s in enumerate(STEMS)}
 
 # Drum kit classes: (name, representative GM key written back, GM keys mapped to it)
 DRUM_KIT: tuple[tuple[str, int, tuple[int, ...]], ...] = (
@@ -57,13 +54,13 @@ for _i, (_name, _key, _keys) in enumerate(DRUM_KIT):
     DRUM_CLASS_OF_KEY[list(_keys)] = _i
 DRUM_KEY_OF_CLASS = np.array([k for _, k, _ in DRUM_KIT])
 
-# Defaults for a track the model writes
+# Defaults for a track the model writes. No tuning: the Guitar Pro writer picks one for the
+# part's range (4/5/6-string bass, drop tunings) and frets it (fretting.py).
 NEW_TRACK = {
     "drums": dict(name="Drums (stemfill)", program=0, is_drum=True, tuning=None),
-    "bass": dict(name="Bass (stemfill)", program=33, is_drum=False, tuning=(43, 38, 33, 28)),
-    "guitar": dict(name="Guitar (stemfill)", program=29, is_drum=False, tuning=(64, 59, 55, 50, 45, 40)),
+    "bass": dict(name="Bass (stemfill)", program=33, is_drum=False, tuning=None),
+    "guitar": dict(name="Guitar (stemfill)", program=29, is_drum=False, tuning=None),
 }
-_LOW = {"bass": BASS_LOW, "guitar": GUITAR_LOW}
 
 
 def ticks_to_step(tick: int | np.ndarray, resolution: int, steps_per_beat: int = STEPS_PER_BEAT):
@@ -75,22 +72,56 @@ def pitch_row(stem: str, pitch: int | np.ndarray) -> np.ndarray:
     p = np.asarray(pitch, dtype=np.int64)
     if stem == "drums":
         return DRUM_CLASS_OF_KEY[np.clip(p, 0, 127)]
-    low = _LOW[stem]
+    low = LOW_NOTE[stem]
     r = p - low
     r = np.where(r < 0, r % 12, r)  # fold up by octaves into the lowest octave
     r = np.where(r >= N_PITCHES, N_PITCHES - 12 + (r % 12), r)
     return r
 
 
+def _fold(p: np.ndarray, low: int) -> np.ndarray:
+    """Rows of MIDI pitches ``p`` in N_PITCHES rows from ``low``, folded by octaves into range."""
+    r = np.asarray(p, dtype=np.int64) - low
+    r = np.where(r < 0, r % 12, r)
+    return np.where(r >= N_PITCHES, N_PITCHES - 12 + (r % 12), r)
+
+
+def encode_context(song: Song, steps_per_beat: int = STEPS_PER_BEAT, length: int | None = None,
+                   groups: dict[str, list[int]] | None = None) -> np.ndarray:
+    """The song's other pitched tracks -> bool (len(CONTEXT_PLANES), N_PITCHES, T): where each pitch
+    sounds, and where notes start. Tracks of stem 'other' that are not drums; none: all False."""
+    T = n_steps(song, steps_per_beat) if length is None else length
+    ctx = np.zeros((len(CONTEXT_PLANES), N_PITCHES, T), dtype=bool)
+    groups = classify_song(song) if groups is None else groups
+    notes = [n for i in groups["other"] if not song.tracks[i].is_drum for n in song.tracks[i].notes]
+    if not notes or T == 0:
+        return ctx
+    starts = ticks_to_step(np.array([n.start for n in notes]), song.resolution, steps_per_beat)
+    ends = ticks_to_step(np.array([n.end for n in notes]), song.resolution, steps_per_beat)
+    rows = _fold(np.array([n.pitch for n in notes]), CONTEXT_LOW)
+    keep = starts < T
+    starts, rows = starts[keep], rows[keep]
+    ends = np.clip(np.maximum(ends[keep], starts + 1), 0, T)
+    ctx[1, rows, starts] = True
+    # sounding: +1 at each start, -1 at each end, per row; a cell sounds where the running sum is > 0
+    delta = np.zeros((N_PITCHES, T + 1), dtype=np.int32)
+    np.add.at(delta, (rows, starts), 1)
+    np.add.at(delta, (rows, ends), -1)
+    ctx[0] = np.cumsum(delta, axis=1)[:, :T] > 0
+    return ctx
+
+
 def n_steps(song: Song, steps_per_beat: int = STEPS_PER_BEAT) -> int:
     return int(ticks_to_step(song.end, song.resolution, steps_per_beat)) + 1 if song.end else 0
 
 
-def encode(song: Song, steps_per_beat: int = STEPS_PER_BEAT, length: int | None = None) -> np.ndarray:
-    """Song -> bool array (3, N_PITCHES, T). Tracks of stem 'other' are left out."""
+def encode(song: Song, steps_per_beat: int = STEPS_PER_BEAT, length: int | None = None,
+           groups: dict[str, list[int]] | None = None) -> np.ndarray:
+    """Song -> bool array (3, N_PITCHES, T). Tracks of stem 'other' are left out (``encode_context``).
+    ``groups``: the song's tracks by stem (``stems.classify_song``), where the caller has them."""
     T = n_steps(song, steps_per_beat) if length is None else length
     roll = np.zeros((len(STEMS), N_PITCHES, T), dtype=bool)
-    groups = classify_song(song)
+    groups = classify_song(song) if groups is None else groups
     for stem in STEMS:
         c = CHANNEL[stem]
         notes = [n for i in groups[stem] for n in song.tracks[i].notes]
@@ -135,7 +166,7 @@ def decode_stem(roll_channel: np.ndarray, stem: str, steps_per_beat: int = STEPS
         for r, s in zip(rows, steps):
             notes.append(Note(offset_ticks + int(round(s * step)), dur, int(DRUM_KEY_OF_CLASS[r]), velocity))
     else:
-        low = _LOW[stem]
+        low = LOW_NOTE[stem]
         d = np.diff(ch.astype(np.int8), axis=1, prepend=0, append=0)
         for r in range(ch.shape[0]):
             on = np.flatnonzero(d[r] == 1)

@@ -11,13 +11,11 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field, replace
 
+from stemfill.errors import SongError
+
 RESOLUTION = 960  # ticks per quarter note
 STEMS = ("drums", "bass", "guitar")  # the roll's channels, in order
 STEM_OTHER = "other"
-
-
-class SongError(ValueError):
-    """A song, track or note failed validation; the message names the field."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +87,10 @@ class Song:
     time_signatures: list[TimeSignature] = field(default_factory=lambda: [TimeSignature(0, 4, 4)])
     resolution: int = RESOLUTION
     title: str = ""
+    # the file set no meter: time_signatures[0] is the assumed 4/4, and writers leave it out
+    implicit_meter: bool = False
+    # one-line notes from the reader on what it could not read as written (e.g. notes dropped)
+    warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _check(self.resolution > 0, f"resolution {self.resolution} must be > 0")
@@ -171,4 +173,6 @@ class Song:
             time_signatures=[replace(t, time=sc(t.time)) for t in self.time_signatures],
             resolution=resolution,
             title=self.title,
+            implicit_meter=self.implicit_meter,
+            warnings=list(self.warnings),
         )

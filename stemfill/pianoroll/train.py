@@ -4,35 +4,33 @@ One loop, top to bottom: lr -> validate / pictures / checkpoint -> batch -> loss
 ``RUN/ckpt.pt`` holds everything needed to continue exactly (``resume=True``); ``RUN/model/``
 is the EMA model as ``model.safetensors`` + ``config.json`` (what ``stemfill midi --model`` loads).
 
-Several GPUs: ``torchrun --nproc_per_node N -m stemfill.pianoroll.train --data CHUNKS -o RUN``
+Several GPUs: ``torchrun --nproc_per_node N -m stemfill.cli train --data CHUNKS -o RUN``
 (DDP when WORLD_SIZE > 1; ``batch`` is per process; rank 0 validates and saves).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import time
 from copy import deepcopy
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from stemfill.errors import ModelError, StemfillError
-from stemfill.pianoroll.diffusion import (DiffusionConfig, pitched_context, remove_only_channel, span_mask,
+from stemfill.pianoroll.diffusion import (BinaryDiffusion, DiffusionConfig, pitched_context, remove_only_channel, span_mask,
                                           subtractive_mask)
-from stemfill.pianoroll.io import atomic_path
+from stemfill.files import atomic_path
 from stemfill.pianoroll.model import build_model, model_config, save_pretrained
-from stemfill.pianoroll.roll import CHANNEL, STEPS_PER_BEAT
+from stemfill.pianoroll.grid import CHANNEL, CONTEXT_PLANES
 from stemfill.pianoroll.unet import UNetConfig
 
 PRESETS = {  # UNet sizes; the shipped model is "large" (docs/model-card.md), the CLI's --size default "default"
     "tiny": dict(channels=(8, 16), down=((2, 2),), layers=(0, 1), norm_groups=4, time_dim=32, attention=False),
-    "small": dict(channels=(16, 32, 64, 96)),
     "default": dict(channels=(16, 32, 64, 96)),
     "large": dict(channels=(24, 48, 96, 128), layers=(1, 1, 1, 1)),
 }
@@ -63,11 +61,13 @@ class TrainConfig:
     # where only drums are known the model then learns the corpus's keys, not a key-blind average
     span_prob: float = 0.0  # share of samples whose removed stems are known before/after a span (span_mask)
     cond_drop: float = 0.1
+    context: bool = True  # hear the song's other tracks (keys, strings, vocals...): context planes as input
+    context_drop: float = 0.3  # share of samples trained without them (tabs and songs that have none)
+    init_from: str = ""  # start from this model's weights (new context inputs start at zero); "" = fresh
     max_remove: int = 2
     remove_only: str = ""  # "" = subtractive training over any 1-2 stems; a stem name = the paper's per-stem model
     device: str = "auto"
     max_chunks: int = 0  # use at most this many training chunks (0 = all); for smoke tests
-    extra: dict = field(default_factory=dict)
 
 
 # --- data ----------------------------------------------------------------------------
@@ -103,9 +103,23 @@ def pitch_shift(batch: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarr
     return shift_rows(batch, rng.integers(-k, k + 1, size=len(batch))) if k > 0 else batch
 
 
+def shift_context(other: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Shift every context plane of sample i by shifts[i] semitones (as ``shift_rows`` the bass and guitar)."""
+    out = other.copy()
+    for i, s in enumerate(shifts):
+        if s > 0:
+            out[i] = 0
+            out[i, :, s:] = other[i, :, :-s]
+        elif s < 0:
+            out[i] = 0
+            out[i, :, :s] = other[i, :, -s:]
+    return out
+
+
 def training_batch(rolls: np.ndarray, cfg: TrainConfig, rng: np.random.Generator,
-                   only: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One subtractive-training batch on the CPU: (x0, known), known (B, C), or (B, C, L) with ``span_prob``.
+                   only: int | None = None, other: np.ndarray | None = None):
+    """One subtractive-training batch on the CPU: (x0, known), known (B, C), or (B, C, L) with ``span_prob``;
+    with ``other`` (the chunks' context planes) also the context, shifted with the bass and guitar.
 
     Removes 1..max_remove stems (subtractive_mask), with ``span_prob`` over a span only (span_mask), and
     pitch-shifts bass and guitar by up to ``augment`` semitones. With ``key_prior`` only the samples whose
@@ -122,12 +136,18 @@ def training_batch(rolls: np.ndarray, cfg: TrainConfig, rng: np.random.Generator
     if cfg.span_prob > 0:
         known = span_mask(known, rolls.shape[-1], cfg.span_prob, g)
     if cfg.key_prior:
-        shifts = np.where(pitched_context(torch.from_numpy(rolls), known).numpy(), shifts, 0)
+        keyed = pitched_context(torch.from_numpy(rolls), known).numpy()
+        if other is not None:  # the other tracks carry the key too
+            keyed |= other.any(axis=(1, 2, 3))
+        shifts = np.where(keyed, shifts, 0)
         base = shift_rows(rolls, shifts)
-    return torch.from_numpy(base), known
+    if other is None:
+        return torch.from_numpy(base), known
+    return torch.from_numpy(base), known, torch.from_numpy(shift_context(other, shifts))
 
 
-def load_split(data: str, split: str, max_chunks: int = 0, seed: int = 0) -> np.ndarray | None:
+def load_split(data: str, split: str, max_chunks: int = 0, seed: int = 0):
+    """(rolls, context planes) of a split's chunks that have notes; None for a missing valid split."""
     from stemfill.datasets.chunks import load_chunks
 
     try:
@@ -136,10 +156,50 @@ def load_split(data: str, split: str, max_chunks: int = 0, seed: int = 0) -> np.
         if split == "train":
             raise
         return None
-    rolls = ch.rolls[ch.rolls.any(axis=(2, 3)).any(axis=1)]  # drop chunks with no notes at all
+    keep = ch.rolls.any(axis=(2, 3)).any(axis=1)  # drop chunks with no notes at all
+    rolls, other = ch.rolls[keep], ch.context_or_empty()[keep]
     if max_chunks and len(rolls) > max_chunks:
-        rolls = rolls[np.random.default_rng(seed).choice(len(rolls), max_chunks, replace=False)]
-    return rolls
+        pick = np.random.default_rng(seed).choice(len(rolls), max_chunks, replace=False)
+        rolls, other = rolls[pick], other[pick]
+    return rolls, other
+
+
+def data_grid(data: str) -> dict:
+    """The grid a chunk folder was written on (its manifest's config); ModelError where this code reads
+    rolls on another grid (the roll codec's pitch rows would not mean the same notes)."""
+    from stemfill.datasets.chunks import read_manifest
+    from stemfill.pianoroll.grid import BASS_LOW, GUITAR_LOW, N_PITCHES, STEPS_PER_BEAT
+
+    conf = read_manifest(data).get("config", {})
+    grid = {"steps_per_beat": int(conf.get("steps_per_beat", STEPS_PER_BEAT)),
+            "n_pitches": int(conf.get("n_pitches", N_PITCHES)),
+            "bass_low": int(conf.get("bass_low", BASS_LOW)), "guitar_low": int(conf.get("guitar_low", GUITAR_LOW))}
+    ours = {"n_pitches": N_PITCHES, "bass_low": BASS_LOW, "guitar_low": GUITAR_LOW}
+    bad = [f"{k} {grid[k]} (chunks) vs {v} (this stemfill)" for k, v in ours.items() if grid[k] != v]
+    if bad:
+        raise ModelError(f"{data}: chunks of another pitch grid ({'; '.join(bad)}); convert the songs again")
+    return grid
+
+
+def start_from(path: str, context_planes: int, **diffusion) -> BinaryDiffusion:
+    """A model with ``path``'s weights and sampling settings, reading ``context_planes`` context planes.
+    Input weights of planes the old model did not have start at zero, so at step 0 it fills exactly as
+    the old model did; ``diffusion`` overrides DiffusionConfig fields (e.g. the dropout rates)."""
+    from dataclasses import replace
+
+    from stemfill.pianoroll.model import load_model
+
+    old = load_model(path)
+    ucfg = replace(old.net.config, context_planes=context_planes)
+    model = build_model(ucfg, replace(old.config, **diffusion))
+    state = old.state_dict()
+    w_old, w_new = state["net.conv_in.weight"], model.state_dict()["net.conv_in.weight"]
+    n = min(w_old.shape[1], w_new.shape[1])
+    w = torch.zeros_like(w_new)
+    w[:, :n] = w_old[:, :n]
+    state["net.conv_in.weight"] = w
+    model.load_state_dict(state, strict=True)
+    return model
 
 
 # --- schedule, EMA, checkpoint -------------------------------------------------------
@@ -172,7 +232,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 @torch.no_grad()
-def validate(model, rolls: np.ndarray, device, batch: int, seed: int = 1234) -> float:
+def validate(model, rolls: np.ndarray, device, batch: int, seed: int = 1234, other: np.ndarray | None = None) -> float:
     """Mean loss on a fixed set of validation chunks with fixed masks and noise (comparable across steps)."""
     was_training = model.training
     model.eval()
@@ -184,20 +244,22 @@ def validate(model, rolls: np.ndarray, device, batch: int, seed: int = 1234) -> 
         for i in range(0, len(rolls), batch):
             x0 = torch.from_numpy(rolls[i:i + batch]).to(device)
             known = subtractive_mask(x0, model.config.max_remove, g, remove_only_channel(model.config))
-            total += float(model(x0, known)) * len(x0)
+            o = torch.from_numpy(other[i:i + batch]).to(device) if other is not None and model.context_planes else None
+            total += float(model(x0, known, o)) * len(x0)
             n += len(x0)
     model.train(was_training)
     return total / max(n, 1)
 
 
-def save_pictures(model, rolls: np.ndarray, path: Path, seed: int = 0) -> None:
+def save_pictures(model, rolls: np.ndarray, path: Path, seed: int = 0, other: np.ndarray | None = None) -> None:
     """Remove one present stem from a few validation chunks, fill it, plot original vs filled."""
     from stemfill.pianoroll.fill import save_roll_pngs
 
     g = torch.Generator().manual_seed(seed)
     x0 = torch.from_numpy(rolls[:4])
     known = subtractive_mask(x0, 1, g)
-    out = model.sample(x0, known, seed=seed).cpu().numpy()
+    o = torch.from_numpy(other[:4]) if other is not None else None
+    out = model.sample(x0, known, seed=seed, other=o).cpu().numpy()
     panels = []
     for i in range(len(x0)):
         panels.append((f"chunk {i}: original", rolls[i], None))
@@ -238,21 +300,34 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, until: 
         saved.steps, saved.device, saved.data = cfg.steps, cfg.device, cfg.data or saved.data  # may extend a run
         cfg = saved
 
-    train_rolls = load_split(cfg.data, "train", cfg.max_chunks, cfg.seed)
-    valid_rolls = load_split(cfg.data, "valid")
-    if valid_rolls is not None:
-        valid_rolls = valid_rolls[np.random.default_rng(0).permutation(len(valid_rolls))[:cfg.val_chunks]]
+    grid = data_grid(cfg.data)
+    train_rolls, train_other = load_split(cfg.data, "train", cfg.max_chunks, cfg.seed)
+    valid = load_split(cfg.data, "valid")
+    valid_rolls = valid_other = None
+    if valid is not None:
+        pick = np.random.default_rng(0).permutation(len(valid[0]))[:cfg.val_chunks]
+        valid_rolls, valid_other = valid[0][pick], valid[1][pick]
 
     torch.manual_seed(cfg.seed)  # the initial weights
+    n_context = len(CONTEXT_PLANES) if cfg.context else 0
     if ck is not None:
         model = build_model(ck["config"]["unet"], ck["config"]["diffusion"])
+    elif cfg.init_from:
+        model = start_from(cfg.init_from, n_context, cond_drop=cfg.cond_drop, context_drop=cfg.context_drop,
+                           window=int(train_rolls.shape[-1]))
     else:
         dcfg = DiffusionConfig(objective=cfg.objective, density=estimate_density(train_rolls),
-                               cond_drop=cfg.cond_drop, max_remove=cfg.max_remove, remove_only=cfg.remove_only,
-                               window=int(train_rolls.shape[-1]),
-                               steps_per_beat=STEPS_PER_BEAT)
+                               cond_drop=cfg.cond_drop, context_drop=cfg.context_drop, max_remove=cfg.max_remove,
+                               remove_only=cfg.remove_only, window=int(train_rolls.shape[-1]),
+                               steps_per_beat=grid["steps_per_beat"], bass_low=grid["bass_low"],
+                               guitar_low=grid["guitar_low"])
         d = float(np.mean(dcfg.density))
-        model = build_model(UNetConfig(**PRESETS[cfg.size], prior_logit=round(math.log(d / (1 - d)), 3)), dcfg)
+        model = build_model(UNetConfig(**PRESETS[cfg.size], prior_logit=round(math.log(d / (1 - d)), 3),
+                                       context_planes=n_context), dcfg)
+    if model.config.window != train_rolls.shape[-1] or model.config.steps_per_beat != grid["steps_per_beat"]:
+        raise ModelError(f"{cfg.data}: chunks of {train_rolls.shape[-1]} steps at {grid['steps_per_beat']} a beat; "
+                         f"the model's window is {model.config.window} at {model.config.steps_per_beat}")
+    use_other = model.context_planes > 0
     model.to(device)
     ema = deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
@@ -305,19 +380,25 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, until: 
             for group in opt.param_groups:
                 group["lr"] = lr
             if main and step > 0 and valid_rolls is not None and step % cfg.val_every == 0:
-                v = validate(ema, valid_rolls, device, cfg.batch)
+                v = validate(ema, valid_rolls, device, cfg.batch, other=valid_other)
                 log.write(json.dumps({"step": step, "val_loss": v}) + "\n")
                 log.flush()
                 bar.update(task, info=f"val {v:.4f}")
             if main and step > 0 and valid_rolls is not None and cfg.sample_every and step % cfg.sample_every == 0:
-                save_pictures(ema, valid_rolls, out / "samples" / f"step{step:07d}.png")
+                save_pictures(ema, valid_rolls, out / "samples" / f"step{step:07d}.png", other=valid_other)
             if main and step > 0 and step % cfg.ckpt_every == 0:
                 checkpoint()
 
             idx = rng.integers(0, len(train_rolls), size=cfg.batch)
-            x0, known = training_batch(train_rolls[idx], cfg, rng, remove_only_channel(model.config))
+            if use_other:
+                x0, known, other = training_batch(train_rolls[idx], cfg, rng, remove_only_channel(model.config),
+                                                  train_other[idx])
+                other = other.to(device, non_blocking=True)
+            else:
+                x0, known = training_batch(train_rolls[idx], cfg, rng, remove_only_channel(model.config))
+                other = None
             x0, known = x0.to(device, non_blocking=True), known.to(device)
-            loss = net(x0, known)
+            loss = net(x0, known, other)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gn = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -341,7 +422,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, until: 
                                   "ddp_in_sync": all(torch.equal(sigs[0], x) for x in sigs)}) + "\n")
     if main:
         if valid_rolls is not None:
-            v = validate(ema, valid_rolls, device, cfg.batch)
+            v = validate(ema, valid_rolls, device, cfg.batch, other=valid_other)
             log.write(json.dumps({"step": step, "val_loss": v}) + "\n")
         checkpoint()
         log.close()
@@ -349,26 +430,3 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, until: 
         dist.barrier()  # early sometimes died with SIGABRT in gloo while the other was still connected)
         dist.destroy_process_group()
     return out / "model"
-
-
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m stemfill.pianoroll.train", description=__doc__.splitlines()[0])
-    for f in fields(TrainConfig):
-        if f.name == "extra":
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if f.name == "out":
-            ap.add_argument("-o", flag, default=f.default)
-        elif isinstance(f.default, bool):
-            ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
-        else:
-            ap.add_argument(flag, type=type(f.default), default=f.default)
-    ap.add_argument("--resume", action="store_true")
-    a = vars(ap.parse_args(argv))
-    resume = a.pop("resume")
-    cfg = TrainConfig(**{k: v for k, v in a.items()})
-    train(cfg, resume=resume)
-
-
-if __name__ == "__main__":
-    main()

@@ -7,7 +7,9 @@ planes, each (3, N_PITCHES, L), concatenated along channels:
 * ``known``    1 where a cell is given (a full (channel, pitch, time) plane, so a mask
                can be per channel *and* per step: whole-song filling marks the overlap
                with already-written windows as known),
-* ``context``  the clean known cells (x0 * known).
+* ``context``  the clean known cells (x0 * known),
+* ``other``    (models with ``context_planes`` > 0) what the song's other pitched tracks play:
+               ``roll.encode_context``'s planes, always known, all zero where a song has none.
 
 Pooling is asymmetric: pitch 48 -> 24 -> 12, time L -> L/2 -> L/4 -> L/8 (``down``), so
 the bottom sees 12 pitch rows x 24 steps (two bars at 12 steps/beat for L=192), where
@@ -18,17 +20,21 @@ tells the convolutions which pitch (or drum class) a row is.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stemfill.pianoroll.roll import N_PITCHES
+from stemfill.pianoroll.grid import N_PITCHES
 from stemfill.pianoroll.song import STEMS
 
 N_STEMS = len(STEMS)
 IN_PLANES = 3 * N_STEMS  # x_t, known, context
+CPU_CHUNK = 4  # windows per network call in CPU inference (UNet.infer)
+_window_threads: int | None = None  # inside one_thread_per_op: the threads UNet.infer spreads windows over
 
 
 @dataclass
@@ -42,6 +48,7 @@ class UNetConfig:
     time_dim: int = 128
     n_pitches: int = N_PITCHES
     prior_logit: float = -3.4  # output bias at init, logit of the note density
+    context_planes: int = 0  # input planes of the other tracks' context (grid.CONTEXT_PLANES); 0: none
 
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)
@@ -60,8 +67,25 @@ class UNetConfig:
         """Window lengths must be a multiple of this."""
         return math.prod(d[1] for d in self.down)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+
+@contextmanager
+def one_thread_per_op():
+    """Inference: torch runs every op on one thread, and ``UNet.infer`` its chunks of windows on as many
+    threads as torch had. On one thread an op rounds the same way on any machine and under any load (torch
+    splits an op's work, and so its float rounding, by its number of threads), and never waits for a thread
+    whose core another process holds, where torch's threads meet after every op; the network, nearly all of
+    the work, still runs on every core."""
+    global _window_threads
+    if _window_threads is not None:  # already inside
+        yield
+        return
+    _window_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(_window_threads)
+        _window_threads = None
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -112,7 +136,7 @@ class UNet(nn.Module):
         self.config = cfg = config or UNetConfig()
         ch, g, td = cfg.channels, cfg.norm_groups, cfg.time_dim
         self.time_mlp = nn.Sequential(nn.Linear(td, td), nn.SiLU(), nn.Linear(td, td))
-        self.conv_in = nn.Conv2d(IN_PLANES, ch[0], 3, padding=1)
+        self.conv_in = nn.Conv2d(IN_PLANES + cfg.context_planes, ch[0], 3, padding=1)
         self.row_emb = nn.Parameter(torch.zeros(1, ch[0], cfg.n_pitches, 1))
         self.down_blocks = nn.ModuleList()
         self.downs = nn.ModuleList()
@@ -136,7 +160,7 @@ class UNet(nn.Module):
         nn.init.constant_(self.conv_out.bias, cfg.prior_logit)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """x: (B, 9, P, L) float planes; t: (B,) in [0, 1]. Returns x0 logits (B, 3, P, L)."""
+        """x: (B, 9 + context_planes, P, L) float planes; t: (B,) in [0, 1]. Returns x0 logits (B, 3, P, L)."""
         cfg = self.config
         if x.shape[-1] % cfg.time_multiple:
             raise ValueError(f"window length {x.shape[-1]} is not a multiple of {cfg.time_multiple}")
@@ -159,7 +183,37 @@ class UNet(nn.Module):
             if j < n - 1:
                 f = cfg.down[n - 2 - j]
                 h = F.interpolate(self.ups[j](h), scale_factor=f, mode="nearest")
-        return self.conv_out(F.silu(self.norm_out(h)))
+        # the logits in the default layout, whatever the activations' (channels-last in CPU inference: infer)
+        return self.conv_out(F.silu(self.norm_out(h))).contiguous()
+
+    def infer(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``forward`` without autograd. On the CPU the activations take the channels-last layout (oneDNN's
+        own), and the batch runs in chunks of at most ``CPU_CHUNK`` windows, each on one thread (see
+        ``one_thread_per_op``), as many chunks at once as torch has threads (had, inside ``one_thread_per_op``).
+        The logits do not depend on that number."""
+        if x.device.type != "cpu":
+            with torch.no_grad():
+                return self(x, t)
+        x = x.contiguous(memory_format=torch.channels_last)
+        n_chunks = max(1, math.ceil(len(x) / CPU_CHUNK))
+        chunks = list(zip(x.tensor_split(n_chunks), t.tensor_split(n_chunks)))
+        threads = torch.get_num_threads()
+        workers = min(_window_threads or threads, len(chunks))
+
+        def run(chunk: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+            torch.set_num_threads(1)  # per thread (OpenMP), so also in the pool's
+            with torch.no_grad():
+                return self(*chunk)
+
+        try:
+            if workers > 1:
+                with ThreadPoolExecutor(workers) as pool:
+                    out = list(pool.map(run, chunks))
+            else:
+                out = [run(c) for c in chunks]
+        finally:
+            torch.set_num_threads(threads)
+        return torch.cat(out)
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

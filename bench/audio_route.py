@@ -1,0 +1,202 @@
+"""The symbolic audio route on synthetic renders: speed, memory, beat F-measure, the new part's onset F1.
+
+    python bench/audio_route.py examples/riff.mid --remove drums                       # one song
+    python bench/audio_route.py --corpus ../shared/data/corpus --split test --remove drums --seconds 30 --json d.json
+    python bench/audio_route.py --data chunks --split test --songs 20 --remove bass    # songs of a converted split
+    python bench/audio_route.py SONG.mid --remove bass --seconds 180                   # timing of a 3-minute excerpt
+
+Per song: the MIDI without the ``--remove`` stem is rendered with FluidSynth (mono, 44.1 kHz; ``--seconds``
+from the bar where the removed part first plays, at the tempo there), the route (stemfill.audio.symbolic.add_stem_symbolic) adds that stem back, and we score
+- beat F-measure of the tracked beats against the MIDI's beats (mir_eval: 70 ms window, first 5 s skipped),
+  also over the "score-like" songs alone: those whose notes sit on the MIDI's own grid (``on_grid``), since
+  a performance recorded against a nominal 120 qpm has MIDI beats that are not the music's;
+- onset F1 (mir_eval.onset, +-50 ms) of the new part's note starts against the removed part's, over the excerpt;
+- the ceiling: the same F1 for the symbolic fill made from the true MIDI (stemfill midi's code on the song
+  without the stem), which is what the route loses to beat-tracking and transcription errors.
+Stage timings are wall-clock on this machine; peak memory is the process's maximum resident set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def midi_beats(song, seconds: float) -> np.ndarray:
+    ticks = np.arange(0, song.end + song.resolution, song.resolution)
+    t = np.array([song.seconds(int(k)) for k in ticks])
+    return t[t < seconds]
+
+
+def onsets(song, tracks, seconds: float) -> np.ndarray:
+    t = np.unique(np.round([song.seconds(n.start) for tr in tracks for n in tr.notes], 3))
+    return t[t < seconds]
+
+
+def excerpt(song, tracks, removed, seconds: float):
+    """(song cropped to ``seconds`` from the bar where the removed part first plays, its tracks, the removed part's).
+
+    Notes are cut to the excerpt and shifted to start at 0; the tempo and meter are those at its start."""
+    from dataclasses import replace
+
+    from stemfill.pianoroll.song import Song, TempoChange, TimeSignature
+
+    first = min(n.start for t in removed for n in t.notes)
+    start = max(b for b in song.bar_starts() if b <= first)
+    qpm = song.qpm_at(start)
+    end = start + int(seconds * qpm / 60 * song.resolution)
+    ts = [t for t in song.time_signatures if t.time <= start][-1]
+
+    def crop(ts_):
+        out = []
+        for t in ts_:
+            ns = [replace(n, start=n.start - start, duration=min(n.end, end) - n.start)
+                  for n in t.notes if start <= n.start < end]
+            out.append(replace(t, notes=ns))
+        return out
+
+    kept, gone = crop(tracks), crop(removed)
+    cut = Song(tracks=kept + gone, tempos=[TempoChange(0, qpm)], time_signatures=[TimeSignature(0, ts.numerator,
+               ts.denominator)], resolution=song.resolution, title=song.title)
+    return cut, [t for t in kept if t.notes], [t for t in gone if t.notes]
+
+
+def on_grid(song, tracks) -> float:
+    """Share of note starts within 1/48 beat of the MIDI's own 16th-note grid: near 1 for a score-like file whose
+    beats are the music's, about 1/6 (chance) for a performance recorded against a nominal tempo, whose MIDI
+    beats are not the music's (the beat F-measure against them then means nothing)."""
+    step = song.resolution / 4
+    starts = np.array([n.start for t in tracks for n in t.notes], dtype=np.float64)
+    if not len(starts):
+        return 0.0
+    off = np.abs(starts / step - np.rint(starts / step)) * step  # ticks off the grid
+    return float(np.mean(off <= song.resolution / 48))
+
+
+def run_one(path: Path, remove: str, seconds: float, model, sf2, seed: int = 0) -> dict:
+    import mir_eval
+    import soundfile as sf
+
+    from stemfill.audio.render import render_midi, write_stem_midi
+    from stemfill.audio.symbolic import add_stem_symbolic
+    from stemfill.pianoroll.fill import fill_song_detail
+    from stemfill.pianoroll.io import read_song
+    from stemfill.pianoroll.stems import classify_song
+    from stemfill.pianoroll.song import Song
+
+    song = read_song(path)
+    groups = classify_song(song)
+    removed = [song.tracks[i] for i in groups[remove] if song.tracks[i].notes]
+    kept = [t for i, t in enumerate(song.tracks) if i not in groups[remove] and t.notes]
+    if not removed or not kept:
+        return {"song": str(path), "skipped": f"no {remove} part or nothing else"}
+    song, kept, removed = excerpt(song, kept, removed, seconds)
+    if not removed or not kept:
+        return {"song": str(path), "skipped": f"no {remove} part or nothing else in the excerpt"}
+    with tempfile.TemporaryDirectory(prefix="bench-route-") as d:
+        d = Path(d)
+        mid, wav = d / "in.mid", d / "in.wav"
+        write_stem_midi(song, kept, mid)
+        y = render_midi(mid, sf2)[: int(seconds * 44_100)]
+        if np.abs(y).max() < 1e-4:
+            return {"song": str(path), "skipped": "silent excerpt"}
+        sf.write(wav, (0.7 / np.abs(y).max() * y).astype(np.float32), 44_100, subtype="PCM_16")
+        dur = len(y) / 44_100
+        try:
+            r = add_stem_symbolic(wav, d / "out.wav", f"add {remove}", midi_out=d / "part.mid", model=model, seed=seed)
+        except Exception as e:  # a bench goes on: one line per failed song
+            return {"song": str(path), "skipped": f"route failed: {e}"}
+        part = read_song(d / "part.mid")
+    ref_beats = mir_eval.beat.trim_beats(midi_beats(song, dur))
+    est_beats = mir_eval.beat.trim_beats(np.asarray(r.beats))
+    ref_on = onsets(song, removed, dur)
+    got_on = onsets(part, part.tracks, dur)
+    # the ceiling: the symbolic fill from the true MIDI without the stem
+    from stemfill.pianoroll.model import load_model
+
+    m = load_model(model) if model else None
+    if m is None:
+        from stemfill.pianoroll.model import default_model_path
+
+        m = load_model(default_model_path())
+    without = Song(tracks=kept, tempos=song.tempos, time_signatures=song.time_signatures, resolution=song.resolution)
+    filled, _, _ = fill_song_detail(without, [remove], m, seed=seed)  # every kept stem known, drums too
+    new = [t for t in filled.tracks[len(kept):] if t.stem == remove]
+    ceil_on = onsets(filled, new, dur)
+    f = lambda ref, est: float(mir_eval.onset.f_measure(ref, est, window=0.05)[0]) if len(ref) and len(est) else 0.0  # noqa: E731
+    return {"song": str(path), "seconds": round(dur, 1), "on_grid": round(on_grid(song, kept + removed), 3),
+            "qpm_true": round(song.tempos[0].qpm, 1),
+            "qpm_tracked": round(r.qpm, 1), "beat_f": round(float(mir_eval.beat.f_measure(ref_beats, est_beats)), 3),
+            "onset_f1": round(f(ref_on, got_on), 3), "onset_f1_ceiling": round(f(ref_on, ceil_on), 3),
+            "notes_heard": r.notes_heard, "notes_added": r.notes_added,
+            "timings": {k: round(v, 2) for k, v in r.timings.items()}, "realtime_factor": round(r.timings["total"] / dur, 3)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("songs", nargs="*", type=Path, help="MIDI / Guitar Pro files")
+    ap.add_argument("--data", type=Path, help="a chunks folder (stemfill convert): take songs from its manifest")
+    ap.add_argument("--corpus", type=Path, help="a folder of songs: take those of --split (by content hash, as "
+                    "stemfill convert splits, seed 0) that have drums, bass and guitar and at most 3 tempos")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--songs", dest="n_songs", type=int, default=20, help="with --data: at most this many songs")
+    ap.add_argument("--remove", choices=("drums", "bass", "guitar"), default="drums")
+    ap.add_argument("--seconds", type=float, default=60.0, help="excerpt length (from the start)")
+    ap.add_argument("--model", type=Path, default=None, help="piano-roll model (default: the shipped one)")
+    ap.add_argument("--json", type=Path, default=None)
+    a = ap.parse_args(argv)
+    from stemfill.audio.render import check_renderer
+    from stemfill.pianoroll.stems import classify_song  # noqa: F401  (fail early on a broken install)
+
+    sf2 = check_renderer()
+    songs = list(a.songs)
+    if a.data:
+        man = json.loads((a.data / "manifest.json").read_text())
+        songs += [Path(e["root"]) / e["path"] for e in man["songs"] if e.get("split") == a.split][: a.n_songs]
+    if a.corpus:
+        from stemfill.datasets.convert import file_hash, split_of
+        from stemfill.pianoroll.io import read_song
+        from stemfill.pianoroll.stems import stems_present
+
+        for p in sorted(x for x in a.corpus.rglob("*") if x.suffix.lower() in (".mid", ".midi")):
+            if len(songs) >= a.n_songs or split_of(file_hash(p)) != a.split:
+                continue
+            try:
+                s = read_song(p)
+            except Exception:
+                continue
+            if len(stems_present(s)) == 3 and len(s.tempos) <= 3:
+                songs.append(p)
+    rows = []
+    t0 = time.perf_counter()
+    for p in songs:
+        row = run_one(p, a.remove, a.seconds, a.model, sf2)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    ok = [r for r in rows if "skipped" not in r]
+    summary = {"remove": a.remove, "songs": len(ok), "skipped": len(rows) - len(ok),
+               "wall_s": round(time.perf_counter() - t0, 1),
+               "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+    for k in ("beat_f", "onset_f1", "onset_f1_ceiling", "realtime_factor"):
+        if ok:
+            summary[k] = round(float(np.mean([r[k] for r in ok])), 3)
+    score_like = [r for r in ok if r["on_grid"] >= 0.5]  # the MIDI's beats are the music's
+    summary["score_like_songs"] = len(score_like)
+    for k in ("beat_f", "onset_f1", "onset_f1_ceiling"):
+        if score_like:
+            summary[f"{k}_score_like"] = round(float(np.mean([r[k] for r in score_like])), 3)
+    print(json.dumps(summary))
+    if a.json:
+        a.json.write_text(json.dumps({"summary": summary, "songs": rows}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

