@@ -46,7 +46,7 @@ def excerpt(song, tracks, removed, seconds: float):
     Notes are cut to the excerpt and shifted to start at 0; the tempo and meter are those at its start."""
     from dataclasses import replace
 
-    from stemfill.pianoroll.song import Song, TempoChange, TimeSignature
+    from stemfill.song.song import Song, TempoChange, TimeSignature
 
     first = min(n.start for t in removed for n in t.notes)
     start = max(b for b in song.bar_starts() if b <= first)
@@ -87,9 +87,9 @@ def run_one(path: Path, remove: str, seconds: float, model, sf2, seed: int = 0) 
     from stemfill.audio.render import render_midi, write_stem_midi
     from stemfill.audio.symbolic import add_stem_symbolic
     from stemfill.pianoroll.fill import fill_song_detail
-    from stemfill.pianoroll.io import read_song
-    from stemfill.pianoroll.stems import classify_song
-    from stemfill.pianoroll.song import Song
+    from stemfill.song.io import read_song
+    from stemfill.song.stems import classify_song
+    from stemfill.song.song import Song
 
     song = read_song(path)
     groups = classify_song(song)
@@ -153,7 +153,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
     from stemfill.audio.render import check_renderer
-    from stemfill.pianoroll.stems import classify_song  # noqa: F401  (fail early on a broken install)
+    from stemfill.song.stems import classify_song  # noqa: F401  (fail early on a broken install)
 
     sf2 = check_renderer()
     songs = list(a.songs)
@@ -162,8 +162,8 @@ def main(argv=None) -> int:
         songs += [Path(e["root"]) / e["path"] for e in man["songs"] if e.get("split") == a.split][: a.n_songs]
     if a.corpus:
         from stemfill.datasets.convert import file_hash, split_of
-        from stemfill.pianoroll.io import read_song
-        from stemfill.pianoroll.stems import stems_present
+        from stemfill.song.io import read_song
+        from stemfill.song.stems import stems_present
 
         for p in sorted(x for x in a.corpus.rglob("*") if x.suffix.lower() in (".mid", ".midi")):
             if len(songs) >= a.n_songs or split_of(file_hash(p)) != a.split:

@@ -50,7 +50,7 @@ def run_once(cmd: list[str], env: dict) -> tuple[float, float, float, str]:
 
 def repeated(song, minutes: float):
     """``song`` played over and over, each copy starting on the bar line after the last one ends."""
-    from stemfill.pianoroll.song import Song
+    from stemfill.song.song import Song
 
     last = song.bar_starts()[-1]
     ts = [t for t in song.time_signatures if t.time <= last][-1]
@@ -75,7 +75,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS for the runs (0: torch's default)")
     a = ap.parse_args()
 
-    from stemfill.pianoroll.io import read_song, write_song
+    from stemfill.song.io import read_song, write_song
 
     adds = a.add.split(",")
     env = dict(os.environ)

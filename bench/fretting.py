@@ -40,9 +40,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stemfill.pianoroll.fretting import MAX_FRET, fret_notes
-from stemfill.pianoroll.song import Note, Song
-from stemfill.pianoroll.stems import _NOT_STEM, classify_track
+from stemfill.song.fretting import MAX_FRET, fret_notes
+from stemfill.song.song import Note, Song
+from stemfill.song.stems import _NOT_STEM, classify_track
 
 DATA = ROOT.parent / "shared" / "data"
 ADD_SONGS = (  # (file, stems to add): GP songs get a new part over bars 1-32 in place of their own
@@ -161,7 +161,7 @@ def _min_sum(pitches: list[int], strs: list[int], tuning: tuple[int, ...]) -> li
 
 def real_tabs() -> dict[str, list]:
     """stem -> [(name, notes, tuning with capo)] for the tabs' bass and guitar tracks of 100+ notes."""
-    from stemfill.pianoroll.guitarpro import read_guitarpro, tab_of
+    from stemfill.song.guitarpro import read_guitarpro, tab_of
 
     out: dict[str, list] = {"bass": [], "guitar": []}
     seen = set()
@@ -187,8 +187,8 @@ def real_tabs() -> dict[str, list]:
 def added_parts() -> dict[str, list]:
     """stem -> [(name, notes as read back from the written GP5, tuning, notes as generated)]."""
     from stemfill.pianoroll.fill import fill_song, load_model
-    from stemfill.pianoroll.guitarpro import read_guitarpro, write_guitarpro
-    from stemfill.pianoroll.io import read_song
+    from stemfill.song.guitarpro import read_guitarpro, write_guitarpro
+    from stemfill.song.io import read_song
     from stemfill.pianoroll.model import default_model_path
 
     model = load_model(default_model_path())

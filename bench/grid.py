@@ -22,10 +22,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stemfill.pianoroll.io import MIDI_EXTS  # noqa: E402
+from stemfill.song.io import MIDI_EXTS  # noqa: E402
 from stemfill.pianoroll.grid import BASS_LOW, GUITAR_LOW, N_PITCHES  # noqa: E402
-from stemfill.pianoroll.song import Track  # noqa: E402
-from stemfill.pianoroll.stems import classify_track  # noqa: E402
+from stemfill.song.song import Track  # noqa: E402
+from stemfill.song.stems import classify_track  # noqa: E402
 
 GRIDS = (4, 6, 8, 12, 24)
 LOW = {"bass": BASS_LOW, "guitar": GUITAR_LOW}

@@ -134,7 +134,7 @@ def songs(model, a) -> None:
     from pathlib import Path
 
     from stemfill.pianoroll.fill import fill_song_detail
-    from stemfill.pianoroll.io import read_song
+    from stemfill.song.io import read_song
     from stemfill.pianoroll.roll import encode, n_steps
 
     manifest = json.loads((Path(a.data) / "manifest.json").read_text())

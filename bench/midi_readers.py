@@ -57,7 +57,7 @@ def read_pretty_midi(data: bytes, path: Path) -> int:
 
 
 def read_stemfill(data: bytes, path: Path) -> int:
-    from stemfill.pianoroll.midi import read_midi
+    from stemfill.song.midi import read_midi
 
     return sum(len(t.notes) for t in read_midi(path).tracks)
 

@@ -22,10 +22,10 @@ import numpy as np
 
 from stemfill.evaluation import metrics as M
 from stemfill.pianoroll.fill import WINDOW, fill_roll, gap_steps, load_model
-from stemfill.pianoroll.io import read_song
+from stemfill.song.io import read_song
 from stemfill.pianoroll.grid import BASS_LOW, GUITAR_LOW, STEPS_PER_BEAT
 from stemfill.pianoroll.roll import encode
-from stemfill.pianoroll.song import STEMS
+from stemfill.song.song import STEMS
 
 CASES = (("bass", [1]), ("guitar", [2]), ("bass+guitar", [1, 2]))
 LOW = {1: BASS_LOW, 2: GUITAR_LOW}

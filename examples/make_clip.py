@@ -13,8 +13,8 @@ import numpy as np
 import soundfile as sf
 
 from stemfill.audio.render import find_soundfont, render_midi, write_stem_midi
-from stemfill.pianoroll.io import read_song
-from stemfill.pianoroll.song import Note, Track
+from stemfill.song.io import read_song
+from stemfill.song.song import Note, Track
 
 HERE = Path(__file__).parent
 BARS = 8

@@ -50,8 +50,8 @@ def friendly(fn):
 @friendly
 def info(file: Path = typer.Argument(..., help="A Guitar Pro or MIDI file.")) -> None:
     """Show a song's tracks (stem, program, notes, range), tempo, meter, bars and duration."""
-    from stemfill.pianoroll.info import print_info
-    from stemfill.pianoroll.io import read_song
+    from stemfill.song.info import print_info
+    from stemfill.song.io import read_song
 
     song = read_song(file)
     _warn(file, song)
@@ -86,8 +86,8 @@ def plot(
 ) -> None:
     """Draw a song's drums, bass and guitar piano roll as a PNG."""
     from stemfill.files import check_output_path
-    from stemfill.pianoroll.bars import parse_bars
-    from stemfill.pianoroll.io import read_song
+    from stemfill.song.bars import parse_bars
+    from stemfill.song.io import read_song
     from stemfill.pianoroll.plot import plot_song
 
     rng = parse_bars(bars) if bars else None
@@ -125,8 +125,8 @@ def midi_cmd(
 ) -> None:
     """Add missing stems (drums / bass / guitar) to a song with the diffusion model."""
     from stemfill.files import check_output_path
-    from stemfill.pianoroll.bars import parse_bars
-    from stemfill.pianoroll.io import WRITE_EXTS, read_song, write_song
+    from stemfill.song.bars import parse_bars
+    from stemfill.song.io import WRITE_EXTS, read_song, write_song
 
     if bars:
         parse_bars(bars)  # the syntax, before anything is read
@@ -213,7 +213,7 @@ def train_cmd(
     """Train the symbolic stem-filling model (resumable). Several processes or GPUs:
     `torchrun --nproc_per_node N -m stemfill.cli train ...` (DDP; --batch is per process)."""
     from stemfill.pianoroll.diffusion import OBJECTIVES
-    from stemfill.pianoroll.song import STEMS
+    from stemfill.song.song import STEMS
     from stemfill.pianoroll.train import PRESETS, TrainConfig, train
 
     if objective not in OBJECTIVES:
@@ -439,7 +439,7 @@ def render_cmd(
     """Render a song with FluidSynth and a General MIDI soundfont, to hear it (the renderer of `audio` and `midi --audio`)."""
     from stemfill.audio.render import RENDER_EXTS, check_renderer, render_song_file
     from stemfill.files import check_output_path
-    from stemfill.pianoroll.io import read_song
+    from stemfill.song.io import read_song
 
     check_output_path(out, song, exts=RENDER_EXTS)
     sf2 = check_renderer(soundfont)

@@ -9,7 +9,7 @@ import numpy as np
 
 from stemfill.datasets.chunks import save_shard
 from stemfill.pianoroll.grid import CHANNEL, N_PITCHES
-from stemfill.pianoroll.song import Note, Song, Track
+from stemfill.song.song import Note, Song, Track
 
 L = 192
 

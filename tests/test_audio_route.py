@@ -24,7 +24,7 @@ from stemfill.audio.beats import beat_grid, import_madmom, track_beats
 from stemfill.audio.prompt import parse_prompt
 from stemfill.cli import app
 from stemfill.errors import AudioError
-from stemfill.pianoroll.song import Note, Song, TempoChange, Track
+from stemfill.song.song import Note, Song, TempoChange, Track
 
 ROOT = Path(__file__).resolve().parents[1]
 RIFF = ROOT / "examples" / "riff.mid"
@@ -319,7 +319,7 @@ def test_route_keeps_the_original_in_the_mix(route, clip):
 
 
 def test_route_new_part_sits_on_the_beat_grid(route):
-    from stemfill.pianoroll.io import read_song
+    from stemfill.song.io import read_song
 
     _, outs = route
     song = read_song(outs["midi"])

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 import stemfill.pianoroll.fill as fill_module
 from stemfill.cli import app
 from stemfill.errors import StemfillError
-from stemfill.pianoroll.bars import BarRange, bar_span, parse_bars
-from stemfill.pianoroll.io import read_song
+from stemfill.song.bars import BarRange, bar_span, parse_bars
+from stemfill.song.io import read_song
 
 ROOT = Path(__file__).resolve().parents[1]
 RIFF = ROOT / "examples" / "riff.mid"  # 16 bars of 4/4: drums and guitar

@@ -16,10 +16,10 @@ from stemfill.errors import StemfillError
 from stemfill.pianoroll.diffusion import DiffusionConfig
 from stemfill.pianoroll.fill import fill_chunks, fill_song_detail
 from stemfill.pianoroll.grid import CONTEXT_LOW, CONTEXT_PLANES, N_PITCHES
-from stemfill.pianoroll.midi import write_midi
+from stemfill.song.midi import write_midi
 from stemfill.pianoroll.model import build_model, save_pretrained
 from stemfill.pianoroll.roll import encode_context
-from stemfill.pianoroll.song import Note, Track
+from stemfill.song.song import Note, Track
 from stemfill.pianoroll.train import TrainConfig, start_from, training_batch
 from stemfill.pianoroll.unet import UNetConfig
 from symbolic_toy import toy_rolls, toy_song

@@ -63,13 +63,6 @@ def make_midi(path: Path, stems=STEMS_ALL, bars: int = 8, seed: int = 0, qpm: fl
     return path
 
 
-@pytest.fixture(autouse=True)
-def _need_midi_reader():
-    try:
-        from stemfill.pianoroll import midi  # noqa: F401
-    except ModuleNotFoundError:
-        pytest.skip("MIDI reader (stemfill/pianoroll/midi.py) not available yet")
-
 
 @pytest.fixture
 def songs(tmp_path) -> Path:

@@ -17,11 +17,11 @@ from stemfill.evaluation.metrics import onsets
 from stemfill.pianoroll.diffusion import DiffusionConfig
 from stemfill.pianoroll.fill import (fill_chunks, fill_roll, fill_song, fill_song_detail, gap_steps, load_model,
                                      window_plan)
-from stemfill.pianoroll.io import read_song, write_song
+from stemfill.song.io import read_song, write_song
 from stemfill.pianoroll.model import build_model, save_pretrained
 from stemfill.pianoroll.grid import BASS_LOW
 from stemfill.pianoroll.roll import encode
-from stemfill.pianoroll.stems import classify_track
+from stemfill.song.stems import classify_track
 from stemfill.pianoroll.train import PRESETS
 from stemfill.pianoroll.unet import UNetConfig
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stemfill.pianoroll.fretting import (
+from stemfill.song.fretting import (
     BASS_TUNINGS,
     GUITAR_TUNINGS,
     MAX_SPAN,
@@ -16,9 +16,9 @@ from stemfill.pianoroll.fretting import (
     fret_notes,
     tuning_name,
 )
-from stemfill.pianoroll.guitarpro import read_guitarpro, write_guitarpro
+from stemfill.song.guitarpro import read_guitarpro, write_guitarpro
 from stemfill.pianoroll.roll import new_track
-from stemfill.pianoroll.song import Note, Song, Track
+from stemfill.song.song import Note, Song, Track
 
 Q = 960
 STD = GUITAR_TUNINGS[0][1]
@@ -221,7 +221,7 @@ def test_a_part_no_hand_plays_only_needs_a_string_per_note(tmp_path: Path):
 
 
 def test_write_song_reports_what_the_tab_changed(tmp_path: Path):
-    from stemfill.pianoroll.io import write_song
+    from stemfill.song.io import write_song
 
     lines: list[str] = []
     song = Song(tracks=[new_track("guitar", chord([53, 55, 56]) + [Note(Q, 7, 60)])])

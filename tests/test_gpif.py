@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 
 from stemfill.cli import app
 from stemfill.errors import GuitarProReadError
-from stemfill.pianoroll.gpx import SECTOR, GpxError, decompress_bcfz, gpx_files, read_bcfs
-from stemfill.pianoroll.guitarpro import read_guitarpro
-from stemfill.pianoroll.io import read_song
+from stemfill.song.gpx import SECTOR, GpxError, decompress_bcfz, gpx_files, read_bcfs
+from stemfill.song.guitarpro import read_guitarpro
+from stemfill.song.io import read_song
 from stemfill.pianoroll.roll import DRUM_CLASS_OF_KEY, DRUM_KIT
-from stemfill.pianoroll.stems import classify_track
+from stemfill.song.stems import classify_track
 
 Q = 960
 STD = (40, 45, 50, 55, 59, 64)  # GPIF order: lowest string first

@@ -12,12 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stemfill.errors import GuitarProReadError, WriteError
-from stemfill.pianoroll.fretting import BASS_TUNINGS, GUITAR_TUNINGS
-from stemfill.pianoroll.guitarpro import play_order, read_guitarpro, write_guitarpro
-from stemfill.pianoroll.io import read_song, write_song
-from stemfill.pianoroll.rhythm import split_straight
+from stemfill.song.fretting import BASS_TUNINGS, GUITAR_TUNINGS
+from stemfill.song.guitarpro import play_order, read_guitarpro, write_guitarpro
+from stemfill.song.io import read_song, write_song
+from stemfill.song.rhythm import split_straight
 from stemfill.pianoroll.roll import NEW_TRACK, new_track
-from stemfill.pianoroll.song import Note, Song, TempoChange, TimeSignature, Track
+from stemfill.song.song import Note, Song, TempoChange, TimeSignature, Track
 
 Q = 960  # ticks per quarter
 STD = (64, 59, 55, 50, 45, 40)
@@ -527,7 +527,7 @@ def test_real_band_excerpt_round_trips_exactly(real_data, tmp_path):
 def test_added_guitar_and_original_tracks_round_trip_exactly(real_data, tmp_path):
     """`stemfill midi EXCERPT --add guitar -o x.gp5` (the excerpt without its guitar): every note comes back."""
     from stemfill.pianoroll.fill import fill_song, load_model
-    from stemfill.pianoroll.midi import write_midi
+    from stemfill.song.midi import write_midi
     from stemfill.pianoroll.model import default_model_path
 
     song = read_song(real_data / "build-me-up-break-me-down-excerpt.mid")

@@ -7,8 +7,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from stemfill.cli import app
-from stemfill.pianoroll.info import note_name, song_info, song_summary
-from stemfill.pianoroll.song import Note, Song, TempoChange, TimeSignature, Track
+from stemfill.song.info import note_name, song_info, song_summary
+from stemfill.song.song import Note, Song, TempoChange, TimeSignature, Track
 
 DATA = Path(__file__).resolve().parent / "data"
 runner = CliRunner()
@@ -62,7 +62,7 @@ def test_cli_info_real_file(shared_data):
 
 
 def test_cli_info_guitar_pro_or_midi_with_markup_in_names(tmp_path):
-    from stemfill.pianoroll.midi import write_midi
+    from stemfill.song.midi import write_midi
 
     song = tiny_song()
     song.tracks[1].name = "Bass [bold]"

@@ -83,7 +83,7 @@ def test_cli_key(tmp_path, model):
     from typer.testing import CliRunner
 
     from stemfill.cli import app
-    from stemfill.pianoroll.io import read_song, write_song
+    from stemfill.song.io import read_song, write_song
     from stemfill.pianoroll.model import save_pretrained
     from stemfill.pianoroll.roll import decode, encode
 
@@ -117,7 +117,7 @@ def test_chosen_key_names_the_key_of_new_parts_only():
 def test_new_parts_follow_the_key_of_the_other_tracks(model):
     """Drums and a piano in D major, no bass or guitar: the new parts move into D major (the model cannot
     hear the piano: it is not in the roll)."""
-    from stemfill.pianoroll.song import Note, Track
+    from stemfill.song.song import Note, Track
 
     song = toy_song(bars=4, stems=("drums",))
     scale = [62, 64, 66, 67, 69, 71, 73, 74]  # D major

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stemfill.errors import MidiReadError
-from stemfill.pianoroll.io import read_song, write_song
-from stemfill.pianoroll.midi import (
+from stemfill.song.io import read_song, write_song
+from stemfill.song.midi import (
     MIN_DURATION,
     assign_channels,
     midi_bytes,
@@ -20,7 +20,7 @@ from stemfill.pianoroll.midi import (
     read_midi,
     write_midi,
 )
-from stemfill.pianoroll.song import Note, Song, TempoChange, TimeSignature, Track
+from stemfill.song.song import Note, Song, TempoChange, TimeSignature, Track
 
 DATA = Path(__file__).resolve().parent / "data"
 M, MM = mido.Message, mido.MetaMessage

@@ -56,10 +56,6 @@ def test_cli_plot(tmp_path):
     from test_convert import make_midi
 
     make_midi(mid, bars=6)
-    try:
-        from stemfill.pianoroll import midi  # noqa: F401
-    except ModuleNotFoundError:
-        pytest.skip("MIDI reader not available yet")
     res = CliRunner().invoke(app, ["plot", str(mid), "-o", str(tmp_path / "r.png"), "--bars", "2-3"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "r.png").read_bytes()[:8] == PNG

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from stemfill.pianoroll import grid as G
 from stemfill.pianoroll import roll as R
-from stemfill.pianoroll.song import Note, Song, Track
+from stemfill.song.song import Note, Song, Track
 
 STEP = 960 // R.STEPS_PER_BEAT  # ticks per step at the default resolution
 
@@ -160,7 +160,7 @@ def _real_files(shared_data: Path) -> list[Path]:
 
 
 def _read(path: Path) -> Song:
-    from stemfill.pianoroll.io import read_song
+    from stemfill.song.io import read_song
 
     try:
         return read_song(path)

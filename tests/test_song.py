@@ -1,7 +1,7 @@
 import pytest
 
-from stemfill.pianoroll.song import Note, Song, SongError, TempoChange, TimeSignature, Track
-from stemfill.pianoroll.stems import classify_track, stems_present
+from stemfill.song.song import Note, Song, SongError, TempoChange, TimeSignature, Track
+from stemfill.song.stems import classify_track, stems_present
 
 
 def test_validation_names_the_field():

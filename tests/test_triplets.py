@@ -39,7 +39,7 @@ def _song(key: str, seconds: float = 6.0, seed: int = 0) -> T.SongStems:
 @needs_fluidsynth
 def test_synthetic_render_has_no_leakage(shared_data):
     from stemfill.audio.render import render_stems
-    from stemfill.pianoroll.io import read_song
+    from stemfill.song.io import read_song
 
     song = read_song(shared_data / "midi" / "All The Small Things.mid")
     stems = render_stems(song, start_s=20.0, duration_s=6.0)

@@ -110,7 +110,7 @@ class BeatGrid:
 
     def tempos(self):
         """The Song tempo map: one TempoChange per grid beat whose tempo differs from the previous one."""
-        from stemfill.pianoroll.song import TempoChange
+        from stemfill.song.song import TempoChange
 
         out: list[TempoChange] = []
         for j, dt in enumerate(np.diff(self.times)):

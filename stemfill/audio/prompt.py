@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from stemfill.errors import AudioError
-from stemfill.pianoroll.song import STEMS
+from stemfill.song.song import STEMS
 
 # phrases first: "bass drum" is drums, not bass
 _STEM_PATTERNS: tuple[tuple[str, str], ...] = (

@@ -21,7 +21,7 @@ import numpy as np
 
 from stemfill.audio.spectrogram import SAMPLE_RATE
 from stemfill.errors import AudioError
-from stemfill.pianoroll.song import Song, Track
+from stemfill.song.song import Song, Track
 
 SOUNDFONT_CANDIDATES = (  # where Debian's packages put a General MIDI soundfont
     "/usr/share/sounds/sf2/default-GM.sf2",  # the alternatives link: FluidR3 or TimGM6mb
@@ -204,10 +204,10 @@ def render_stems(song: Song, soundfont: str | os.PathLike | None = None, *, star
                  duration_s: float | None = None, include_other: bool = True) -> dict[str, np.ndarray]:
     """Render each stem of ``song`` separately: ``{stem: mono float32 at 44.1 kHz}``, all the same length.
 
-    Stems come from stemfill.pianoroll.stems (drums / bass / guitar / other); stems with
+    Stems come from stemfill.song.stems (drums / bass / guitar / other); stems with
     no notes in the window are left out. With ``duration_s`` the arrays are exactly that long.
     """
-    from stemfill.pianoroll.stems import classify_song
+    from stemfill.song.stems import classify_song
 
     sf2 = find_soundfont(soundfont)
     groups = classify_song(song)

@@ -95,7 +95,7 @@ def split_notes(notes, stems: tuple[str, ...]) -> dict[str, list]:
 
 def song_from_audio(notes, grid: BeatGrid, stems: tuple[str, ...], title: str = ""):
     """A Song on ``grid`` holding the transcribed ``notes`` split for ``stems`` (see ``split_notes``)."""
-    from stemfill.pianoroll.song import Note, Song, TimeSignature, Track
+    from stemfill.song.song import Note, Song, TimeSignature, Track
 
     res = grid.resolution
     programs = {"bass": 33, "guitar": 29, "other": 0}
@@ -182,7 +182,7 @@ def add_stem_symbolic(in_path, out_path, prompt: str, *, stem_out=None, midi_out
     from stemfill.files import check_output_path
     from stemfill.pianoroll.fill import fill_song_detail
     from stemfill.pianoroll.model import default_model_path, load_model
-    from stemfill.pianoroll.song import Song
+    from stemfill.song.song import Song
 
     log = log or (lambda line: None)
     timings: dict[str, float] = {}
@@ -228,7 +228,7 @@ def add_stem_symbolic(in_path, out_path, prompt: str, *, stem_out=None, midi_out
     notes = transcribe(y, SAMPLE_RATE)
     timings["transcription"] = time.perf_counter() - t
     m = load_model(model_path)
-    from stemfill.pianoroll.song import RESOLUTION
+    from stemfill.song.song import RESOLUTION
 
     grid = beat_grid(beats, positions, n_in / in_sr, RESOLUTION)
     song = song_from_audio(notes, grid, p.stems, title=in_path.stem)
@@ -281,7 +281,7 @@ def add_stem_symbolic(in_path, out_path, prompt: str, *, stem_out=None, midi_out
         _write_audio(Path(stem_out), (s[:, 0] if n_channels == 1 else s), in_sr, fmts[1], subtypes[1])
         written.append(str(stem_out))
     if midi_out is not None:
-        from stemfill.pianoroll.io import write_song
+        from stemfill.song.io import write_song
 
         write_song(Song(tracks=new_tracks, tempos=filled_song.tempos, time_signatures=filled_song.time_signatures,
                         resolution=filled_song.resolution, title=filled_song.title), midi_out)

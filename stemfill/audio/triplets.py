@@ -158,7 +158,7 @@ def synthetic_songs(paths: Iterable[str | os.PathLike], soundfont: str | os.Path
                     max_seconds: float | None = None, start_seconds: float = 0.0) -> Iterator[tuple[str, Loader]]:
     """Guitar Pro / MIDI songs rendered stem by stem with FluidSynth (no leakage between stems)."""
     from stemfill.audio import render
-    from stemfill.pianoroll.io import SONG_EXTS, read_song
+    from stemfill.song.io import SONG_EXTS, read_song
 
     render.fluidsynth_path()
     sf2 = render.find_soundfont(soundfont)

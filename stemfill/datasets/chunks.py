@@ -32,7 +32,7 @@ import numpy as np
 from stemfill.errors import StemfillError
 from stemfill.pianoroll.grid import CONTEXT_PLANES
 from stemfill.pianoroll.roll import pack, unpack
-from stemfill.pianoroll.song import STEMS
+from stemfill.song.song import STEMS
 
 SPLITS = ("train", "valid", "test")
 

@@ -46,9 +46,9 @@ import numpy as np
 from stemfill.datasets.chunks import SPLITS, load_shard, save_shard
 from stemfill.errors import ReadError, StemfillError, WriteError
 from stemfill.files import atomic_write_bytes, check_output_folder, one_line
-from stemfill.pianoroll.io import SONG_EXTS
+from stemfill.song.io import SONG_EXTS
 from stemfill.pianoroll.grid import BASS_LOW, GUITAR_LOW, N_PITCHES, STEPS_PER_BEAT, WINDOW
-from stemfill.pianoroll.song import STEMS
+from stemfill.song.song import STEMS
 
 FORMAT = 2  # bump when the shard content for a given config changes (2: the other tracks' context)
 CHUNK_LEN = WINDOW  # a chunk is one model window
@@ -217,8 +217,8 @@ def _filtered(reason: str) -> dict:
 
 def _convert_file(path: Path, content_hash: str, shard: Path, cfg: dict) -> dict:
     from stemfill.pianoroll import roll as R
-    from stemfill.pianoroll.io import read_song
-    from stemfill.pianoroll.stems import classify_song, stems_present
+    from stemfill.song.io import read_song
+    from stemfill.song.stems import classify_song, stems_present
 
     song = read_song(path)
     present = stems_present(song)

@@ -24,7 +24,7 @@ from stemfill.datasets.chunks import Chunks
 from stemfill.errors import ModelError, StemfillError
 from stemfill.pianoroll.grid import BASS_LOW, CHANNEL, GUITAR_LOW, STEPS_PER_BEAT
 from stemfill.pianoroll.roll import DRUM_KIT
-from stemfill.pianoroll.song import STEMS
+from stemfill.song.song import STEMS
 
 SYSTEMS = ("real", "random", "rule", "retrieval", "model", "paper")
 DRUMS, BASS, GUITAR = CHANNEL["drums"], CHANNEL["bass"], CHANNEL["guitar"]

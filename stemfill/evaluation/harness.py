@@ -28,7 +28,7 @@ from stemfill.datasets.chunks import Chunks
 from stemfill.errors import StemfillError
 from stemfill.evaluation import metrics as M
 from stemfill.pianoroll.grid import STEPS_PER_BEAT
-from stemfill.pianoroll.song import STEMS
+from stemfill.song.song import STEMS
 
 KINDS = ("single", "pair")
 CHUNK_FILTERS = ("all", "with-context", "without-context")

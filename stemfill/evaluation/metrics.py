@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 
 from stemfill.pianoroll.grid import BEATS_PER_BAR, LOW_NOTE as LOW, STEPS_PER_BEAT
-from stemfill.pianoroll.song import STEMS
+from stemfill.song.song import STEMS
 
 QN_MIN_STEPS = 3  # qualified note: at least 3 steps = a 16th note at 12 steps per beat
 PITCHED = ("bass", "guitar")

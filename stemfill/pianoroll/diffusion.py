@@ -169,7 +169,7 @@ def pitched_context(x0: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
 
 
 def remove_only_channel(config: "DiffusionConfig") -> int | None:
-    from stemfill.pianoroll.song import STEMS
+    from stemfill.song.song import STEMS
 
     return STEMS.index(config.remove_only) if config.remove_only else None
 

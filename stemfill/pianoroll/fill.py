@@ -42,11 +42,11 @@ import torch
 from stemfill.errors import StemfillError
 from stemfill.pianoroll.key import check_key_request, fit_key, key_is_free, other_tracks_key
 from stemfill.pianoroll.model import load_model  # noqa: F401  (re-exported for the evaluation harness)
-from stemfill.pianoroll.bars import bar_span
+from stemfill.song.bars import bar_span
 from stemfill.pianoroll.grid import CHANNEL, WINDOW
 from stemfill.pianoroll.roll import decode_stem, encode, encode_context, n_steps, new_track, ticks_to_step
-from stemfill.pianoroll.song import STEMS, Song
-from stemfill.pianoroll.stems import classify_song
+from stemfill.song.song import STEMS, Song
+from stemfill.song.stems import classify_song
 
 OVERLAP = 48  # known steps on each side of a pass-2 window
 BATCH = 32  # windows per forward pass

@@ -9,7 +9,7 @@ config record these numbers, so data and models of another grid are refused, not
 
 from __future__ import annotations
 
-from stemfill.pianoroll.song import STEMS
+from stemfill.song.song import STEMS
 
 CHANNEL = {s: i for i, s in enumerate(STEMS)}  # stem -> roll channel
 STEPS_PER_BEAT = 12  # 16ths and 8th/16th triplets fall on the grid (bench/grid.py)

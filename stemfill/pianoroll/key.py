@@ -13,7 +13,7 @@ import numpy as np
 
 from stemfill.errors import StemfillError
 from stemfill.pianoroll.grid import BASS_LOW, CHANNEL, GUITAR_LOW
-from stemfill.pianoroll.stems import STEM_OTHER, classify_song
+from stemfill.song.stems import STEM_OTHER, classify_song
 
 # Krumhansl & Kessler (1982) key profiles, tonic first
 MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])

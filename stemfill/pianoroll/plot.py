@@ -13,7 +13,7 @@ import numpy as np
 
 from stemfill.pianoroll.grid import LOW_NOTE, STEPS_PER_BEAT
 from stemfill.pianoroll.roll import DRUM_KIT, N_DRUM_CLASSES
-from stemfill.pianoroll.song import STEMS
+from stemfill.song.song import STEMS
 
 COLORS = {"drums": "#d62728", "bass": "#1f77b4", "guitar": "#2ca02c"}
 _NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -137,7 +137,7 @@ def _bar_starts_steps(song, T: int) -> list[int]:
 
 def plot_song(song, path: str | os.PathLike, bars=None, title: str | None = None) -> Path:
     """Draw a song's drums, bass and guitar; ``bars``: a ``bars.BarRange`` (or its text) to draw only those."""
-    from stemfill.pianoroll.bars import parse_bars
+    from stemfill.song.bars import parse_bars
     from stemfill.pianoroll.roll import encode
 
     r = encode(song)

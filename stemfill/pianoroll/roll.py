@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 
 from stemfill.pianoroll.grid import CHANNEL, CONTEXT_LOW, CONTEXT_PLANES, LOW_NOTE, N_PITCHES, STEPS_PER_BEAT
-from stemfill.pianoroll.song import RESOLUTION, STEMS, Note, Song, Track
-from stemfill.pianoroll.stems import classify_song
+from stemfill.song.song import RESOLUTION, STEMS, Note, Song, Track
+from stemfill.song.stems import classify_song
 
 
 # Drum kit classes: (name, representative GM key written back, GM keys mapped to it)

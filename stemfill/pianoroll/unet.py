@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stemfill.pianoroll.grid import N_PITCHES
-from stemfill.pianoroll.song import STEMS
+from stemfill.song.song import STEMS
 
 N_STEMS = len(STEMS)
 IN_PLANES = 3 * N_STEMS  # x_t, known, context

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from stemfill.pianoroll.song import STEM_OTHER, STEMS, Song, Track
+from stemfill.song.song import STEM_OTHER, STEMS, Song, Track
 
 _BASS_NAME = re.compile(r"\bbass|basse|bajo|baixo|contrabass|\bbs\b", re.I)
 _GUITAR_NAME = re.compile(r"guit|gtr|gitar|guitarra|\bgt\b|rhythm|lead|distort|overdrive|acoustic|electric", re.I)

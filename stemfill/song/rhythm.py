@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 
-from stemfill.pianoroll.song import RESOLUTION
+from stemfill.song.song import RESOLUTION
 
 BEAT = RESOLUTION  # the written beat: a quarter note
 WHOLE = 4 * RESOLUTION

@@ -35,10 +35,10 @@ import guitarpro as gp
 
 from stemfill.errors import GuitarProReadError, WriteError
 from stemfill.files import one_line
-from stemfill.pianoroll import fretting
-from stemfill.pianoroll.fretting import choose_tuning, fret_notes
-from stemfill.pianoroll.rhythm import Grid, NoteValue
-from stemfill.pianoroll.song import (
+from stemfill.song import fretting
+from stemfill.song.fretting import choose_tuning, fret_notes
+from stemfill.song.rhythm import Grid, NoteValue
+from stemfill.song.song import (
     RESOLUTION,
     Note,
     Song,
@@ -46,7 +46,7 @@ from stemfill.pianoroll.song import (
     TimeSignature,
     Track,
 )
-from stemfill.pianoroll.stems import classify_track
+from stemfill.song.stems import classify_track
 
 assert RESOLUTION == gp.Duration.quarterTime  # both 960 ticks per quarter: no rescaling
 DEAD_NOTE_TICKS = RESOLUTION // 4  # a dead (muted) note sounds at most a 16th
@@ -71,7 +71,7 @@ def read_guitarpro(path: str | os.PathLike) -> Song:
         raise GuitarProReadError(path, f"cannot open: {e.strerror or e}") from e
     named_new = os.path.splitext(os.fspath(path))[1].lower() in (".gp", ".gpx") and head[1:4] != b"FIC"
     if head in _MAGIC or named_new:  # Guitar Pro 6-8 (gp3-5 start with a length byte and "FICHIER GUITAR PRO")
-        from stemfill.pianoroll.gpif import read_gpif
+        from stemfill.song.gpif import read_gpif
 
         return read_gpif(path)
     try:

@@ -48,8 +48,8 @@ from types import SimpleNamespace
 
 from stemfill.errors import GuitarProReadError
 from stemfill.files import one_line
-from stemfill.pianoroll.gpx import GpxError, gpx_files
-from stemfill.pianoroll.song import RESOLUTION, Note, Song, SongError, TempoChange, TimeSignature, Track
+from stemfill.song.gpx import GpxError, gpx_files
+from stemfill.song.song import RESOLUTION, Note, Song, SongError, TempoChange, TimeSignature, Track
 
 DEAD_NOTE_TICKS = RESOLUTION // 4  # as guitarpro.DEAD_NOTE_TICKS
 DEFAULT_VELOCITY = 95  # forte, PyGuitarPro's default
@@ -349,7 +349,7 @@ def _tempo_automations(root: ET.Element) -> dict[int, list[tuple[float, float, b
 
 def song_from_gpif(root: ET.Element) -> Song:
     """Convert a parsed score.gpif (repeats unrolled). Raises GpifError / SongError on bad data."""
-    from stemfill.pianoroll.guitarpro import play_order
+    from stemfill.song.guitarpro import play_order
 
     tracks_by_id = _by_id(root, "Tracks", "Track")
     track_ids = _ids(root.findtext("MasterTrack/Tracks")) or list(tracks_by_id)

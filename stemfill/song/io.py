@@ -7,7 +7,7 @@ from pathlib import Path
 
 from stemfill.errors import ReadError, WriteError
 from stemfill.files import atomic_path, check_output_path, ext_list
-from stemfill.pianoroll.song import Song
+from stemfill.song.song import Song
 
 GUITARPRO_EXTS = (".gp3", ".gp4", ".gp5", ".gpx", ".gp")
 MIDI_EXTS = (".mid", ".midi", ".kar")
@@ -24,11 +24,11 @@ def read_song(path: str | os.PathLike) -> Song:
     if p.is_dir():
         raise ReadError(p, "is a directory, not a song file")
     if ext in GUITARPRO_EXTS:
-        from stemfill.pianoroll.guitarpro import read_guitarpro
+        from stemfill.song.guitarpro import read_guitarpro
 
         return read_guitarpro(p)
     if ext in MIDI_EXTS:
-        from stemfill.pianoroll.midi import read_midi
+        from stemfill.song.midi import read_midi
 
         return read_midi(p)
     raise ReadError(p, f"unsupported file type {ext or '(none)'!r}; expected one of {', '.join(SONG_EXTS)}")
@@ -47,12 +47,12 @@ def write_song(song: Song, path: str | os.PathLike, *, source: str | os.PathLike
     p = check_output_path(path, *([source] if source else []), exts=WRITE_EXTS)
     ext = p.suffix.lower()
     if ext in (".mid", ".midi"):
-        from stemfill.pianoroll.midi import write_midi
+        from stemfill.song.midi import write_midi
 
         with atomic_path(p) as tmp:
             write_midi(song, tmp)
     elif ext == ".gp5":
-        from stemfill.pianoroll.guitarpro import write_guitarpro
+        from stemfill.song.guitarpro import write_guitarpro
 
         with atomic_path(p) as tmp:
             said = write_guitarpro(song, tmp, source=source)

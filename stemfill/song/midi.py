@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from stemfill.errors import MidiReadError
-from stemfill.pianoroll.song import RESOLUTION, Note, Song, SongError, TempoChange, TimeSignature, Track
+from stemfill.song.song import RESOLUTION, Note, Song, SongError, TempoChange, TimeSignature, Track
 
 MIN_DURATION = RESOLUTION // 16  # ticks given to a zero-length note (a 64th note)
 MAX_QPM = 1000.0  # faster tempos are taken as corrupt data

@@ -150,7 +150,7 @@ class Song:
         return sec + (tick - prev_t) / self.resolution * 60.0 / prev_q
 
     def stem_tracks(self, stem: str) -> list[Track]:
-        from stemfill.pianoroll.stems import classify_track
+        from stemfill.song.stems import classify_track
 
         return [t for t in self.tracks if (t.stem or classify_track(t)) == stem]
 

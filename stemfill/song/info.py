@@ -6,8 +6,8 @@
 
 from __future__ import annotations
 
-from stemfill.pianoroll.song import Song
-from stemfill.pianoroll.stems import classify_track
+from stemfill.song.song import Song
+from stemfill.song.stems import classify_track
 
 _NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 MAX_LISTED = 4  # tempos / time signatures listed before "... (N changes)"
@@ -46,7 +46,7 @@ def song_info(song: Song) -> list[dict]:
 
 def song_summary(song: Song) -> dict:
     """Song-level facts: title, tempos (qpm), time signatures, bars, seconds, stems with notes."""
-    from stemfill.pianoroll.stems import stems_present
+    from stemfill.song.stems import stems_present
 
     return {
         "title": song.title,

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from stemfill.pianoroll.song import RESOLUTION, Note
+from stemfill.song.song import RESOLUTION, Note
 
 MAX_FRET = 24
 MAX_SPAN = 4  # fretted notes of one shape: highest fret - lowest fret
