@@ -86,7 +86,7 @@ def run_one(path: Path, remove: str, seconds: float, model, sf2, seed: int = 0) 
 
     from stemfill.audio.render import render_midi, write_stem_midi
     from stemfill.audio.symbolic import add_stem_symbolic
-    from stemfill.pianoroll.fill import fill_song_detail
+    from stemfill.pianoroll.fill import fill_song
     from stemfill.song.io import read_song
     from stemfill.song.stems import classify_song
     from stemfill.song.song import Song
@@ -127,7 +127,7 @@ def run_one(path: Path, remove: str, seconds: float, model, sf2, seed: int = 0) 
 
         m = load_model(default_model_path())
     without = Song(tracks=kept, tempos=song.tempos, time_signatures=song.time_signatures, resolution=song.resolution)
-    filled, _, _ = fill_song_detail(without, [remove], m, seed=seed)  # every kept stem known, drums too
+    filled = fill_song(without, [remove], m, seed=seed).song  # every kept stem known, drums too
     new = [t for t in filled.tracks[len(kept):] if t.stem == remove]
     ceil_on = onsets(filled, new, dur)
     f = lambda ref, est: float(mir_eval.onset.f_measure(ref, est, window=0.05)[0]) if len(ref) and len(est) else 0.0  # noqa: E731

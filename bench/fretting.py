@@ -203,8 +203,8 @@ def added_parts() -> dict[str, list]:
             for stem in stems:
                 t0 = time.time()
                 has = bool(song.stem_tracks(stem))
-                new = fill_song(song, [stem], model, seed=0, bars=BARS, replace=False) if has else \
-                    fill_song(_first_bars(song, 32), [stem], model, seed=0)
+                new = fill_song(song, [stem], model, seed=0, bars=BARS, replace=False).song if has else \
+                    fill_song(_first_bars(song, 32), [stem], model, seed=0).song
                 said = write_guitarpro(new, Path(d) / "out.gp5")
                 back = read_guitarpro(Path(d) / "out.gp5").tracks[-1]
                 gen = new.tracks[-1].notes

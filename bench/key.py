@@ -133,7 +133,7 @@ def songs(model, a) -> None:
     import json
     from pathlib import Path
 
-    from stemfill.pianoroll.fill import fill_song_detail
+    from stemfill.pianoroll.fill import fill_song
     from stemfill.song.io import read_song
     from stemfill.pianoroll.roll import encode, n_steps
 
@@ -147,8 +147,8 @@ def songs(model, a) -> None:
             continue
         real = encode(song, length=max(n_steps(song), 1))
         for follow in (False, True):
-            _, filled, _ = fill_song_detail(song, ["bass", "guitar"], model, seed=a.seed, replace=True,
-                                            follow_other=follow)
+            filled = fill_song(song, ["bass", "guitar"], model, seed=a.seed, replace=True,
+                               follow_other=follow).roll
             T = min(real.shape[-1], filled.shape[-1])
             rows[follow].append([float(f(filled[None, c, :, :T], real[None, c, :, :T])[0])
                                  for c in (BASS, GUITAR) for f in (M.pc_beat_f1, M.frame_f1)])

@@ -100,6 +100,18 @@ def plot(
 # === symbolic: midi / train (model) =========================================
 
 
+def _key_words(res) -> str:
+    """' in E minor, ...': the key of new bass/guitar parts that no bass or guitar of the song set."""
+    if res.key is None:
+        return ""
+    from stemfill.pianoroll.key import key_name
+
+    name = key_name(*res.key)
+    return {"given": f" in {name}",
+            "other tracks": f" in {name}, the key of the song's other tracks (set another with --key)",
+            "model": f" in {name}, chosen by the model: no bass or guitar to follow (set one with --key)"}[res.key_source]
+
+
 def _default_out(inp: Path, add: List[str]) -> Path:
     ext = inp.suffix.lower()
     ext = ext if ext in (".mid", ".midi", ".gp5") else (".mid" if ext == ".kar" else ".gp5")
@@ -144,35 +156,26 @@ def midi_cmd(
     model_path = model if model is not None else default_model_path()
     song = read_song(inp)
     _warn(inp, song)
-    from stemfill.pianoroll.fill import fill_song_detail, load_model
+    from stemfill.pianoroll.fill import fill_song, load_model
 
     m = load_model(model_path)
-    new, filled, gen = fill_song_detail(song, list(add), m, steps=steps, seed=seed, bars=bars,
-                                        candidates=candidates, replace=replace, guidance=guidance, key=key)
+    res = fill_song(song, list(add), m, steps=steps, seed=seed, bars=bars, candidates=candidates, replace=replace,
+                    guidance=guidance, key=key)
     notes: list[str] = []
-    write_song(new, out, source=inp, report=notes)
+    write_song(res.song, out, source=inp, report=notes)
     for line in notes:  # what the tab writer chose or could not keep (tunings, dropped notes)
         typer.echo(f"note: {out}: {line}", err=True)
-    added = [t for t in new.tracks[len(new.tracks) - len(dict.fromkeys(add)):]]
-    from stemfill.pianoroll.key import chosen_key, key_name, other_tracks_key, parse_key
-
-    in_key = ""
-    if key is not None:
-        in_key = f" in {key_name(*parse_key(key))}"
-    elif (guess := chosen_key(filled, gen)) is not None:
-        other = other_tracks_key(song)
-        in_key = (f" in {key_name(*other)}, the key of the song's other tracks (set another with --key)" if other
-                  else f" in {key_name(*guess)}, chosen by the model: no bass or guitar to follow (set one with --key)")
-    typer.echo(f"wrote {out}: added " + ", ".join(f"{t.name} ({len(t.notes)} notes)" for t in added) + in_key)
+    typer.echo(f"wrote {out}: added " + ", ".join(f"{t.name} ({len(t.notes)} notes)" for t in res.added)
+               + _key_words(res))
     if plot is not None:
         from stemfill.pianoroll.plot import plot_fill
 
-        plot_fill(song, filled, gen, plot, title=f"{inp.name}: + {', '.join(add)}")
+        plot_fill(song, res.roll, res.generated, plot, title=f"{inp.name}: + {', '.join(add)}")
         typer.echo(f"wrote {plot}")
     if audio is not None:
         from stemfill.audio.render import render_song_file
 
-        typer.echo(f"wrote {audio} ({render_song_file(new, audio)['seconds']:.1f} s)")
+        typer.echo(f"wrote {audio} ({render_song_file(res.song, audio)['seconds']:.1f} s)")
 
 
 @app.command("train")

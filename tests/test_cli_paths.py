@@ -26,7 +26,7 @@ def no_model(monkeypatch):
         raise AssertionError("model work started before the output path was checked")
 
     monkeypatch.setattr(fill_module, "load_model", boom)
-    monkeypatch.setattr(fill_module, "fill_song_detail", boom)
+    monkeypatch.setattr(fill_module, "fill_song", boom)
 
 
 def _one_line_error(r, path) -> str:

@@ -15,7 +15,7 @@ from stemfill.cli import app
 from stemfill.errors import StemfillError
 from stemfill.evaluation.metrics import onsets
 from stemfill.pianoroll.diffusion import DiffusionConfig
-from stemfill.pianoroll.fill import (fill_chunks, fill_roll, fill_song, fill_song_detail, gap_steps, load_model,
+from stemfill.pianoroll.fill import (fill_chunks, fill_roll, fill_song, gap_steps, load_model,
                                      window_plan)
 from stemfill.song.io import read_song, write_song
 from stemfill.pianoroll.model import build_model, save_pretrained
@@ -73,22 +73,25 @@ def test_fill_roll_long_and_short(model):
 
 def test_fill_song_keeps_tracks_and_adds_one(model):
     song = toy_song(bars=6)
-    out = fill_song(song, ["bass"], model, steps=2, seed=0)
+    res = fill_song(song, ["bass"], model, steps=2, seed=0)
+    out = res.song
+    assert res.added == out.tracks[-1:] and res.key is None  # the guitar sets the key
     assert len(out.tracks) == len(song.tracks) + 1
     for a, b in zip(song.tracks, out.tracks):
         assert notes_of(a) == notes_of(b) and a.name == b.name
     new = out.tracks[-1]
     assert new.stem == "bass" and new.notes and new.program == 33
-    assert fill_song(song, ["bass"], model, steps=2, seed=0).tracks[-1].notes == new.notes  # seeded
+    assert fill_song(song, ["bass"], model, steps=2, seed=0).song.tracks[-1].notes == new.notes  # seeded
     two = fill_song(toy_song(bars=3, stems=("drums",)), ["bass", "guitar"], model, steps=2)
-    assert [t.stem for t in two.tracks[-2:]] == ["bass", "guitar"]
+    assert [t.stem for t in two.song.tracks[-2:]] == ["bass", "guitar"]
+    assert two.key_source == "model" and two.key is not None  # drums alone: the model chose, and says which
 
 
 def test_fill_song_refusals(model):
     song = toy_song(bars=4, stems=("drums", "guitar", "bass"))
     with pytest.raises(StemfillError, match="already has a bass part.*'Bass'.*--replace"):
         fill_song(song, ["bass"], model, steps=2)
-    out = fill_song(song, ["bass"], model, steps=2, replace=True)
+    out = fill_song(song, ["bass"], model, steps=2, replace=True).song
     assert [t.name for t in out.tracks] == ["Drums", "Guitar", "Bass (stemfill)"]
     with pytest.raises(StemfillError, match="unknown stem 'vocals'"):
         fill_song(song, ["vocals"], model)
@@ -101,7 +104,7 @@ def test_fill_song_refusals(model):
 def test_bars_keeps_notes_outside(model):
     song = toy_song(bars=6, stems=("drums", "guitar", "bass"))
     res = song.resolution
-    out, filled, gen = fill_song_detail(song, ["bass"], model, steps=2, bars="3-4")
+    out = fill_song(song, ["bass"], model, steps=2, bars="3-4").song
     a, b = 2 * 4 * res, 4 * 4 * res
     old = [n for n in song.tracks[2].notes if not a <= n.start < b]
     assert out.tracks[2].notes == old  # outside the bars, note for note

@@ -534,7 +534,7 @@ def test_added_guitar_and_original_tracks_round_trip_exactly(real_data, tmp_path
     song.tracks = [t for t in song.tracks if t.name != "Guitar"]
     write_midi(song, tmp_path / "in.mid")
     song = read_song(tmp_path / "in.mid")
-    new = fill_song(song, ["guitar"], load_model(default_model_path()), seed=0)
+    new = fill_song(song, ["guitar"], load_model(default_model_path()), seed=0).song
     assert new.tracks[-1].notes
     out = write_song(new, tmp_path / "x.gp5", source=tmp_path / "in.mid")
     said = write_guitarpro(new, tmp_path / "again.gp5")

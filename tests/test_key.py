@@ -10,7 +10,7 @@ from symbolic_toy import toy_song
 from stemfill.errors import StemfillError
 from stemfill.pianoroll import key as K
 from stemfill.pianoroll.diffusion import DiffusionConfig
-from stemfill.pianoroll.fill import fill_song_detail
+from stemfill.pianoroll.fill import fill_song
 from stemfill.pianoroll.model import build_model
 from stemfill.pianoroll.grid import CHANNEL, GUITAR_LOW
 from stemfill.pianoroll.train import PRESETS
@@ -60,9 +60,11 @@ def _hist(filled):
 
 def test_key_moves_the_new_parts_together(model):
     drums = toy_song(bars=4, stems=("drums",))
-    _, free, gen = fill_song_detail(drums, ["bass", "guitar"], model, seed=3)
-    _, keyed, gen2 = fill_song_detail(drums, ["bass", "guitar"], model, seed=3, key="Eb minor")
+    a = fill_song(drums, ["bass", "guitar"], model, seed=3)
+    b = fill_song(drums, ["bass", "guitar"], model, seed=3, key="Eb minor")
+    free, gen, keyed, gen2 = a.roll, a.generated, b.roll, b.generated
     assert (gen == gen2).all()
+    assert (a.key_source, b.key_source, b.key) == ("model", "given", K.parse_key("Eb minor"))
     assert (keyed[CHANNEL["drums"]] == free[CHANNEL["drums"]]).all()  # drums untouched
     shift = K.best_shift(_hist(free), *K.parse_key("Eb minor"))
     for c in (CHANNEL["bass"], CHANNEL["guitar"]):  # both parts moved by the same interval
@@ -72,11 +74,11 @@ def test_key_moves_the_new_parts_together(model):
 
 def test_key_refusals(model):
     with pytest.raises(StemfillError, match="own bass or guitar notes already set its key"):
-        fill_song_detail(toy_song(bars=4, stems=("drums", "guitar")), ["bass"], model, key="E")
+        fill_song(toy_song(bars=4, stems=("drums", "guitar")), ["bass"], model, key="E")
     with pytest.raises(StemfillError, match="add bass or guitar"):
-        fill_song_detail(toy_song(bars=4, stems=("guitar",)), ["drums"], model, key="E")
+        fill_song(toy_song(bars=4, stems=("guitar",)), ["drums"], model, key="E")
     with pytest.raises(StemfillError, match="not a key"):
-        fill_song_detail(toy_song(bars=4, stems=("drums",)), ["bass"], model, key="Q")
+        fill_song(toy_song(bars=4, stems=("drums",)), ["bass"], model, key="Q")
 
 
 def test_cli_key(tmp_path, model):
@@ -124,15 +126,17 @@ def test_new_parts_follow_the_key_of_the_other_tracks(model):
     piano = [Note(k * 480, 470, scale[k % 8] + (0 if k % 3 else -12), 80) for k in range(32)]
     song.tracks.append(Track(name="Piano", program=0, notes=piano))
     assert K.other_tracks_key(song) in ((2, False), (11, True))  # D major (or its relative B minor)
-    _, free, gen = fill_song_detail(song, ["bass", "guitar"], model, seed=3, follow_other=False)
-    _, followed, _ = fill_song_detail(song, ["bass", "guitar"], model, seed=3)
+    free = fill_song(song, ["bass", "guitar"], model, seed=3, follow_other=False).roll
+    res = fill_song(song, ["bass", "guitar"], model, seed=3)
+    followed = res.roll
+    assert res.key_source == "other tracks" and res.key == K.other_tracks_key(song)
     shift = K.best_shift(_hist(free), *K.other_tracks_key(song))
     for c in (CHANNEL["bass"], CHANNEL["guitar"]):
         assert (followed[c] == K.transpose(free[c], shift)).all()
     # a song with its own guitar: the guitar sets the key, nothing moves
     with_guitar = toy_song(bars=4, stems=("drums", "guitar"))
     with_guitar.tracks.append(Track(name="Piano", program=0, notes=piano))
-    a = fill_song_detail(with_guitar, ["bass"], model, seed=3)[1]
-    b = fill_song_detail(with_guitar, ["bass"], model, seed=3, follow_other=False)[1]
+    a = fill_song(with_guitar, ["bass"], model, seed=3).roll
+    b = fill_song(with_guitar, ["bass"], model, seed=3, follow_other=False).roll
     assert (a == b).all()
     assert K.other_tracks_key(toy_song(bars=2, stems=("drums", "guitar"))) is None  # no other tracks

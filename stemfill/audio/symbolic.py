@@ -2,7 +2,7 @@
 
     audio -> beats + downbeats (madmom)  -> beat grid: tempo map from the beats, bars from the downbeats
           -> pitched notes (basic-pitch)  -> Song on that grid: low notes bass, the rest guitar (by register)
-          -> the asked stem filled by the same model and code as ``stemfill midi`` (``fill_song_detail``)
+          -> the asked stem filled by the same model and code as ``stemfill midi`` (``fill_song``)
           -> the new stem rendered with FluidSynth on the tracked beats -> loudness-matched -> mixed in
 
 What the model is given (``split_notes``): adding drums, notes below ``BASS_SPLIT`` are the bass and
@@ -180,7 +180,7 @@ def add_stem_symbolic(in_path, out_path, prompt: str, *, stem_out=None, midi_out
     from stemfill.audio.spectrogram import SAMPLE_RATE, load_audio
     from stemfill.audio.transcribe import _import_basic_pitch, transcribe
     from stemfill.files import check_output_path
-    from stemfill.pianoroll.fill import fill_song_detail
+    from stemfill.pianoroll.fill import fill_song
     from stemfill.pianoroll.model import default_model_path, load_model
     from stemfill.song.song import Song
 
@@ -242,7 +242,7 @@ def add_stem_symbolic(in_path, out_path, prompt: str, *, stem_out=None, midi_out
     t = time.perf_counter()
     add = list(p.stems)
     context = ["drums"] if "drums" not in add and len(add) < 2 else []
-    filled_song, _, _ = fill_song_detail(song, add + context, m, steps=steps, seed=seed)
+    filled_song = fill_song(song, add + context, m, steps=steps, seed=seed).song
     new_tracks = [tr for tr in filled_song.tracks[len(song.tracks):] if tr.stem in add]
     timings["fill"] = time.perf_counter() - t
     n_added = sum(len(tr.notes) for tr in new_tracks)

@@ -33,6 +33,7 @@ docs/model-card.md) unless the caller passes ``guidance``, which then holds for 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from dataclasses import replace as dc_replace
 from pathlib import Path
 
@@ -40,12 +41,12 @@ import numpy as np
 import torch
 
 from stemfill.errors import StemfillError
-from stemfill.pianoroll.key import check_key_request, fit_key, key_is_free, other_tracks_key
+from stemfill.pianoroll.key import check_key_request, chosen_key, fit_key, key_is_free, other_tracks_key
 from stemfill.pianoroll.model import load_model  # noqa: F401  (re-exported for the evaluation harness)
 from stemfill.song.bars import bar_span
 from stemfill.pianoroll.grid import CHANNEL, WINDOW
 from stemfill.pianoroll.roll import decode_stem, encode, encode_context, n_steps, new_track, ticks_to_step
-from stemfill.song.song import STEMS, Song
+from stemfill.song.song import STEMS, Song, Track
 from stemfill.song.stems import classify_song
 
 OVERLAP = 48  # known steps on each side of a pass-2 window
@@ -210,19 +211,20 @@ def _copy_song(song: Song, tracks) -> Song:
                       warnings=[])
 
 
-def fill_song_detail(song: Song, add: list[str], model, steps: int | None = None, seed: int = 0,
-                     bars: str | None = None, candidates: int | None = None, replace: bool = False,
-                     guidance: float | None = None, window: int | None = None, overlap: int | None = None,
-                     key: str | None = None, follow_other: bool = True):
-    """Like ``fill_song``; also returns the filled roll (3, P, T) and the generated-cell mask (3, T)."""
-    stems = list(dict.fromkeys(add))
-    if not stems:
-        raise StemfillError("nothing to add: name at least one stem (--add drums/bass/guitar)")
-    for s in stems:
-        if s not in STEMS:
-            raise StemfillError(f"unknown stem {s!r}; choose from {', '.join(STEMS)}")
-    groups = classify_song(song)
-    span = bar_span(song, bars) if bars else None
+@dataclass
+class FillResult:
+    """What ``fill_song`` made: the song with its new tracks, and how."""
+    song: Song  # the input's tracks (a replaced stem's left out), then one new track per added stem
+    added: list[Track]  # the new tracks, in the order asked
+    roll: np.ndarray  # the filled roll (3, P, T)
+    generated: np.ndarray  # (3, T) bool: the steps each channel generated
+    key: tuple[int, bool] | None = None  # (tonic pitch class, minor) of a new bass/guitar that no bass or
+    key_source: str | None = None  # guitar of the song's set: "given" (key=), "other tracks", or "model"
+
+
+def _split_tracks(song: Song, groups: dict[str, list[int]], stems: list[str], span, replace: bool):
+    """The tracks to keep (copies; inside ``span`` an existing stem's notes are cleared) and the song's
+    tracks by stem, re-indexed to them. Refuses to add a stem the song has, unless ``replace`` or ``span``."""
     tracks = [dc_replace(t, notes=list(t.notes)) for t in song.tracks]
     drop: set[int] = set()
     for s in stems:
@@ -245,9 +247,37 @@ def fill_song_detail(song: Song, add: list[str], model, steps: int | None = None
         else:
             names = ", ".join(repr(song.tracks[i].name) for i in existing)
             raise StemfillError(f"song already has a {s} part (tracks: {names}); use --replace to write a new one")
-    work = _copy_song(song, [t for i, t in enumerate(tracks) if i not in drop])
+    new_index = {i: j for j, i in enumerate(i for i in range(len(tracks)) if i not in drop)}
+    kept_groups = {g: [new_index[i] for i in idx if i in new_index] for g, idx in groups.items()}
+    return [t for i, t in enumerate(tracks) if i not in drop], kept_groups
+
+
+def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed: int = 0, bars: str | None = None,
+              candidates: int | None = None, replace: bool = False, guidance: float | None = None,
+              key: str | None = None, follow_other: bool = True, window: int | None = None,
+              overlap: int | None = None) -> FillResult:
+    """Add the stems ``add`` to a copy of ``song``; original tracks are untouched (see module doc).
+
+    ``bars`` ('A-B', 'A-', 'A'): generate only inside those bars; an existing stem keeps its notes
+    outside them, its notes inside are removed and the new ones go to a new track (no ``replace`` needed).
+    ``replace``: an existing stem's tracks are removed and one new track is written.
+    ``key`` ('E minor', 'A', ...): where neither bass nor guitar is known, move the new bass and guitar
+    together into that key (``key.fit_key``). Without ``key``, a model deaf to the song's other pitched
+    tracks (keys, synths, vocals) has its new parts moved into their key, where the song has any
+    (``follow_other``); a model that hears them (``context_planes``) is left to follow them itself.
+    The tracks are classified into stems once, here, and the key is decided once (``FillResult.key``).
+    """
+    stems = list(dict.fromkeys(add))
+    if not stems:
+        raise StemfillError("nothing to add: name at least one stem (--add drums/bass/guitar)")
+    for s in stems:
+        if s not in STEMS:
+            raise StemfillError(f"unknown stem {s!r}; choose from {', '.join(STEMS)}")
+    span = bar_span(song, bars) if bars else None
+    kept, groups = _split_tracks(song, classify_song(song), stems, span, replace)
+    work = _copy_song(song, kept)
     T = max(n_steps(song), 1)
-    roll = encode(work, length=T)
+    roll = encode(work, length=T, groups=groups)
     known = np.ones((len(STEMS), T), dtype=bool)
     if span is not None:
         a_step, b_step = (int(x) for x in ticks_to_step(np.array(span), song.resolution))
@@ -260,39 +290,30 @@ def fill_song_detail(song: Song, add: list[str], model, steps: int | None = None
     if not (roll & known[:, None, :]).any():
         raise StemfillError("nothing to condition on: the song has no drums, bass or guitar notes besides the "
                             f"stem(s) to add ({', '.join(stems)})")
-    if key is not None:
-        check_key_request(roll, ~known, key)  # fails before the model runs
-    window = window or int(getattr(model.config, "window", WINDOW))
+    given = check_key_request(roll, ~known, key) if key is not None else None  # fails before the model runs
+    window = window or int(model.config.window)
     overlap = overlap or window // 4
-    other = encode_context(work, length=T) if model.context_planes else None
+    hears = model.context_planes > 0
+    other = encode_context(work, length=T, groups=groups) if hears else None
     filled = fill_roll(model, roll, known, steps=steps, seed=seed, guidance=guidance, candidates=candidates,
                        window=window, overlap=overlap, other=other)
-    if key is not None:
-        filled, _ = fit_key(filled, ~known, key)
-    elif follow_other and key_is_free(filled, ~known) and (other := other_tracks_key(work)) is not None:
-        filled, _ = fit_key(filled, ~known, other)  # no bass or guitar to follow: take the other tracks' key
+    chosen, source = None, None
+    if key_is_free(filled, ~known):  # new bass or guitar, and none of the song's own to follow
+        if given is not None:
+            chosen, source = given, "given"
+        elif follow_other and not hears and (theirs := other_tracks_key(work, groups)) is not None:
+            chosen, source = theirs, "other tracks"
+        if chosen is not None:
+            filled, _ = fit_key(filled, ~known, chosen)
+        else:
+            chosen, source = chosen_key(filled, ~known), "model"
+    added = []
     for s in stems:
         c = CHANNEL[s]
         notes = decode_stem(filled[c] & ~known[c][None, :], s, resolution=song.resolution)
-        work.tracks.append(new_track(s, notes))
-    return work, filled, ~known
-
-
-def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed: int = 0, bars: str | None = None,
-              candidates: int | None = None, replace: bool = False, guidance: float | None = None,
-              key: str | None = None, follow_other: bool = True) -> Song:
-    """Add the stems ``add`` to a copy of ``song``; original tracks are untouched (see module doc).
-
-    ``bars='A-B'``: generate only inside those bars (1-based, inclusive); an existing stem keeps its notes
-    outside them, its notes inside are removed and the new ones go to a new track (no ``replace`` needed).
-    ``replace``: an existing stem's tracks are removed and one new track is written.
-    ``key`` ('E minor', 'A', ...): where neither bass nor guitar is known, move the new bass and guitar
-    together into that key (``key.fit_key``); the model cannot hear a key in drums alone. Without
-    ``key``, such new parts move into the key of the song's other pitched tracks (keys, synths, vocals:
-    not in the roll, so the model cannot hear them either), where it has any (``follow_other``).
-    """
-    return fill_song_detail(song, add, model, steps, seed, bars, candidates, replace, guidance, key=key,
-                            follow_other=follow_other)[0]
+        added.append(new_track(s, notes))
+    work.tracks.extend(added)
+    return FillResult(work, added, filled, ~known, chosen, source if chosen is not None else None)
 
 
 def save_roll_pngs(panels, path: str | Path, max_width: float = 24.0) -> Path:

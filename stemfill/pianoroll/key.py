@@ -141,12 +141,12 @@ def fit_key(roll: np.ndarray, generated: np.ndarray, key: str | tuple[int, bool]
     return out, shift
 
 
-def other_tracks_key(song) -> tuple[int, bool] | None:
+def other_tracks_key(song, groups: dict[str, list[int]] | None = None) -> tuple[int, bool] | None:
     """The key of a song's pitched tracks that are not drums, bass or guitar (keys, synths, vocals,
     strings...): the Krumhansl-Schmuckler estimate of their pitch classes weighted by duration. None
-    where there are none (or their pitch classes are flat)."""
+    where there are none (or their pitch classes are flat). ``groups``: the song's ``classify_song``."""
     hist = np.zeros(12)
-    for i in classify_song(song)[STEM_OTHER]:
+    for i in (classify_song(song) if groups is None else groups)[STEM_OTHER]:
         t = song.tracks[i]
         if not t.is_drum:
             for n in t.notes:
