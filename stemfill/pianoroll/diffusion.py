@@ -62,7 +62,7 @@ DECODES = ("threshold", "count")
 class DiffusionConfig:
     objective: str = "bernoulli"
     density: tuple[float, ...] = (0.02, 0.03, 0.03)  # per-channel prior r; train.py estimates it from data
-    sample_steps: int = 8  # default sampling steps (bernoulli: any; atassi: <= atassi_T); 8 beat 16 and 32 in bench/eval
+    sample_steps: int = 8  # default sampling steps (bernoulli: any; atassi: <= atassi_T)
     atassi_T: int = 100
     cond_drop: float = 0.1  # context dropout in training (classifier-free guidance)
     context_drop: float = 0.3  # training: share of samples that lose the other tracks' context (tabs have none)
@@ -312,10 +312,8 @@ class BinaryDiffusion(nn.Module):
         P as when the whole channel is missing.
 
         A model trained on whole-channel masks only (the earlier default) never saw such a mask and
-        expected fewer notes there: on 14 valid songs (bench/seams.py) the gaps got 4.49 bass starts a bar
-        against 5.01 inside first-pass windows, 3.33 against 5.08 with only drums known, and 7.63 guitar
-        starts against 9.26. One trained with ``span_prob`` fills them about as densely; with this on, its
-        bass in the gaps plays the real density (4.56 starts a bar, real 4.54).
+        expected fewer notes there; one trained with ``span_prob`` fills them about as densely
+        (docs/benchmarks.md, "Seams between windows", has the measurements).
 
         One more forward pass with such channels wholly missing gives the expected mass M_ref of the
         missing cells; P there is scaled by M_ref / M (capped at 1). Which cells are likeliest still
@@ -338,7 +336,7 @@ class BinaryDiffusion(nn.Module):
     def line_starts(self, free: torch.Tensor) -> torch.Tensor:
         """(B,) start multiplier of a line channel: ``line_starts_free`` in ``free`` windows (``pitched_open``),
         ``line_starts`` elsewhere. With drums alone to follow, P is smeared over the bar and its summed rise
-        undercounts starts more: 1.25 played 3.3 bass notes a bar against 4.5 real on valid."""
+        undercounts starts more (docs/model-card.md has the valid-split measurements)."""
         cfg = self.config
         f = cfg.line_starts if cfg.line_starts_free is None else cfg.line_starts_free
         dev = free.device
@@ -422,8 +420,8 @@ def diatonic_rows(p: torch.Tensor) -> torch.Tensor:
     offset of row 0 only renames the scale.
 
     Why: in one step with only drums known, P is the model's average over every key the song could be
-    in, and note by note its likeliest pitch wanders chromatically (valid: the top bass pitch classes
-    were B, C, A, Bb, C#). Keeping the notes in the one scale P favours most gives a line in a key."""
+    in, and note by note its likeliest pitch wanders chromatically. Keeping the notes in the one scale P
+    favours most gives a line in a key."""
     B, P, _ = p.shape
     pc = torch.arange(P, device=p.device) % 12
     hist = torch.zeros(B, 12, device=p.device, dtype=p.dtype).index_add_(1, pc, p.sum(-1))
@@ -444,8 +442,8 @@ def decode_line(p: torch.Tensor, known_steps: torch.Tensor, starts: float | torc
        starting at t whatever their pitch. A start smeared over neighbouring steps is gathered on its
        peak (the rise summed over t-1..t+1). The round(starts x sum of rise) strongest peaks among
        the unknown steps start notes; so do the starts in the known steps. ``starts`` > 1 because a
-       repeated note of the same pitch barely dips in P, so the summed rise undercounts starts; the
-       shipped 1.25 makes the generated bass as dense as the real one on the valid split.
+       repeated note of the same pitch barely dips in P, so the summed rise undercounts starts (the
+       shipped value was chosen on the valid split for a bass as dense as the real one: docs/model-card.md).
     2. Lengths. A note lasts until the next start, or stops earlier at the first step where
        P(any pitch sounding) = sum over pitches of P < ``sounding`` (a rest); it keeps at least
        ``min_note`` steps. A note running into a start of the same pitch ends one step early (the

@@ -26,8 +26,8 @@ likelihood proxy, ``BinaryDiffusion.score``; costs extra forward passes).
 bass and guitar, the bass of the joint fill is kept and the guitar is filled again given it. With
 only drums known, a one-step fill draws the two parts independently, and they rarely share a key.
 That second pass samples with the config's ``chain_guidance`` (the shipped 2.0: classifier-free
-guidance on the context, so the guitar follows the new bass more closely; chosen on valid, see
-docs/model-card.md) unless the caller passes ``guidance``, which then holds for both passes.
+guidance on the context, so the guitar follows the new bass more closely; docs/model-card.md says
+how it was chosen) unless the caller passes ``guidance``, which then holds for both passes.
 """
 
 from __future__ import annotations
