@@ -241,11 +241,12 @@ def _check_cli_keeps_every_original_note(src, add, out):
 
 def test_default_model_fills_the_gaps_between_windows():
     """Whole-song filling writes every other window, then the gaps given the overlaps. The default model
-    was trained with spans removed as well as whole stems (``--span-prob``), so the gaps get about as
-    many new notes as the windows, and the bass keeps its register there. (The model before it, trained
-    on whole-stem masks only, gave the gaps 45-56 % as many starts without ``partial_mass`` and put
-    the bass 6 semitones higher in them: MIDI 41.0 against 34.9.)"""
+    was trained with spans removed as well as whole stems (``--span-prob``), and samples with the
+    shipped ``partial_mass``, so the gaps get about as many new notes as the windows, and the bass keeps
+    its register there; ``partial_mass`` gives the gaps at least as many starts as without it.
+    (docs/model-card.md has the measured densities of this and the earlier defaults.)"""
     model = load_model(DEFAULT)
+    assert model.config.partial_mass
     roll = encode(read_song(Path(__file__).parents[1] / "examples" / "drums.mid"))
     T = roll.shape[-1]
     known = np.ones((3, T), dtype=bool)
@@ -253,13 +254,17 @@ def test_default_model_fills_the_gaps_between_windows():
     gap = gap_steps(T)
     assert gap.any() and not gap.all()
     rows = BASS_LOW + np.arange(roll.shape[1])
+    in_gaps = {}
     for on in (True, False):
         model.config.partial_mass = on
         out = fill_roll(model, roll, known, seed=0)
         starts = [onsets(out[c], "bass") for c in (1, 2)]  # (P, T) note starts
-        for st in starts:
-            steps = st.any(0)
-            assert steps[gap].mean() >= 0.8 * steps[~gap].mean(), on
+        in_gaps[on] = [st.any(0)[gap].mean() for st in starts]
+        if on:  # the shipped sampling
+            for st in starts:
+                steps = st.any(0)
+                assert steps[gap].mean() >= 0.8 * steps[~gap].mean()
         bass = starts[0]
         pitch = [(bass[:, w].sum(1) * rows).sum() / bass[:, w].sum() for w in (~gap, gap)]
         assert abs(pitch[1] - pitch[0]) < 2.0, (on, pitch)
+    assert all(a >= b for a, b in zip(in_gaps[True], in_gaps[False])), in_gaps
