@@ -133,7 +133,8 @@ def midi_cmd(
     guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale (1 = off; default: the model's, and its chain_guidance for a guitar written over a new bass)."),
     key: Optional[str] = typer.Option(None, "--key", help="Key of the new bass/guitar, e.g. 'E minor', 'A' (only where the song has neither: drums alone carry no key)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw input vs filled piano roll as a PNG."),
-    audio: Optional[Path] = typer.Option(None, "--audio", help="Also render the filled song to hear it (.wav/.flac; FluidSynth, soundfont from STEMFILL_SOUNDFONT or the system's)."),
+    audio: Optional[Path] = typer.Option(None, "--audio", help="Also render the filled song to hear it (.wav/.flac; FluidSynth)."),
+    soundfont: Optional[Path] = typer.Option(None, "--soundfont", help="General MIDI .sf2 for --audio (default: STEMFILL_SOUNDFONT or the system's)."),
 ) -> None:
     """Add missing stems (drums / bass / guitar) to a song with the diffusion model."""
     from stemfill.files import check_output_path
@@ -150,7 +151,7 @@ def midi_cmd(
         from stemfill.audio.render import RENDER_EXTS, check_renderer
 
         check_output_path(audio, inp, exts=RENDER_EXTS)
-        check_renderer(option=None)
+        sf2 = check_renderer(soundfont)
     from stemfill.pianoroll.model import default_model_path
 
     model_path = model if model is not None else default_model_path()
@@ -175,7 +176,7 @@ def midi_cmd(
     if audio is not None:
         from stemfill.audio.render import render_song_file
 
-        typer.echo(f"wrote {audio} ({render_song_file(res.song, audio)['seconds']:.1f} s)")
+        typer.echo(f"wrote {audio} ({render_song_file(res.song, audio, sf2)['seconds']:.1f} s)")
 
 
 @app.command("train")

@@ -194,3 +194,11 @@ def test_notes_a_reader_drops_are_reported(tmp_path):
     r = CliRunner().invoke(app, ["info", str(src)])
     assert r.exit_code == 0, r.output
     assert f"warning: {src}: 1 note dropped" in r.output
+
+
+def test_midi_audio_with_a_missing_soundfont_fails_before_the_model(tmp_path, no_model):
+    sf2 = tmp_path / "nope.sf2"
+    r = runner.invoke(app, ["midi", str(RIFF), "--add", "bass", "-o", str(tmp_path / "o.mid"),
+                            "--audio", str(tmp_path / "o.wav"), "--soundfont", str(sf2)])
+    assert "soundfont not found" in _one_line_error(r, sf2)
+    assert not (tmp_path / "o.mid").exists()

@@ -623,3 +623,25 @@ def test_cli_info_on_real_gpx(shared_data):
     res = runner.invoke(app, ["info", str(modern(shared_data) / "guitarpro6__serenade.gpx")], env={"COLUMNS": "160"})
     assert res.exit_code == 0, res.output
     assert "4 tracks, 2450 notes" in res.output and "bars: 78" in res.output
+
+
+@pytest.mark.parametrize("name", ["guitarpro6__serenade.gpx", "guitarpro7__serenade.gp"])
+@pytest.mark.parametrize("ext", [".gp5", ".mid"])
+def test_cli_midi_on_gpx_and_gp_keeps_the_source_notes(shared_data, tmp_path, name, ext):
+    """`stemfill midi` on a GP6 / GP7 tab writes a .gp5 or .mid whose kept tracks are the source's, note for note."""
+    from typer.testing import CliRunner
+
+    from stemfill.cli import app
+    from stemfill.song.io import read_song
+
+    src = shared_data / "guitarpro-modern" / name
+    out = tmp_path / f"out{ext}"
+    r = CliRunner().invoke(app, ["midi", str(src), "--add", "drums", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    a, b = read_song(src), read_song(out)
+
+    def spans(song, track):
+        return [(n.start * 960 // song.resolution, n.duration * 960 // song.resolution, n.pitch) for n in track.notes]
+
+    assert len(b.tracks) == len(a.tracks) + 1 and b.tracks[-1].notes
+    assert [spans(b, t) for t in b.tracks[:-1]] == [spans(a, t) for t in a.tracks]
