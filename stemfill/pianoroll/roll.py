@@ -72,11 +72,7 @@ def pitch_row(stem: str, pitch: int | np.ndarray) -> np.ndarray:
     p = np.asarray(pitch, dtype=np.int64)
     if stem == "drums":
         return DRUM_CLASS_OF_KEY[np.clip(p, 0, 127)]
-    low = LOW_NOTE[stem]
-    r = p - low
-    r = np.where(r < 0, r % 12, r)  # fold up by octaves into the lowest octave
-    r = np.where(r >= N_PITCHES, N_PITCHES - 12 + (r % 12), r)
-    return r
+    return _fold(p, LOW_NOTE[stem])
 
 
 def _fold(p: np.ndarray, low: int) -> np.ndarray:

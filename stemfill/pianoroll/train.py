@@ -82,20 +82,23 @@ def estimate_density(rolls: np.ndarray) -> tuple[float, ...]:
     return tuple(round(min(max(d, 1e-3), 0.5), 5) for d in out)
 
 
-def shift_rows(batch: np.ndarray, shifts: np.ndarray) -> np.ndarray:
-    """Shift the bass and guitar rows of sample i by shifts[i] semitones; drop what falls off."""
+def _shift_planes(batch: np.ndarray, shifts: np.ndarray, channels) -> np.ndarray:
+    """Move the pitch rows of ``channels`` of sample i up by shifts[i] semitones; drop what falls off."""
     out = batch.copy()
     for i, s in enumerate(shifts):
         if s == 0:
             continue
-        for c in (CHANNEL["bass"], CHANNEL["guitar"]):
-            row = np.zeros_like(out[i, c])
-            if s > 0:
-                row[s:] = batch[i, c, :-s]
-            else:
-                row[:s] = batch[i, c, -s:]
-            out[i, c] = row
+        out[i, channels] = 0
+        if s > 0:
+            out[i, channels, s:] = batch[i, channels, :-s]
+        else:
+            out[i, channels, :s] = batch[i, channels, -s:]
     return out
+
+
+def shift_rows(batch: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Shift the bass and guitar rows of sample i by shifts[i] semitones; drop what falls off."""
+    return _shift_planes(batch, shifts, [CHANNEL["bass"], CHANNEL["guitar"]])
 
 
 def pitch_shift(batch: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -105,15 +108,7 @@ def pitch_shift(batch: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarr
 
 def shift_context(other: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     """Shift every context plane of sample i by shifts[i] semitones (as ``shift_rows`` the bass and guitar)."""
-    out = other.copy()
-    for i, s in enumerate(shifts):
-        if s > 0:
-            out[i] = 0
-            out[i, :, s:] = other[i, :, :-s]
-        elif s < 0:
-            out[i] = 0
-            out[i, :, :s] = other[i, :, -s:]
-    return out
+    return _shift_planes(other, shifts, list(range(other.shape[1])))
 
 
 def training_batch(rolls: np.ndarray, cfg: TrainConfig, rng: np.random.Generator,
@@ -168,14 +163,13 @@ def data_grid(data: str) -> dict:
     """The grid a chunk folder was written on (its manifest's config); ModelError where this code reads
     rolls on another grid (the roll codec's pitch rows would not mean the same notes)."""
     from stemfill.datasets.chunks import read_manifest
-    from stemfill.pianoroll.grid import BASS_LOW, GUITAR_LOW, N_PITCHES, STEPS_PER_BEAT
+    from stemfill.pianoroll.grid import STEPS_PER_BEAT
+    from stemfill.pianoroll.model import GRID
 
     conf = read_manifest(data).get("config", {})
-    grid = {"steps_per_beat": int(conf.get("steps_per_beat", STEPS_PER_BEAT)),
-            "n_pitches": int(conf.get("n_pitches", N_PITCHES)),
-            "bass_low": int(conf.get("bass_low", BASS_LOW)), "guitar_low": int(conf.get("guitar_low", GUITAR_LOW))}
-    ours = {"n_pitches": N_PITCHES, "bass_low": BASS_LOW, "guitar_low": GUITAR_LOW}
-    bad = [f"{k} {grid[k]} (chunks) vs {v} (this stemfill)" for k, v in ours.items() if grid[k] != v]
+    grid = {k: int(conf.get(k, v)) for k, v in GRID.items()}
+    grid["steps_per_beat"] = int(conf.get("steps_per_beat", STEPS_PER_BEAT))
+    bad = [f"{k} {grid[k]} (chunks) vs {v} (this stemfill)" for k, v in GRID.items() if grid[k] != v]
     if bad:
         raise ModelError(f"{data}: chunks of another pitch grid ({'; '.join(bad)}); convert the songs again")
     return grid
