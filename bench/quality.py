@@ -44,10 +44,13 @@ def _sampling(model: str) -> str:
     """' (sampling: ...)' from a model folder's config.json, or '' when it has none."""
     import json
 
+    from stemfill.pianoroll.model import split_sampling
+
     p = Path(model) / "config.json"
     if not p.is_file():
         return ""
-    d = json.loads(p.read_text()).get("diffusion", {})
+    cfg = json.loads(p.read_text())
+    d = split_sampling(cfg)["sampling"] if "diffusion" in cfg else {}
     return (f" (sampling: {d.get('sample_steps')} step(s), guidance {d.get('guidance')}, decode "
             f"{d.get('decode', 'threshold')}, {d.get('candidates', 1)} candidate(s))")
 

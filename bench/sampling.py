@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import torch
 
@@ -34,7 +35,7 @@ class Setting:
 
     def fill(self, rolls, known, rng):
         # the setting's guidance as the model's default, so that the chained guitar pass keeps ``chain_guidance``
-        self.model.config.guidance = self.guidance
+        self.model.sampling = replace(self.model.sampling, guidance=self.guidance)
         return fill_chunks(self.model, rolls, known, steps=self.steps, seed=int(rng.integers(2**31 - 1)),
                            candidates=self.candidates, select=self.select)
 
@@ -53,15 +54,16 @@ def main() -> None:
     ap.add_argument("--scale", choices=("model", "on", "off"), default="model",
                     help="line_scale: with only drums known, the bass line keeps to one diatonic scale")
     ap.add_argument("--chain-guidance", default="model",
-                    help="guidance of the chained guitar pass: 'model' (the config's), 'same' (the setting's), or a number")
+                    help="guidance of the chained guitar pass: 'model' (the model's), 'same' (the setting's), or a number")
     a = ap.parse_args()
     model = load_model(a.model)
+    base = model.sampling  # the model's own sampling settings, with the options' changes; each setting starts from it
     if a.chain_guidance != "model":
-        model.config.chain_guidance = None if a.chain_guidance == "same" else float(a.chain_guidance)
+        base = replace(base, chain_guidance=None if a.chain_guidance == "same" else float(a.chain_guidance))
     if a.chain != "model":
-        model.config.chain_pitched = a.chain == "on"
+        base = replace(base, chain_pitched=a.chain == "on")
     if a.scale != "model":
-        model.config.line_scale = a.scale == "on"
+        base = replace(base, line_scale=a.scale == "on")
     chunks = load_chunks(a.data, a.split)
     print("| setting | seconds | case | onset F1 | pc F1 | frame F1 | pc F1 any key | root agree | TD | onsets/bar gen | real |\n"
           "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -70,12 +72,12 @@ def main() -> None:
         steps, guidance = int(parts[0]), float(parts[1])
         th = parts[2] if len(parts) > 2 and parts[2] else "0.5"
         counted = th == "count" or th.startswith("line")
-        model.config.decode = "count" if counted else "threshold"
-        model.config.threshold = 0.5 if counted else float(th)
-        model.config.line = (False, th.startswith("line"), False)
+        sampling = replace(base, decode="count" if counted else "threshold", threshold=0.5 if counted else float(th),
+                           line=(False, th.startswith("line"), False))
         if th.startswith("line@"):
             s, _, f = th[5:].partition("/")
-            model.config.line_starts, model.config.line_starts_free = float(s), float(f or s)
+            sampling = replace(sampling, line_starts=float(s), line_starts_free=float(f or s))
+        model.sampling = sampling
         cands = int(parts[3]) if len(parts) > 3 else 1
         sel = parts[4] if len(parts) > 4 else "mbr"
         t0 = time.perf_counter()

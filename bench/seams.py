@@ -59,7 +59,7 @@ def main() -> None:
           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for case, missing in cases:
         for on in settings:
-            model.config.partial_mass = on
+            model.sampling.partial_mass = on
             acc = {c: np.zeros(6) for c in missing}  # gen/real starts in windows, in gaps, steps in each
             pit = {c: np.zeros(8) for c in missing}  # pitch sum and count: gen/real in windows, in gaps
             f1s = {c: [] for c in missing}

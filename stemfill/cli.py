@@ -135,14 +135,35 @@ def midi_cmd(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw input vs filled piano roll as a PNG."),
     audio: Optional[Path] = typer.Option(None, "--audio", help="Also render the filled song to hear it (.wav/.flac; FluidSynth)."),
     soundfont: Optional[Path] = typer.Option(None, "--soundfont", help="General MIDI .sf2 for --audio (default: STEMFILL_SOUNDFONT or the system's)."),
+    density: List[str] = typer.Option([], "--density", help="How busy the new part is: low, mid, high, auto or notes a bar; per stem as drums=high (repeatable). With --bars, only those bars."),
+    complexity: List[str] = typer.Option([], "--complexity", help="Syncopation: low, mid, high, auto or the share of note starts off the beat (0-1); per stem as bass=low."),
+    register: List[str] = typer.Option([], "--register", help="Bass/guitar pitch range: low, mid, high, auto or a MIDI note (the part's mean pitch)."),
+    fills: Optional[str] = typer.Option(None, "--fills", help="Drum fills: none, phrase (every 4th bar), often (every 2nd bar) or auto."),
+    like: Optional[Path] = typer.Option(None, "--like", help="Play the new part in the style of this file's same stem (MIDI or Guitar Pro): its density, syncopation, register and groove."),
+    like_bars: Optional[str] = typer.Option(None, "--like-bars", help="Bars of the --like file to take the style from. " + BARS_HELP),
+    style: Optional[str] = typer.Option(None, "--style", help="Drums in a named groove, as --like a built-in bar: rock, reggae, funk, metal, swing, disco, halftime, punk."),
 ) -> None:
     """Add missing stems (drums / bass / guitar) to a song with the diffusion model."""
     from stemfill.files import check_output_path
     from stemfill.song.bars import parse_bars
     from stemfill.song.io import WRITE_EXTS, read_song, write_song
 
+    from stemfill.pianoroll.controls import parse_controls, read_reference, resolve_controls
+
     if bars:
         parse_bars(bars)  # the syntax, before anything is read
+    if like_bars:
+        parse_bars(like_bars)
+    if like_bars and like is None:
+        raise StemfillError("--like-bars needs --like FILE")
+    if style is not None:
+        from stemfill.pianoroll.styles import check_style
+
+        if like is not None:
+            raise StemfillError("--style and --like both name a part to play like; give one")
+        style = check_style(style, list(add))
+    request = parse_controls(list(add), {"density": density, "complexity": complexity, "register": register},
+                             fills=fills, like=str(like) if like else style, like_bars=like_bars)
     out = out or _default_out(inp, list(add))
     check_output_path(out, inp, exts=WRITE_EXTS)
     if plot is not None:
@@ -157,11 +178,27 @@ def midi_cmd(
     model_path = model if model is not None else default_model_path()
     song = read_song(inp)
     _warn(inp, song)
+    reference = read_reference(like, like_bars) if like is not None else None
+    if style is not None:
+        from stemfill.pianoroll.styles import style_roll
+
+        reference = style_roll(style)
     from stemfill.pianoroll.fill import fill_song, load_model
 
     m = load_model(model_path)
+    controls = None
+    if not request.empty():
+        if m.controls is None:
+            raise StemfillError(f"{model_path}: this model has no controls (--density, --complexity, --register, "
+                                "--fills, --like); use one trained with `stemfill train --controls`")
+        stems = list(dict.fromkeys(add))
+        if style is not None:  # a style is a drum groove; the other stems play as the model hears the song
+            controls = resolve_controls(request, ["drums"], m.controls, reference, f"style {style}")
+            controls.update({k: v for k, v in resolve_controls(request, stems, m.controls).items() if k != "drums"})
+        else:
+            controls = resolve_controls(request, stems, m.controls, reference, str(like))
     res = fill_song(song, list(add), m, steps=steps, seed=seed, bars=bars, candidates=candidates, replace=replace,
-                    guidance=guidance, key=key)
+                    guidance=guidance, key=key, controls=controls)
     notes: list[str] = []
     write_song(res.song, out, source=inp, report=notes)
     for line in notes:  # what the tab writer chose or could not keep (tunings, dropped notes)
@@ -207,6 +244,9 @@ def train_cmd(
                                        help="Share of samples trained without the other tracks."),
     init_from: Optional[Path] = typer.Option(None, "--init-from",
                                              help="Start from this model's weights (new inputs start at zero)."),
+    controls: bool = typer.Option(False, "--controls/--no-controls",
+                                  help="Learn the controls (density, syncopation, register, polyphony, toms, fills, "
+                                       "groove): each target's real attributes are given to the model sometimes."),
     key_prior: bool = typer.Option(False, "--key-prior/--no-key-prior",
                                    help="Pitch-shift only samples whose known stems hold bass or guitar notes "
                                         "(with only drums known the model learns the corpus's keys)."),
@@ -231,7 +271,7 @@ def train_cmd(
                       sample_every=sample_every, warmup=warmup, remove_only=remove_only, log_every=log_every,
                       max_chunks=max_chunks,
                       key_prior=key_prior, span_prob=span_prob, context=context, context_drop=context_drop,
-                      init_from=str(init_from) if init_from else "")
+                      controls=controls, init_from=str(init_from) if init_from else "")
     model_dir = train(cfg, resume=resume, progress=sys.stderr.isatty())
     typer.echo(f"wrote {model_dir} (EMA weights) and {Path(out) / 'ckpt.pt'}")
 
@@ -242,7 +282,7 @@ def train_cmd(
 @friendly
 def eval_(
     data: Path = typer.Option(..., "--data", help="Chunks folder written by `stemfill convert`."),
-    split: str = typer.Option("test", "--split", help="Split to evaluate on (train/valid/test)."),
+    split: str = typer.Option("test", "--split", help="Split to evaluate on: train, valid, test, or band (real band parts: the onyxite test songs and the multi-track guitarpro songs; stemfill.datasets.chunks.BAND)."),
     system: Optional[List[str]] = typer.Option(
         None, "--system", "-s",
         help="System(s): real, random, rule, retrieval, model, paper (repeatable; default: all baselines, "
@@ -262,6 +302,9 @@ def eval_(
                                  help="Let the model hear the songs' other tracks (keys, strings, vocals...) where it can."),
     chunks: str = typer.Option("all", "--chunks", help="all, with-context or without-context: the chunks whose songs "
                                                        "have other pitched tracks sounding there, or not."),
+    realism: bool = typer.Option(False, "--realism",
+                                 help="Also test how well a small classifier tells the filled stems from the real ones "
+                                      "(cross-validated by song; 0.5 = cannot tell), with tell-tale statistics."),
 ) -> None:
     """Remove stems from real chunks, let each system fill them, and score the fills (docs/evaluation.md)."""
     from rich.console import Console
@@ -289,7 +332,7 @@ def eval_(
 
         report, examples = H.run(data, split, names, model, limit, seed, kinds, progress_factory=factory,
                                  n_examples=1 if plot else 0, steps=steps, paper_models=paper_models,
-                                 context=context, chunk_filter=chunks)
+                                 context=context, chunk_filter=chunks, realism=realism)
     H.print_report(report)
     if json_out is not None:
         H.write_json(report, json_out)

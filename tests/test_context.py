@@ -13,7 +13,7 @@ from stemfill.cli import app
 from stemfill.datasets.chunks import load_chunks
 from stemfill.datasets.convert import convert
 from stemfill.errors import StemfillError
-from stemfill.pianoroll.diffusion import DiffusionConfig
+from stemfill.pianoroll.diffusion import DiffusionConfig, SamplingConfig
 from stemfill.pianoroll.fill import fill_chunks, fill_song
 from stemfill.pianoroll.grid import CONTEXT_LOW, CONTEXT_PLANES, N_PITCHES
 from stemfill.song.midi import write_midi
@@ -75,7 +75,7 @@ def _tiny(context_planes: int, seed: int = 0):
     """An untrained tiny model whose output depends on its input (conv_out is not left at zero)."""
     torch.manual_seed(seed)
     m = build_model(UNetConfig(**TINY, prior_logit=-1.0, context_planes=context_planes),
-                    DiffusionConfig(sample_steps=2, density=(0.1, 0.1, 0.1)))
+                    DiffusionConfig(density=(0.1, 0.1, 0.1)), sampling=SamplingConfig(sample_steps=2))
     torch.nn.init.normal_(m.net.conv_out.weight, std=0.5)
     return m
 
@@ -140,6 +140,7 @@ def test_cli_train_from_a_model_and_eval_with_and_without_context(tmp_path):
     assert r.exit_code == 0, r.output
     cfg = json.loads((run / "model" / "config.json").read_text())
     assert cfg["unet"]["context_planes"] == len(CONTEXT_PLANES) and cfg["unet"]["channels"] == [8, 16]
+    assert cfg["sampling"] == json.loads((old / "config.json").read_text())["sampling"]  # the old model's sampling
     split = next(s["split"] for s in json.loads((data / "manifest.json").read_text())["songs"])
     for flag in ("--context", "--no-context"):
         out = tmp_path / f"r{flag}.json"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import fields
 
 import numpy as np
 import pytest
@@ -11,10 +12,10 @@ import torch
 from symbolic_toy import make_chunk_folder, toy_rolls
 
 from stemfill.errors import ModelError
-from stemfill.pianoroll.diffusion import (BinaryDiffusion, DiffusionConfig, decode_line, diatonic_rows, pitched_context,
-                                          pitched_open, span_mask, subtractive_mask)
+from stemfill.pianoroll.diffusion import (SAMPLING_KEYS, BinaryDiffusion, DiffusionConfig, SamplingConfig, decode_line,
+                                          diatonic_rows, pitched_context, pitched_open, span_mask, subtractive_mask)
 from stemfill.pianoroll.fill import fill_chunks
-from stemfill.pianoroll.model import build_model, load_model, save_pretrained
+from stemfill.pianoroll.model import build_model, load_model, save_pretrained, split_sampling
 from stemfill.pianoroll.train import PRESETS, TrainConfig, pitch_shift, train, training_batch
 from stemfill.pianoroll.unet import UNet, UNetConfig, one_thread_per_op
 
@@ -23,7 +24,8 @@ TINY = UNetConfig(**PRESETS["tiny"])
 
 def tiny_model(objective: str = "bernoulli", seed: int = 0) -> BinaryDiffusion:
     torch.manual_seed(seed)
-    return build_model(TINY, DiffusionConfig(objective=objective, density=(0.01, 0.02, 0.05), sample_steps=4))
+    return build_model(TINY, DiffusionConfig(objective=objective, density=(0.01, 0.02, 0.05)),
+                       sampling=SamplingConfig(sample_steps=4))
 
 
 def test_unet_shapes_and_default_size():
@@ -67,7 +69,7 @@ def test_unet_infer_rounds_the_same_on_any_number_of_threads():
 def test_sampling_gives_the_same_notes_on_any_number_of_threads():
     """The network's chunks and every other op of sampling: the same cells whatever torch's thread count."""
     model = tiny_model()
-    model.config.decode, model.config.line = "count", (False, True, False)
+    model.sampling.decode, model.sampling.line = "count", (False, True, False)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.1)
@@ -197,6 +199,46 @@ def test_save_pretrained_round_trip(tmp_path):
         assert (got == want).all()
 
 
+def old_layout(cfg: dict) -> dict:
+    """A model config in the layout without a "sampling" section: its keys inside "diffusion"."""
+    old = {k: v for k, v in cfg.items() if k != "sampling"}
+    old["diffusion"] = {**cfg["diffusion"], **cfg["sampling"]}
+    return old
+
+
+def test_sampling_settings_are_saved_apart_and_the_older_layout_loads(tmp_path):
+    """config.json has "diffusion" (the trained process) and "sampling"; a config.json or a checkpoint's
+    "config" with the sampling keys inside "diffusion" loads to the same configs and fills the same."""
+    assert not SAMPLING_KEYS & {f.name for f in fields(DiffusionConfig)}
+    model = tiny_model()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    model.sampling = SamplingConfig(sample_steps=2, decode="count", line=(False, True, False), min_note=(0, 2, 2),
+                                    line_starts_free=1.75, chain_pitched=True, chain_guidance=2.0)
+    d = save_pretrained(model, tmp_path / "new", extra={"trained_steps": 5})
+    cfg = json.loads((d / "config.json").read_text())
+    assert set(cfg["sampling"]) == SAMPLING_KEYS and not SAMPLING_KEYS & set(cfg["diffusion"])
+    old = old_layout(cfg)
+    assert "sampling" not in old and split_sampling(old) == cfg
+    folder = tmp_path / "old"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(old))
+    (folder / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes())
+    ck = tmp_path / "ckpt.pt"
+    torch.save({"config": old, "ema": model.state_dict(), "step": 5}, ck)
+    rolls, known = toy_rolls(3, seed=2), np.array([[True, False, False]] * 3)
+    want = fill_chunks(model, rolls, known, seed=1)
+    for path in (d, folder, ck):
+        m = load_model(path)
+        assert m.config == model.config and m.sampling == model.sampling, path
+        assert (fill_chunks(m, rolls, known, seed=1) == want).all(), path
+    resaved = json.loads((save_pretrained(load_model(folder), tmp_path / "again") / "config.json").read_text())
+    assert resaved == {k: v for k, v in cfg.items() if k != "trained_steps"}  # written in the current layout
+    # where both have a key, the "sampling" section's value holds
+    assert split_sampling({**old, "sampling": {"sample_steps": 3}})["sampling"]["sample_steps"] == 3
+
+
 def test_load_model_errors(tmp_path):
     model = tiny_model()
     d = save_pretrained(model, tmp_path / "m")
@@ -255,6 +297,23 @@ def test_train_resume_is_exact(tmp_path, masks):
     assert load_model(tmp_path / "resumed" / "model").config.window == 192
 
 
+def test_train_resumes_a_checkpoint_of_the_older_config_layout(tmp_path):
+    """A checkpoint whose "config" keeps the sampling keys inside "diffusion" (a run started before the
+    "sampling" section) resumes, keeps its sampling settings, and from then on saves the current layout."""
+    cfg = _cfg(tmp_path, out=str(tmp_path / "run"))
+    train(cfg, progress=False, until=3)
+    path = tmp_path / "run" / "ckpt.pt"
+    ck = torch.load(path, weights_only=False)
+    ck["config"]["sampling"].update(sample_steps=2, candidates=3)
+    want = copy.deepcopy(ck["config"])
+    ck["config"] = old_layout(ck["config"])
+    torch.save(ck, path)
+    train(cfg, resume=True, progress=False)
+    ck = torch.load(path, weights_only=False)
+    assert ck["step"] == 5 and ck["config"] == want
+    assert load_model(tmp_path / "run" / "model").sampling == SamplingConfig(**want["sampling"])
+
+
 def test_count_decoding_plays_the_expected_number_of_notes():
     p = torch.zeros(1, 3, 4, 5)
     p[0, 1] = 0.3  # 20 cells at 0.3: sum 6, none reaches 0.5
@@ -289,7 +348,7 @@ def test_consensus_picks_the_candidate_closest_to_the_others():
 
 def test_model_default_candidates_and_count_decode_keep_known_cells():
     model = tiny_model()
-    model.config.decode, model.config.candidates = "count", 3
+    model.sampling.decode, model.sampling.candidates = "count", 3
     rolls = toy_rolls(3, seed=5)
     known = np.array([[True, False, True], [True, False, False], [False, True, True]])
     out = fill_chunks(model, rolls, known, steps=1, seed=1)
@@ -297,7 +356,11 @@ def test_model_default_candidates_and_count_decode_keep_known_cells():
     assert (out[k] == rolls[k]).all()
     assert (out == fill_chunks(model, rolls, known, steps=1, seed=1, candidates=3)).all()
     with pytest.raises(ValueError, match="decode"):
-        DiffusionConfig(decode="argmax")
+        SamplingConfig(decode="argmax")
+    with pytest.raises(ValueError, match="candidates"):
+        SamplingConfig(candidates=0)
+    with pytest.raises(TypeError):  # sampling settings are not part of the trained process
+        DiffusionConfig(decode="count")
 
 
 def test_count_decoding_drops_notes_shorter_than_min_note():
@@ -377,7 +440,7 @@ def test_line_starts_per_window_and_where_the_guitar_is_filled_too():
     assert [[n[0] for n in sorted(_line_notes(x[i]))] for i in range(2)] == [[0], [0, 6]]  # round(0.5 x 2.45), round(1.0 x 2.45)
 
     model = tiny_model()
-    model.config.line_starts, model.config.line_starts_free = 1.25, 1.75
+    model.sampling.line_starts, model.sampling.line_starts_free = 1.25, 1.75
     known = torch.tensor([[True, False, True],  # bass alone
                           [True, False, False],  # bass and guitar
                           [False, False, True]])  # drums and bass: the guitar is known
@@ -386,7 +449,7 @@ def test_line_starts_per_window_and_where_the_guitar_is_filled_too():
     assert model.line_starts(pitched_open(full, 1)).tolist() == [1.25, 1.75, 1.25]
     full[0, 2, :, 3] = False  # a --bars range regenerating the guitar too: some guitar cells open
     assert pitched_open(full, 1).tolist()[0]
-    model.config.line_starts_free = None  # older configs: one multiplier everywhere
+    model.sampling.line_starts_free = None  # one multiplier everywhere
     assert model.line_starts(pitched_open(full, 1)).tolist() == [1.25, 1.25, 1.25]
 
 
@@ -407,11 +470,11 @@ def test_diatonic_rows_keep_a_line_in_the_scale_p_favours():
     assert _line_notes(decode_line(p, none, starts=1.0, sounding=0.3, rows=rows)[0])[-1][2] == 0  # C
 
     model = tiny_model()
-    model.config.line_scale = True
+    model.sampling.line_scale = True
     free = torch.tensor([True, False])
     lim = model.line_rows(p.expand(2, P, L), free)
     assert lim[0].tolist() == rows[0].tolist() and lim[1].all()  # a known guitar: no limit
-    model.config.line_scale = False
+    model.sampling.line_scale = False
     assert model.line_rows(p, free[:1]) is None
 
 
@@ -440,14 +503,14 @@ def test_partial_mass_gives_a_partly_known_channel_the_mass_of_a_wholly_missing_
     assert float(p[0, 1][missing].sum()) != pytest.approx(float(p_ref[0, 1][missing].sum()), rel=1e-4)
     assert torch.equal(out[0, 1][~missing], p[0, 1][~missing])  # known cells: as they were
     assert torch.equal(out[1], p[1]) and torch.equal(out[0, [0, 2]], p[0, [0, 2]])  # nothing partly known
-    model.config.partial_mass = True
+    model.sampling.partial_mass = True
     filled = model.sample(ctx & known, known, steps=1, seed=0)
     assert torch.equal(filled[known], (ctx & known)[known])
 
 
 def test_line_decoding_in_the_sampler_is_saved_and_keeps_known_cells(tmp_path):
     model = tiny_model()
-    model.config.decode, model.config.line, model.config.min_note = "count", (False, True, False), (0, 2, 2)
+    model.sampling.decode, model.sampling.line, model.sampling.min_note = "count", (False, True, False), (0, 2, 2)
     rolls = toy_rolls(4, seed=7)
     known = np.array([[True, False, True]] * 4)
     out = fill_chunks(model, rolls, known, steps=1, seed=3)
@@ -455,7 +518,7 @@ def test_line_decoding_in_the_sampler_is_saved_and_keeps_known_cells(tmp_path):
     assert out[:, 1].sum(1).max() <= 1  # the bass is one line
     save_pretrained(model, tmp_path / "m")
     again = load_model(tmp_path / "m")
-    assert again.config.line == (False, True, False) and again.config.line_starts == model.config.line_starts
+    assert again.sampling.line == (False, True, False) and again.sampling.line_starts == model.sampling.line_starts
     assert (fill_chunks(again, rolls, known, steps=1, seed=3) == out).all()
 
 

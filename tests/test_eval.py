@@ -249,15 +249,15 @@ def test_cli_eval_no_manifest(tmp_path):
 def _save_tiny_model(where: Path, window: int) -> Path:
     import torch
 
-    from stemfill.pianoroll.diffusion import DiffusionConfig
+    from stemfill.pianoroll.diffusion import DiffusionConfig, SamplingConfig
     from stemfill.pianoroll.model import build_model, save_pretrained
     from stemfill.pianoroll.unet import UNetConfig
 
     torch.manual_seed(0)
     net = UNetConfig(channels=(4, 8), down=((2, 2),), layers=(0, 1), norm_groups=4, time_dim=16, attention=False,
                      prior_logit=0.5)
-    return save_pretrained(build_model(net, DiffusionConfig(sample_steps=1, window=window, density=(0.3, 0.3, 0.3))),
-                           where)
+    return save_pretrained(build_model(net, DiffusionConfig(window=window, density=(0.3, 0.3, 0.3)),
+                                       sampling=SamplingConfig(sample_steps=1)), where)
 
 
 def test_cli_eval_model_and_shape_check(folder, tmp_path):
@@ -281,7 +281,7 @@ def test_cli_eval_model_and_shape_check(folder, tmp_path):
 def _save_paper_model(where: Path, stem: str, seed: int) -> Path:
     import torch
 
-    from stemfill.pianoroll.diffusion import DiffusionConfig
+    from stemfill.pianoroll.diffusion import DiffusionConfig, SamplingConfig
     from stemfill.pianoroll.model import build_model, save_pretrained
     from stemfill.pianoroll.unet import UNetConfig
 
@@ -289,8 +289,8 @@ def _save_paper_model(where: Path, stem: str, seed: int) -> Path:
     # untrained, very small nets biased towards notes (prior logit > 0), so a filled channel is visibly non-empty
     net = UNetConfig(channels=(4, 8), down=((2, 2),), layers=(0, 1), norm_groups=4, time_dim=16, attention=False,
                      prior_logit=0.5)
-    m = build_model(net, DiffusionConfig(objective="atassi", remove_only=stem, density=(0.3, 0.3, 0.3),
-                                         sample_steps=1, window=L))
+    m = build_model(net, DiffusionConfig(objective="atassi", remove_only=stem, density=(0.3, 0.3, 0.3), window=L),
+                    sampling=SamplingConfig(sample_steps=1))
     return save_pretrained(m, where)
 
 

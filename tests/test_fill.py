@@ -14,7 +14,7 @@ import stemfill
 from stemfill.cli import app
 from stemfill.errors import StemfillError
 from stemfill.evaluation.metrics import onsets
-from stemfill.pianoroll.diffusion import DiffusionConfig
+from stemfill.pianoroll.diffusion import DiffusionConfig, SamplingConfig
 from stemfill.pianoroll.fill import (fill_chunks, fill_roll, fill_song, gap_steps, load_model,
                                      window_plan)
 from stemfill.song.io import read_song, write_song
@@ -30,7 +30,8 @@ from stemfill.pianoroll.unet import UNetConfig
 def model():
     torch.manual_seed(0)
     # an untrained net biased towards notes (prior logit > 0), so that "adds a track" is visible
-    return build_model(UNetConfig(**PRESETS["tiny"], prior_logit=0.5), DiffusionConfig(density=(0.3, 0.3, 0.3), sample_steps=3))
+    return build_model(UNetConfig(**PRESETS["tiny"], prior_logit=0.5), DiffusionConfig(density=(0.3, 0.3, 0.3)),
+                       sampling=SamplingConfig(sample_steps=3))
 
 
 def notes_of(track):
@@ -139,7 +140,8 @@ def test_chain_pitched_fills_the_guitar_given_the_new_bass(monkeypatch):
     """With bass and guitar both missing, the guitar is filled in a second pass that sees the bass just
     written as context (one-step fills draw the two parts independently: they need not share a key)."""
     torch.manual_seed(0)
-    m = build_model(UNetConfig(**PRESETS["tiny"], prior_logit=0.5), DiffusionConfig(density=(0.3, 0.3, 0.3), sample_steps=1))
+    m = build_model(UNetConfig(**PRESETS["tiny"], prior_logit=0.5), DiffusionConfig(density=(0.3, 0.3, 0.3)),
+                    sampling=SamplingConfig(sample_steps=1))
     calls = []
     real_sample = m.sample
 
@@ -151,11 +153,11 @@ def test_chain_pitched_fills_the_guitar_given_the_new_bass(monkeypatch):
     monkeypatch.setattr(m, "sample", spy)
     rolls = toy_rolls(3, seed=2)
     known = np.array([[True, False, False], [True, False, False], [True, True, False]])  # the last: guitar only
-    m.config.chain_pitched = False
+    m.sampling.chain_pitched = False
     fill_chunks(m, rolls, known, seed=1, candidates=1)
     assert len(calls) == 1
     calls.clear()
-    m.config.chain_pitched = True
+    m.sampling.chain_pitched = True
     out = fill_chunks(m, rolls, known, seed=1, candidates=1)
     assert len(calls) == 2
     ctx2, known2, out2 = calls[1]
@@ -168,16 +170,17 @@ def test_chain_pitched_fills_the_guitar_given_the_new_bass(monkeypatch):
 
 def test_chain_guidance_holds_for_the_guitar_pass_only(monkeypatch):
     """``chain_guidance`` guides the second (guitar given the new bass) pass; the first pass keeps the
-    config's ``guidance``, and a caller's explicit ``guidance`` holds for both passes."""
+    sampling config's ``guidance``, and a caller's explicit ``guidance`` holds for both passes."""
     torch.manual_seed(0)
     m = build_model(UNetConfig(**PRESETS["tiny"], prior_logit=0.5),
-                    DiffusionConfig(density=(0.3, 0.3, 0.3), sample_steps=1, chain_pitched=True, chain_guidance=2.0))
+                    DiffusionConfig(density=(0.3, 0.3, 0.3)),
+                    sampling=SamplingConfig(sample_steps=1, chain_pitched=True, chain_guidance=2.0))
     seen = []
     real_guided = m.guided_logits
 
-    def spy(x_t, known, context, t, guidance, other=None):
+    def spy(x_t, known, context, t, guidance, other=None, controls=None):
         seen.append(guidance)
-        return real_guided(x_t, known, context, t, guidance, other)
+        return real_guided(x_t, known, context, t, guidance, other, controls)
 
     monkeypatch.setattr(m, "guided_logits", spy)
     rolls = toy_rolls(2, seed=3)
@@ -187,12 +190,12 @@ def test_chain_guidance_holds_for_the_guitar_pass_only(monkeypatch):
     assert (out[:, 0] == rolls[:, 0]).all()
     guided = out.copy()
     seen.clear()
-    m.config.chain_guidance = None  # falls back to the config's guidance
+    m.sampling.chain_guidance = None  # falls back to the sampling config's guidance
     unguided = fill_chunks(m, rolls, known, seed=1, candidates=1)
     assert seen == [1.0, 1.0]
     assert (unguided[:, 1] == guided[:, 1]).all()  # the same first pass; only the guitar pass changed
     seen.clear()
-    m.config.chain_guidance = 2.0
+    m.sampling.chain_guidance = 2.0
     fill_chunks(m, rolls, known, seed=1, candidates=1, guidance=1.5)
     assert seen == [1.5, 1.5]
 
@@ -204,6 +207,26 @@ DEFAULT = Path(stemfill.__file__).parent / "models" / "default"
 
 def _notes(track):
     return [(n.start, n.duration, n.pitch) for n in track.notes]
+
+
+def test_default_model_config_in_either_layout(tmp_path):
+    """The shipped config.json keeps the sampling settings in "sampling"; the same config with them inside
+    "diffusion" (the layout of older model folders and checkpoints) loads to the same model."""
+    import json
+    import shutil
+
+    cfg = json.loads((DEFAULT / "config.json").read_text())
+    assert cfg["sampling"]["sample_steps"] == 1 and cfg["sampling"]["chain_pitched"]
+    assert "sample_steps" not in cfg["diffusion"]
+    old = {k: v for k, v in cfg.items() if k != "sampling"}
+    old["diffusion"] = {**cfg["diffusion"], **cfg["sampling"]}
+    folder = tmp_path / "old"
+    folder.mkdir()
+    shutil.copyfile(DEFAULT / "model.safetensors", folder / "model.safetensors")
+    (folder / "config.json").write_text(json.dumps(old))
+    new, again = load_model(DEFAULT), load_model(folder)
+    assert again.config == new.config and again.sampling == new.sampling
+    assert new.sampling == SamplingConfig(**cfg["sampling"])
 
 
 @pytest.mark.parametrize("rel, add, out_ext", [
@@ -246,7 +269,7 @@ def test_default_model_fills_the_gaps_between_windows():
     its register there; ``partial_mass`` gives the gaps at least as many starts as without it.
     (docs/model-card.md has the measured densities of this and the earlier defaults.)"""
     model = load_model(DEFAULT)
-    assert model.config.partial_mass
+    assert model.sampling.partial_mass
     roll = encode(read_song(Path(__file__).parents[1] / "examples" / "drums.mid"))
     T = roll.shape[-1]
     known = np.ones((3, T), dtype=bool)
@@ -256,7 +279,7 @@ def test_default_model_fills_the_gaps_between_windows():
     rows = BASS_LOW + np.arange(roll.shape[1])
     in_gaps = {}
     for on in (True, False):
-        model.config.partial_mass = on
+        model.sampling.partial_mass = on
         out = fill_roll(model, roll, known, seed=0)
         starts = [onsets(out[c], "bass") for c in (1, 2)]  # (P, T) note starts
         in_gaps[on] = [st.any(0)[gap].mean() for st in starts]

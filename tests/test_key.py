@@ -9,7 +9,7 @@ from symbolic_toy import toy_song
 
 from stemfill.errors import StemfillError
 from stemfill.pianoroll import key as K
-from stemfill.pianoroll.diffusion import DiffusionConfig
+from stemfill.pianoroll.diffusion import DiffusionConfig, SamplingConfig
 from stemfill.pianoroll.fill import fill_song
 from stemfill.pianoroll.model import build_model
 from stemfill.pianoroll.grid import CHANNEL, GUITAR_LOW
@@ -51,7 +51,8 @@ def test_transpose_wraps_an_octave_at_the_edges():
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return build_model(UNetConfig(**PRESETS["tiny"], prior_logit=0.5), DiffusionConfig(density=(0.3, 0.3, 0.3), sample_steps=2))
+    return build_model(UNetConfig(**PRESETS["tiny"], prior_logit=0.5), DiffusionConfig(density=(0.3, 0.3, 0.3)),
+                       sampling=SamplingConfig(sample_steps=2))
 
 
 def _hist(filled):

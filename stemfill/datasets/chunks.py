@@ -18,6 +18,10 @@ schema: ``config`` (steps_per_beat, n_pitches, bass_low, guitar_low, stems, chun
 min_stems, require_all, seed, split, max_bars, format), ``counts`` (songs and chunks per
 split), ``songs`` (also root, title, time_signature, chunk_stems) and ``skipped`` (path, root,
 one-line reason, kind: error / duplicate / filtered, hash when known).
+
+Beside the three splits ``stemfill convert`` assigns (by content hash, unchanged), ``load_chunks`` reads
+the evaluation split ``band`` (``BAND``): real band parts, selected from the manifest's song entries by
+their input folder (``root``), see ``in_split``. It is for scoring only, never for training.
 """
 
 from __future__ import annotations
@@ -35,6 +39,13 @@ from stemfill.pianoroll.roll import pack, unpack
 from stemfill.song.song import STEMS
 
 SPLITS = ("train", "valid", "test")
+# The "band" evaluation split (issue 13): the test-split songs of the onyxite folder (band transcriptions) and
+# the multi-track songs (at least two of drums, bass, guitar) of the guitarpro folder, whatever split convert
+# gave them: folder name -> the convert splits taken from it. Not a split convert assigns; a model trained on
+# a folder's train split has seen the guitarpro songs convert put there (say so where band numbers are shown).
+BAND = "band"
+BAND_SOURCES = {"onyxite": ("test",), "guitarpro": SPLITS}
+EVAL_SPLITS = SPLITS + (BAND,)
 
 
 CONTEXT_FORMAT = 2  # the first chunk format whose shards hold the context
@@ -99,16 +110,39 @@ def read_manifest(root: str | Path) -> dict:
         raise StemfillError(f"{p}: corrupt manifest ({e})") from e
 
 
-def load_chunks(root: str | Path, split: str | None = "train", require: tuple[str, ...] = ()) -> Chunks:
-    """All chunks of one split (None = every split). ``require``: keep chunks where these stems have notes."""
-    if split is not None and split not in SPLITS:
-        raise StemfillError(f"unknown split {split!r}; expected one of {SPLITS}")
+def root_name(song: dict) -> str:
+    """The name of the input folder a manifest song entry came from ("corpus", "onyxite", ...)."""
+    return Path(str(song.get("root", ""))).name
+
+
+def in_split(song: dict, split: str | None) -> bool:
+    """Whether a manifest song entry belongs to ``split``: one of ``SPLITS`` (the entry's own "split", as
+    convert assigned it), None (any), or ``BAND``: a song from a ``BAND_SOURCES`` folder in one of the
+    splits taken from it, with at least two of drums, bass and guitar (its "stems")."""
+    if split is None:
+        return True
+    if split == BAND:
+        taken = BAND_SOURCES.get(root_name(song), ())
+        return song.get("split") in taken and len(song.get("stems", ())) >= 2
+    return song.get("split") == split
+
+
+def load_chunks(root: str | Path, split: str | None = "train", require: tuple[str, ...] = (),
+                roots: tuple[str, ...] | None = None, exclude: str | None = None) -> Chunks:
+    """All chunks of one split (None = every split; ``BAND``: the band evaluation split, ``in_split``).
+    ``require``: keep chunks where these stems have notes. ``roots``: keep songs from these input folders
+    only (names, as ``root_name``). ``exclude``: leave out the songs of this split (e.g. train chunks for a
+    baseline scored on the band split, which takes songs from the train split too)."""
+    for s in (split, exclude):
+        if s is not None and s not in EVAL_SPLITS:
+            raise StemfillError(f"unknown split {s!r}; expected one of {EVAL_SPLITS}")
     m = read_manifest(root)
     fmt = m.get("config", {}).get("format")
     if fmt is not None and int(fmt) < CONTEXT_FORMAT:
         raise StemfillError(f"{root}: chunks of format {fmt}, made before the model heard the other instruments "
                             f"(format {CONTEXT_FORMAT}); convert the songs again with `stemfill convert`")
-    songs = [s for s in m["songs"] if split is None or s["split"] == split]
+    songs = [s for s in m["songs"] if in_split(s, split) and (roots is None or root_name(s) in roots)
+             and not (exclude is not None and in_split(s, exclude))]
     rolls, idx, offs, ctx = [], [], [], []
     for i, s in enumerate(songs):
         if not s.get("n_chunks"):
@@ -121,7 +155,8 @@ def load_chunks(root: str | Path, split: str | None = "train", require: tuple[st
         ctx.append(c)
         idx.append(np.full(len(r), i))
     if not rolls:
-        raise StemfillError(f"{root}: split {split!r} has no chunks")
+        where = f" in folders {', '.join(roots)}" if roots is not None else ""
+        raise StemfillError(f"{root}: split {split!r}{where} has no chunks")
     context = np.concatenate(ctx)
     ch = Chunks(np.concatenate(rolls), np.concatenate(idx), np.concatenate(offs), songs, m.get("config", {}),
                 context if context.any() else None)

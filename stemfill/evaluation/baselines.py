@@ -357,7 +357,7 @@ class PaperSystem:
     channels: with two stems missing, the first model sees the second stem as unknown (still empty)
     and the second model sees the first one's output as known context. That chaining is how the
     per-instrument models fill more than one stem here (each model only ever learned to fill its own).
-    Steps default to each model's own config (the Atassi sampler with its ``sample_steps``)."""
+    Steps default to each model's own sampling config (``model.sampling.sample_steps``)."""
 
     name = "paper"
 

@@ -27,6 +27,7 @@ import numpy as np
 from stemfill.datasets.chunks import Chunks
 from stemfill.errors import StemfillError
 from stemfill.evaluation import metrics as M
+from stemfill.evaluation import realism as R
 from stemfill.pianoroll.grid import STEPS_PER_BEAT
 from stemfill.song.song import STEMS
 
@@ -104,12 +105,18 @@ def case_batches(chunks: Chunks, idx: np.ndarray, missing, ci: int, seed: int = 
 
 def evaluate(system, chunks: Chunks, kinds=KINDS, seed: int = 0, limit: int | None = None,
              batch_size: int = 64, progress: Callable[[int], None] | None = None,
-             examples: list | None = None, n_examples: int = 0) -> dict:
+             examples: list | None = None, n_examples: int = 0, realism: bool | str = False) -> dict:
     """Score one system. Returns {case key: {"n": count, "fill_seconds": s, metric: mean, ...}}.
 
     Means skip NaN ("undefined" instances); a metric undefined everywhere is None.
     ``progress(k)`` is called after each batch with its size. The first ``n_examples`` fills of
     each case are appended to ``examples`` as dicts (key, chunk, real, generated) for plotting.
+    ``realism``: also run the classifier two-sample test (``realism.two_sample_accuracy`` on
+    ``realism.segment_features`` of the filled vs the real stems, folds grouped by song, seeded with
+    ``seed``; True: its default classifier, or one of ``realism.CLASSIFIERS`` by name) and add ``realism/accuracy``, ``realism/accuracy_std``, ``realism/folds``, the same test
+    of real parts against other real parts of the same songs (``realism/control_accuracy``,
+    ``realism/control_std``)
+    and the tell-tale statistics ``telltale/<stat>/gen`` and ``telltale/<stat>/real``.
     """
     if len(chunks) == 0:
         raise StemfillError("no chunks to evaluate")
@@ -118,6 +125,7 @@ def evaluate(system, chunks: Chunks, kinds=KINDS, seed: int = 0, limit: int | No
     spb = int(chunks.config.get("steps_per_beat", STEPS_PER_BEAT))
     if hasattr(system, "check"):
         system.check(chunks)
+    classifier = _classifier(realism)
     sel = select(len(chunks), limit, seed)
     cases = make_cases(chunks.present[sel], kinds)
     out: dict[str, dict] = {}
@@ -126,6 +134,8 @@ def evaluate(system, chunks: Chunks, kinds=KINDS, seed: int = 0, limit: int | No
         per: dict[int, dict[str, list]] = {c: {} for c in case.missing}
         values = {c: {"gen": {}, "real": {}} for c in case.missing}
         feats = {c: {"gen": [], "real": []} for c in case.missing}
+        looks = {c: {"gen": [], "real": [], "gen_x": [], "real_x": []} for c in case.missing}  # realism inputs
+        songs = chunks.song_index[idx]
         exact, seconds = [], 0.0
         batches = case_batches(chunks, idx, case.missing, ci, seed, batch_size)
         for bi, (truth, known, masked, rng, other) in enumerate(batches):
@@ -152,6 +162,10 @@ def evaluate(system, chunks: Chunks, kinds=KINDS, seed: int = 0, limit: int | No
                         values[c][side].setdefault(k, []).append(v)
                     s = M.stem_stats(x, stem, spb)
                     feats[c][side].append(np.stack([s[k] for k in M.STATS[stem]], axis=1))
+                if realism:
+                    for side, r in (("gen", filled), ("real", truth)):
+                        looks[c][side].append(R.segment_features(r, c, spb, other))
+                        looks[c][f"{side}_x"].append(r[:, c])
             if examples is not None and bi == 0:
                 for j in range(min(n_examples, len(truth))):
                     examples.append({"case": case.name, "chunk": int(idx[j]), "real": truth[j],
@@ -170,8 +184,35 @@ def evaluate(system, chunks: Chunks, kinds=KINDS, seed: int = 0, limit: int | No
             if feats[c]["gen"]:
                 res["dist/FD"] = M.frechet_distance(np.concatenate(feats[c]["gen"]), np.concatenate(feats[c]["real"]))
             res["fidelity/known_exact"] = fidelity
+            if realism and looks[c]["gen"]:
+                res.update(_realism(looks[c], songs, STEMS[c], spb, seed, classifier))
             out[case.key(c)] = res
     return out
+
+
+def _classifier(realism: bool | str) -> str | None:
+    """The two-sample test's classifier for ``realism`` (False: none; True: the default)."""
+    if realism is False or realism is None:
+        return None
+    name = R.CLASSIFIERS[0] if realism is True else str(realism)
+    if name not in R.CLASSIFIERS:
+        raise StemfillError(f"unknown realism classifier {name!r}; expected one of {', '.join(R.CLASSIFIERS)}")
+    return name
+
+
+def _realism(looks: dict, songs: np.ndarray, stem: str, spb: int, seed: int, classifier: str) -> dict:
+    """The realism keys of one filled stem: two-sample accuracy (real vs filled, grouped by song), the
+    same test of real parts against other real parts of the same songs (the noise floor), and the tell-tale
+    statistics of the filled and the real parts."""
+    real = np.concatenate(looks["real"])
+    t = R.two_sample_accuracy(real, np.concatenate(looks["gen"]), songs, seed, classifier=classifier)
+    ctl = R.control_accuracy(real, songs, seed, classifier=classifier)
+    res = {"realism/accuracy": t["accuracy"], "realism/accuracy_std": t["std"], "realism/folds": t["folds"],
+           "realism/control_accuracy": ctl["accuracy"], "realism/control_std": ctl["std"]}
+    for side in ("gen", "real"):
+        for k, v in R.stem_telltales(np.concatenate(looks[f"{side}_x"]), stem, spb).items():
+            res[f"telltale/{k}/{side}"] = v
+    return res
 
 
 def _nanmean(v: np.ndarray):
@@ -182,24 +223,27 @@ def _nanmean(v: np.ndarray):
 
 def evaluate_many(systems: dict, chunks: Chunks, kinds=KINDS, seed: int = 0, limit: int | None = None,
                   batch_size: int = 64, progress: Callable[[str, int], None] | None = None,
-                  n_examples: int = 0) -> tuple[dict, list]:
+                  n_examples: int = 0, realism: bool | str = False) -> tuple[dict, list]:
     """Score several systems on the same chunks. Returns (report, examples).
 
     report = {"config": {...}, "results": {system: {case key: {metric: value}}}}.
+    ``realism``: add the classifier two-sample test and tell-tale statistics (``evaluate``).
     """
     report = {
         "config": {"seed": seed, "limit": limit, "kinds": list(kinds), "n_chunks": int(len(chunks)),
                    "n_selected": int(len(select(len(chunks), limit, seed))),
                    "chunk_shape": list(chunks.rolls.shape[1:]),
                    "steps_per_beat": int(chunks.config.get("steps_per_beat", STEPS_PER_BEAT)),
-                   "qn_min_steps": M.QN_MIN_STEPS, "beats_per_bar": M.BEATS_PER_BAR},
+                   "qn_min_steps": M.QN_MIN_STEPS, "beats_per_bar": M.BEATS_PER_BAR,
+                   "realism": _classifier(realism) or False},
         "results": {},
     }
     examples: list = []
     for name, system in systems.items():
         ex: list = []
         cb = None if progress is None else (lambda k, _n=name: progress(_n, k))
-        report["results"][name] = evaluate(system, chunks, kinds, seed, limit, batch_size, cb, ex, n_examples)
+        report["results"][name] = evaluate(system, chunks, kinds, seed, limit, batch_size, cb, ex, n_examples,
+                                           realism)
         examples += [dict(e, system=name) for e in ex]
     return report, examples
 
@@ -231,6 +275,51 @@ def table_rows(report: dict, key: str, metrics=HEADLINE) -> tuple[list[str], lis
         rows.append([name] + (["–"] * (len(header) - 1) if r is None else
                               [_fmt(r.get("n"))] + [_fmt(r.get(m)) for m in metrics]))
     return header, rows
+
+
+TELLTALE_LABELS = {"toms": "toms", "cymbals": "cymbals", "hihats": "hi-hats", "repeat_rate": "repeat",
+                   "median_interval": "med interval", "notes_per_onset": "notes/onset", "notes_per_bar": "notes/bar"}
+REALISM_LEGEND = ("acc = realism/accuracy: held-out accuracy of a classifier telling the filled stems from the real "
+                  "ones (0.5 = cannot tell, 1 = always can), folds grouped by song; ± = its std over the folds; "
+                  "'real parts': the same test of real parts against other real parts of the same songs "
+                  "(realism/control_accuracy, the noise floor). The other columns are tell-tale statistics of the "
+                  "filled stems (telltale/<stat>/gen; 'real parts': telltale/<stat>/real): share of drum hits on "
+                  "toms, cymbals, hi-hats; share of successive bass/guitar notes repeating a pitch, median "
+                  "|interval| in semitones, notes per onset; notes a bar")
+
+
+def realism_rows(report: dict, key: str) -> tuple[list[str], list[list[str]]] | None:
+    """Header and rows of one case's realism table (one row per system, then the real parts' tell-tales),
+    or None where the report has no realism numbers for ``key``."""
+    have = {n: r[key] for n, r in report["results"].items() if key in r and "realism/accuracy" in r[key]}
+    if not have:
+        return None
+    stats = [k.split("/")[1] for k in next(iter(have.values())) if k.startswith("telltale/") and k.endswith("/gen")]
+    header = ["system", "n", "acc", "±"] + [TELLTALE_LABELS.get(k, k) for k in stats]
+    rows = [[n, _fmt(r.get("n")), _fmt(r["realism/accuracy"]), _fmt(r.get("realism/accuracy_std"))]
+            + [_fmt(r.get(f"telltale/{k}/gen")) for k in stats] for n, r in have.items()]
+    first = next(iter(have.values()))
+    rows.append(["real parts", _fmt(first.get("n")), _fmt(first.get("realism/control_accuracy")),
+                 _fmt(first.get("realism/control_std"))] + [_fmt(first.get(f"telltale/{k}/real")) for k in stats])
+    return header, rows
+
+
+def realism_markdown(report: dict) -> str:
+    """One markdown table per case of the realism numbers (``realism_rows``); empty without them."""
+    parts = []
+    for key in case_keys(report):
+        got = realism_rows(report, key)
+        if got is None:
+            continue
+        header, rows = got
+        parts.append(f"### {key}\n")
+        parts.append("| " + " | ".join(header) + " |")
+        parts.append("|" + "|".join(["---"] + ["--:"] * (len(header) - 1)) + "|")
+        parts += ["| " + " | ".join(r) + " |" for r in rows]
+        parts.append("")
+    if parts:
+        parts.append(f"Columns: {REALISM_LEGEND}.")
+    return "\n".join(parts)
 
 
 def markdown(report: dict, metrics=HEADLINE) -> str:
@@ -277,6 +366,21 @@ def print_report(report: dict, console=None) -> None:
             table.add_row(*r)
         console.print(table)
     console.print(f"[dim]{legend()}[/dim]")
+    shown = False
+    for key in case_keys(report):
+        got = realism_rows(report, key)
+        if got is None:
+            continue
+        header, rows = got
+        table = Table(title=f"realism {key}", title_justify="left")
+        for i, h in enumerate(header):
+            table.add_column(h, justify="left" if i == 0 else "right")
+        for r in rows:
+            table.add_row(*r)
+        console.print(table)
+        shown = True
+    if shown:
+        console.print(f"[dim]{REALISM_LEGEND}[/dim]")
 
 
 def write_json(report: dict, path: str | Path) -> Path:
@@ -311,14 +415,16 @@ def plot_examples(examples: list, out_dir: str | Path, steps_per_beat: int = STE
 def run(data: str | Path, split: str = "test", systems=("real", "random", "rule", "retrieval"),
         model: str | Path | None = None, limit: int | None = None, seed: int = 0, kinds=KINDS,
         batch_size: int = 64, progress_factory=None, n_examples: int = 0, steps: int | None = None,
-        paper_models: str | Path | None = None, context: bool = True, chunk_filter: str = "all"):
+        paper_models: str | Path | None = None, context: bool = True, chunk_filter: str = "all",
+        realism: bool | str = False):
     """Load ``split`` (and the train split where a system needs it) of a chunks folder, build the
     systems and score them. ``model`` feeds the 'model' system, ``paper_models`` (a folder of
     drums/bass/guitar models, or a comma list) the 'paper' system. ``progress_factory(name, total)``
     returns a callable advanced by batch sizes. ``context``: give the model the song's other tracks
     (False: score it deaf to them). ``chunk_filter``: all, with-context or without-context (the chunks
-    whose songs have other pitched tracks sounding in them, or not). Returns (report, examples)."""
-    from stemfill.datasets.chunks import load_chunks
+    whose songs have other pitched tracks sounding in them, or not). ``realism``: add the classifier
+    two-sample test and the tell-tale statistics per case and system (True, or a classifier's name). Returns (report, examples)."""
+    from stemfill.datasets.chunks import BAND, load_chunks
     from stemfill.evaluation.baselines import SYSTEMS, get_system
 
     names = list(dict.fromkeys(systems))
@@ -339,7 +445,7 @@ def run(data: str | Path, split: str = "test", systems=("real", "random", "rule"
         raise StemfillError(f"{data}: split {split!r} has no chunks ({chunk_filter})")
     train = None
     if any(n in ("random", "retrieval") for n in names):
-        train = load_chunks(data, "train")
+        train = load_chunks(data, "train", exclude=BAND if split == BAND else None)  # band takes train songs too
         if train.rolls.shape[2:] != chunks.rolls.shape[2:]:
             raise StemfillError(f"{data}: train chunks {train.rolls.shape[2:]} and {split} chunks "
                                 f"{chunks.rolls.shape[2:]} differ in shape")
@@ -353,7 +459,7 @@ def run(data: str | Path, split: str = "test", systems=("real", "random", "rule"
         total = count_instances(chunks, kinds, seed, limit)
         bars = {n: progress_factory(n, total) for n in names}
         progress = lambda name, k: bars[name](k)  # noqa: E731
-    report, examples = evaluate_many(built, chunks, kinds, seed, limit, batch_size, progress, n_examples)
+    report, examples = evaluate_many(built, chunks, kinds, seed, limit, batch_size, progress, n_examples, realism)
     report["config"].update(data=str(data), split=split, model=None if model is None else str(model),
                             context=context, chunks=chunk_filter)
     if "paper" in names:

@@ -1,9 +1,9 @@
 """Binary (Bernoulli) diffusion over piano rolls, with masked ("subtractive") training.
 
-``BinaryDiffusion(net, config)`` owns the noise process; ``net`` (``unet.UNet``) only
-maps (planes, t) -> x0 logits. ``forward(x0, known) -> loss``; ``sample(context,
-known, ...) -> rolls`` re-imposes the known cells at every step and returns them
-bit-exact.
+``BinaryDiffusion(net, config, sampling)`` owns the noise process (``DiffusionConfig``, fixed by
+training) and samples it as ``SamplingConfig`` says; ``net`` (``unet.UNet``) only maps
+(planes, t) -> x0 logits. ``forward(x0, known) -> loss``; ``sample(context, known, ...) -> rolls``
+re-imposes the known cells at every step and returns them bit-exact.
 
 Objectives
 ----------
@@ -25,7 +25,8 @@ first *when* notes start (peaks of the summed rise of P, over all pitches), then
 pitch and length. A start whose pitch is uncertain still counts in full, where cell ranking
 would split it over pitches and drop it. Where only drums are known, ``line_starts_free`` and
 ``line_scale`` (one diatonic scale, ``diatonic_rows``) adjust that line; ``partial_mass`` corrects the
-expected number of notes where a channel is known over part of the window only.
+expected number of notes where a channel is known over part of the window only. These settings
+(``decode``, ``threshold``, ``line*``, ``partial_mass``) are ``SamplingConfig`` fields, saved with the model.
 
 ``"atassi"`` (the paper's reference, L. Atassi 2023): ``x_t ~ Bernoulli(x0 (1 -
 beta_t) + r beta_t)``, ``beta_t = (t + 1) / T``, T = 100, L1 loss on the predicted
@@ -45,7 +46,7 @@ guidance; ``guidance`` > 1 at sampling mixes the two predictions in logit space.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -60,12 +61,34 @@ DECODES = ("threshold", "count")
 
 @dataclass
 class DiffusionConfig:
+    """The trained noise process and the data it was trained on; fixed once the model is trained."""
+
     objective: str = "bernoulli"
     density: tuple[float, ...] = (0.02, 0.03, 0.03)  # per-channel prior r; train.py estimates it from data
-    sample_steps: int = 8  # default sampling steps (bernoulli: any; atassi: <= atassi_T)
     atassi_T: int = 100
     cond_drop: float = 0.1  # context dropout in training (classifier-free guidance)
     context_drop: float = 0.3  # training: share of samples that lose the other tracks' context (tabs have none)
+    pos_weight: float = 1.0  # BCE weight of positive cells (bernoulli)
+    max_remove: int = 2  # stems removed per training sample: 1..max_remove
+    remove_only: str = ""  # the paper's setting: always remove this one stem (one model per instrument)
+    window: int = WINDOW  # chunk length it was trained on (steps); whole-song filling uses it
+    steps_per_beat: int = STEPS_PER_BEAT  # the roll grid it was trained on ...
+    bass_low: int = BASS_LOW  # ... and its pitch range: MIDI pitch of the bass's and the guitar's row 0
+    guitar_low: int = GUITAR_LOW
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"DiffusionConfig: objective {self.objective!r} is not one of {OBJECTIVES}")
+        self.density = tuple(float(d) for d in self.density)
+
+
+@dataclass
+class SamplingConfig:
+    """How a trained model samples (``BinaryDiffusion.sample``) and how fill.py drives it. Saved beside the
+    weights (config.json's ``"sampling"``); changing them needs no training. The shipped model's values were
+    chosen on the valid split (docs/model-card.md)."""
+
+    sample_steps: int = 8  # default sampling steps (bernoulli: any; atassi: <= atassi_T)
     guidance: float = 1.0  # default guidance scale at sampling (1 = off)
     threshold: float = 0.5  # the last step keeps a cell where the predicted P(note) >= threshold
     decode: str = "threshold"  # last step: "threshold" (P >= threshold) or "count" (the expected number of notes)
@@ -79,24 +102,18 @@ class DiffusionConfig:
     partial_mass: bool = False  # channels known over part of the window: take the expected count from a whole-channel fill
     chain_pitched: bool = False  # fill.py: with bass and guitar both missing, fill the bass, then the guitar given it
     chain_guidance: float | None = None  # fill.py: guidance of that second (guitar given the new bass) pass; None: guidance
-    pos_weight: float = 1.0  # BCE weight of positive cells (bernoulli)
-    max_remove: int = 2  # stems removed per training sample: 1..max_remove
-    remove_only: str = ""  # the paper's setting: always remove this one stem (one model per instrument)
-    window: int = WINDOW  # chunk length it was trained on (steps); whole-song filling uses it
-    steps_per_beat: int = STEPS_PER_BEAT  # the roll grid it was trained on ...
-    bass_low: int = BASS_LOW  # ... and its pitch range: MIDI pitch of the bass's and the guitar's row 0
-    guitar_low: int = GUITAR_LOW
+    control_guidance: float = 1.0  # models with controls: how far past the fill without them the controls push
 
     def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"DiffusionConfig: objective {self.objective!r} is not one of {OBJECTIVES}")
         if self.decode not in DECODES:
-            raise ValueError(f"DiffusionConfig: decode {self.decode!r} is not one of {DECODES}")
+            raise ValueError(f"SamplingConfig: decode {self.decode!r} is not one of {DECODES}")
         if int(self.candidates) < 1:
-            raise ValueError(f"DiffusionConfig: candidates must be >= 1, got {self.candidates}")
-        self.density = tuple(float(d) for d in self.density)
+            raise ValueError(f"SamplingConfig: candidates must be >= 1, got {self.candidates}")
         self.min_note = tuple(int(v) for v in self.min_note)
         self.line = tuple(bool(v) for v in self.line)
+
+
+SAMPLING_KEYS = frozenset(f.name for f in fields(SamplingConfig))  # config.json's "sampling" keys
 
 
 def cosine_abar(t: torch.Tensor, s: float = 0.008) -> torch.Tensor:
@@ -175,10 +192,12 @@ def remove_only_channel(config: "DiffusionConfig") -> int | None:
 
 
 class BinaryDiffusion(nn.Module):
-    def __init__(self, net: nn.Module, config: DiffusionConfig | None = None):
+    def __init__(self, net: nn.Module, config: DiffusionConfig | None = None, sampling: SamplingConfig | None = None):
         super().__init__()
         self.net = net
         self.config = config or DiffusionConfig()
+        self.sampling = sampling or SamplingConfig()  # read at every sample() call: set it to sample differently
+        self.controls = None  # controls.ControlConfig of a model with control planes (model.build_model sets it)
         self.register_buffer("r", torch.tensor(self.config.density, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
 
     # --- network input ------------------------------------------------------
@@ -187,32 +206,55 @@ class BinaryDiffusion(nn.Module):
         """Planes of the other tracks' context the network reads (0: a model that does not hear them)."""
         return int(getattr(self.net.config, "context_planes", 0))
 
+    @property
+    def control_planes(self) -> int:
+        """Control planes the network reads (``controls.py``; 0: a model without controls)."""
+        return int(getattr(self.net.config, "control_planes", 0))
+
     def model_logits(self, x_t: torch.Tensor, known: torch.Tensor, context: torch.Tensor, t: torch.Tensor,
-                     other: torch.Tensor | None = None) -> torch.Tensor:
-        """``other``: (B, context_planes, P, L) the other tracks' context, or None (nothing there)."""
+                     other: torch.Tensor | None = None, controls: torch.Tensor | None = None) -> torch.Tensor:
+        """``other``: (B, context_planes, P, L) the other tracks' context, or None (nothing there);
+        ``controls``: (B, control_planes, P, L) the control planes, or None (all auto)."""
         k = known.float()
         planes = [x_t.float() * (1 - k), k, context.float() * k]
-        n = self.context_planes
-        if n:
-            planes.append(other.float() if other is not None else x_t.new_zeros(x_t.shape[0], n, *x_t.shape[2:]))
+        if controls is not None:
+            controls = controls.float() * float(getattr(self.net.config, "control_scale", 1.0))
+        for n, extra in ((self.context_planes, other), (self.control_planes, controls)):
+            if n:
+                planes.append(extra.float() if extra is not None else x_t.new_zeros(x_t.shape[0], n, *x_t.shape[2:]))
         planes = torch.cat(planes, dim=1)
         return self.net(planes, t) if torch.is_grad_enabled() else self.net.infer(planes, t)
 
-    def guided_logits(self, x_t, known, context, t, guidance: float, other: torch.Tensor | None = None) -> torch.Tensor:
-        """Classifier-free guidance: the unconditional pass knows nothing (no stems, no other tracks)."""
+    def guided_logits(self, x_t, known, context, t, guidance: float, other: torch.Tensor | None = None,
+                      controls: torch.Tensor | None = None) -> torch.Tensor:
+        """Classifier-free guidance: the unconditional pass knows nothing (no stems, no other tracks, no
+        controls). With controls given and ``sampling.control_guidance`` w != 1, one more pass without the
+        controls (the song's context kept) moves the logits w times as far as the controls move them."""
+        out = self._cfg_logits(x_t, known, context, t, guidance, other, controls)
+        w = float(self.sampling.control_guidance)
+        if controls is not None and w != 1.0 and bool(controls.any()):
+            with_c = out if guidance == 1.0 else self.model_logits(x_t, known, context, t, other, controls)
+            without = self.model_logits(x_t, known, context, t, other, None)
+            out = out + (w - 1.0) * (with_c - without)
+        return out
+
+    def _cfg_logits(self, x_t, known, context, t, guidance: float, other=None, controls=None) -> torch.Tensor:
         if guidance == 1.0:
-            return self.model_logits(x_t, known, context, t, other)
+            return self.model_logits(x_t, known, context, t, other, controls)
         z = torch.zeros_like(known)
         o = None if other is None else torch.cat([other, torch.zeros_like(other)])
+        c = None if controls is None else torch.cat([controls, torch.zeros_like(controls)])
         both = self.model_logits(torch.cat([x_t, x_t]), torch.cat([known, z]), torch.cat([context, z]),
-                                 torch.cat([t, t]), o)
+                                 torch.cat([t, t]), o, c)
         cond, uncond = both.chunk(2)
         return uncond + guidance * (cond - uncond)
 
     # --- training -----------------------------------------------------------
-    def forward(self, x0: torch.Tensor, known: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x0: torch.Tensor, known: torch.Tensor, other: torch.Tensor | None = None,
+                controls: torch.Tensor | None = None) -> torch.Tensor:
         """Loss of predicting x0 on the unknown cells. x0: (B, 3, P, L) {0,1}; known: (B,3) / (B,3,L) / (B,3,P,L);
-        ``other``: the other tracks' context (B, context_planes, P, L), dropped for ``context_drop`` of samples."""
+        ``other``: the other tracks' context (B, context_planes, P, L), dropped for ``context_drop`` of samples;
+        ``controls``: the control planes (B, control_planes, P, L), dropped with the context for ``cond_drop``."""
         cfg = self.config
         x0 = x0.float()
         b = x0.shape[0]
@@ -231,7 +273,9 @@ class BinaryDiffusion(nn.Module):
         if other is not None:  # the unconditional samples lose the other tracks too, and some more lose them alone
             drop_other = drop | (torch.rand(b, device=x0.device) < cfg.context_drop).view(b, 1, 1, 1)
             other = other.float() * ~drop_other
-        logits = self.model_logits(x_t, known_in, x0, t, other)
+        if controls is not None:
+            controls = controls.float() * ~drop
+        logits = self.model_logits(x_t, known_in, x0, t, other, controls)
         w = target.float()
         if cfg.objective == "bernoulli":
             pw = torch.tensor(cfg.pos_weight, device=x0.device)
@@ -245,16 +289,17 @@ class BinaryDiffusion(nn.Module):
     @one_thread_per_op()
     def sample(self, context: torch.Tensor, known: torch.Tensor, steps: int | None = None, seed: int | None = 0,
                guidance: float | None = None, generator: torch.Generator | None = None,
-               other: torch.Tensor | None = None) -> torch.Tensor:
+               other: torch.Tensor | None = None, controls: torch.Tensor | None = None) -> torch.Tensor:
         """Fill the unknown cells of ``context`` (B, 3, P, L). Returns a bool tensor, known cells bit-exact.
-        ``other``: the other tracks' context (B, context_planes, P, L) where the model hears it.
+        ``other``: the other tracks' context (B, context_planes, P, L) where the model hears it;
+        ``controls``: control planes (B, control_planes, P, L) where the model has controls.
 
         Randomness comes from a CPU generator (``generator``, else seeded with ``seed``) so a seed gives the
         same result on any device.
         """
-        cfg = self.config
-        steps = int(steps or cfg.sample_steps)
-        guidance = cfg.guidance if guidance is None else float(guidance)
+        cfg, sc = self.config, self.sampling
+        steps = int(steps or sc.sample_steps)
+        guidance = sc.guidance if guidance is None else float(guidance)
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         g = generator if generator is not None else torch.Generator().manual_seed(int(seed or 0))
@@ -264,6 +309,7 @@ class BinaryDiffusion(nn.Module):
         ctx = ctx & known
         b = ctx.shape[0]
         other = other.to(dev).float() if other is not None and self.context_planes else None
+        controls = controls.to(dev).float() if controls is not None and self.control_planes else None
         r = self.r.expand(ctx.shape)
 
         def bern(p: torch.Tensor) -> torch.Tensor:
@@ -276,7 +322,7 @@ class BinaryDiffusion(nn.Module):
             ts = torch.linspace(cfg.atassi_T - 1, 0, steps).round().long().tolist()
             for i, ti in enumerate(ts):
                 t = torch.full((b,), ti / cfg.atassi_T, device=dev)
-                p = torch.sigmoid(self.guided_logits(x, known, ctx, t, guidance, other))
+                p = torch.sigmoid(self.guided_logits(x, known, ctx, t, guidance, other, controls))
                 x0 = (p >= 0.5).float()
                 keep = (steps - i) / steps  # share of disagreeing noise kept: 1 .. 1/steps (as in the reference)
                 m = bern((x0 != x_init).float() * keep)
@@ -285,20 +331,20 @@ class BinaryDiffusion(nn.Module):
         else:
             for k in range(steps, 0, -1):
                 t = torch.full((b,), k / steps, device=dev)
-                p = torch.sigmoid(self.guided_logits(x, known, ctx, t, guidance, other))
-                if k == 1 and cfg.partial_mass:
-                    p = self.partial_mass(p, x, known, ctx, t, guidance, other)
+                p = torch.sigmoid(self.guided_logits(x, known, ctx, t, guidance, other, controls))
+                if k == 1 and sc.partial_mass:
+                    p = self.partial_mass(p, x, known, ctx, t, guidance, other, controls)
                 if k == 1:
-                    if cfg.decode == "count":
-                        x = self.decode(p, known, cfg.min_note)
-                        for c in (i for i, on in enumerate(cfg.line) if on and i < x.shape[1]):
+                    if sc.decode == "count":
+                        x = self.decode(p, known, sc.min_note)
+                        for c in (i for i, on in enumerate(sc.line) if on and i < x.shape[1]):
                             pc = torch.where(known[:, c], ctx[:, c].float(), p[:, c])
                             free = pitched_open(known, c)
-                            x[:, c] = decode_line(pc, known[:, c].all(1), self.line_starts(free), cfg.line_sounding,
-                                                  cfg.min_note[c] if c < len(cfg.min_note) else 0,
+                            x[:, c] = decode_line(pc, known[:, c].all(1), self.line_starts(free), sc.line_sounding,
+                                                  sc.min_note[c] if c < len(sc.min_note) else 0,
                                                   rows=self.line_rows(pc, free))
                     else:
-                        x = (p >= cfg.threshold).float()
+                        x = (p >= sc.threshold).float()
                     break
                 ab_t = cosine_abar(t).view(b, 1, 1, 1)
                 ab_s = cosine_abar(torch.full((b,), (k - 1) / steps, device=dev)).view(b, 1, 1, 1)
@@ -306,7 +352,7 @@ class BinaryDiffusion(nn.Module):
             out = x.bool()
         return torch.where(known, ctx, out)
 
-    def partial_mass(self, p, x, known, ctx, t, guidance, other=None) -> torch.Tensor:
+    def partial_mass(self, p, x, known, ctx, t, guidance, other=None, controls=None) -> torch.Tensor:
         """Rescale P where a channel is known over part of the window only (whole-song filling's second
         pass: the part already written in the overlaps is context), so its missing cells carry as much
         P as when the whole channel is missing.
@@ -325,7 +371,8 @@ class BinaryDiffusion(nn.Module):
             return p
         kr = full_mask(flat[rows].all(-1), known[rows].shape)
         p_ref = torch.sigmoid(self.guided_logits(x[rows], kr, ctx[rows] & kr, t[rows], guidance,
-                                                 None if other is None else other[rows]))
+                                                 None if other is None else other[rows],
+                                                 None if controls is None else controls[rows]))
         free = (~known[rows]).float()
         ratio = (p_ref * free).flatten(2).sum(-1) / (p[rows] * free).flatten(2).sum(-1).clamp_min(1e-6)
         ratio = torch.where(part[rows], ratio, torch.ones_like(ratio))
@@ -337,15 +384,15 @@ class BinaryDiffusion(nn.Module):
         """(B,) start multiplier of a line channel: ``line_starts_free`` in ``free`` windows (``pitched_open``),
         ``line_starts`` elsewhere. With drums alone to follow, P is smeared over the bar and its summed rise
         undercounts starts more (docs/model-card.md has the valid-split measurements)."""
-        cfg = self.config
-        f = cfg.line_starts if cfg.line_starts_free is None else cfg.line_starts_free
+        sc = self.sampling
+        f = sc.line_starts if sc.line_starts_free is None else sc.line_starts_free
         dev = free.device
-        return torch.where(free, torch.tensor(float(f), device=dev), torch.tensor(float(cfg.line_starts), device=dev))
+        return torch.where(free, torch.tensor(float(f), device=dev), torch.tensor(float(sc.line_starts), device=dev))
 
     def line_rows(self, p: torch.Tensor, free: torch.Tensor) -> torch.Tensor | None:
         """(B, P) rows a line channel's notes may take: with ``line_scale`` on, in ``free`` windows the rows
         of the diatonic scale holding the most of P (``diatonic_rows``); every row elsewhere. None: no limit."""
-        if not self.config.line_scale:
+        if not self.sampling.line_scale:
             return None
         return diatonic_rows(p) | ~free[:, None]
 

@@ -15,17 +15,17 @@ the model's ``partial_mass`` on, the sampler also gives such a window's missing 
 wholly missing stem (``BinaryDiffusion.partial_mass``; bench/seams.py).
 The song is padded at the end with known silence, so a song shorter than a window works.
 
-``candidates=K`` (default: the model config's ``candidates``) samples every window K times
+``candidates=K`` (default: ``model.sampling.candidates``) samples every window K times
 and keeps, per window, one candidate. ``select="mbr"`` (default) keeps the minimum-Bayes-risk
 choice: the candidate whose generated cells agree best (mean F1) with the other K - 1, i.e.
 the fill closest to what the model usually plays there, which is what the agreement metrics
 reward. ``select="score"`` keeps the best self-consistency score instead (the model's
 likelihood proxy, ``BinaryDiffusion.score``; costs extra forward passes).
 
-``chain_pitched`` (a model config default; the shipped model has it on): where a window misses both
+``chain_pitched`` (a ``model.sampling`` setting; the shipped model has it on): where a window misses both
 bass and guitar, the bass of the joint fill is kept and the guitar is filled again given it. With
 only drums known, a one-step fill draws the two parts independently, and they rarely share a key.
-That second pass samples with the config's ``chain_guidance`` (the shipped 2.0: classifier-free
+That second pass samples with ``model.sampling.chain_guidance`` (the shipped 2.0: classifier-free
 guidance on the context, so the guitar follows the new bass more closely; docs/model-card.md says
 how it was chosen) unless the caller passes ``guidance``, which then holds for both passes.
 """
@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from stemfill.errors import StemfillError
+from stemfill.pianoroll.controls import StemControls, control_planes
 from stemfill.pianoroll.key import check_key_request, chosen_key, fit_key, key_is_free, other_tracks_key
 from stemfill.pianoroll.model import load_model  # noqa: F401  (re-exported for the evaluation harness)
 from stemfill.song.bars import bar_span
@@ -78,12 +79,13 @@ def consensus(x: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
 
 
 def _sample_windows(model, ctx: np.ndarray, known: np.ndarray, steps, generator, guidance, candidates: int,
-                    batch: int, select: str = "mbr", other: np.ndarray | None = None) -> np.ndarray:
+                    batch: int, select: str = "mbr", other: np.ndarray | None = None,
+                    controls: np.ndarray | None = None) -> np.ndarray:
     """Fill a stack of windows (N, 3, P, L). With the model's ``chain_pitched`` on, windows missing both bass
     and guitar get the bass first (from the joint fill) and then a guitar filled given it: in one step
     the two parts are drawn independently and need not share a key."""
-    out = _sample_batched(model, ctx, known, steps, generator, guidance, candidates, batch, select, other)
-    if not getattr(model.config, "chain_pitched", False):
+    out = _sample_batched(model, ctx, known, steps, generator, guidance, candidates, batch, select, other, controls)
+    if not model.sampling.chain_pitched:
         return out
     b, g = CHANNEL["bass"], CHANNEL["guitar"]
     both = ~known[:, b].all(axis=(1, 2)) & ~known[:, g].all(axis=(1, 2))
@@ -91,16 +93,19 @@ def _sample_windows(model, ctx: np.ndarray, known: np.ndarray, steps, generator,
         k2 = known[both].copy()
         k2[:, b] = True  # the bass just written is now context
         c2 = np.where(k2, out[both], False)
-        g2 = getattr(model.config, "chain_guidance", None) if guidance is None else guidance
+        g2 = model.sampling.chain_guidance if guidance is None else guidance
         out[both] = _sample_batched(model, c2, k2, steps, generator, g2, candidates, batch, select,
-                                    None if other is None else other[both])
+                                    None if other is None else other[both],
+                                    None if controls is None else controls[both])
     return out
 
 
 def _sample_batched(model, ctx: np.ndarray, known: np.ndarray, steps, generator, guidance, candidates: int,
-                    batch: int, select: str = "mbr", other: np.ndarray | None = None) -> np.ndarray:
+                    batch: int, select: str = "mbr", other: np.ndarray | None = None,
+                    controls: np.ndarray | None = None) -> np.ndarray:
     """Fill a stack of windows (N, 3, P, L) in batches; with candidates > 1 keep one of K per window (``select``).
-    ``other``: the windows' context planes (N, context_planes, P, L), for a model that hears them."""
+    ``other``: the windows' context planes (N, context_planes, P, L), for a model that hears them;
+    ``controls``: their control planes (N, control_planes, P, L), for a model that has controls."""
     if select not in ("mbr", "score"):
         raise StemfillError(f"select must be 'mbr' or 'score', got {select!r}")
     dev = model.r.device
@@ -110,11 +115,14 @@ def _sample_batched(model, ctx: np.ndarray, known: np.ndarray, steps, generator,
         c = torch.from_numpy(np.ascontiguousarray(ctx[i:i + per]))
         k = torch.from_numpy(np.ascontiguousarray(known[i:i + per]))
         o = torch.from_numpy(np.ascontiguousarray(other[i:i + per])) if other is not None else None
+        q = torch.from_numpy(np.ascontiguousarray(controls[i:i + per])) if controls is not None else None
         n = len(c)
         if candidates > 1:
             c, k = c.repeat_interleave(candidates, 0), k.repeat_interleave(candidates, 0)
             o = o.repeat_interleave(candidates, 0) if o is not None else None
-        x = model.sample(c.to(dev), k.to(dev), steps=steps, generator=generator, guidance=guidance, other=o)
+            q = q.repeat_interleave(candidates, 0) if q is not None else None
+        x = model.sample(c.to(dev), k.to(dev), steps=steps, generator=generator, guidance=guidance, other=o,
+                         controls=q)
         if candidates > 1:
             if select == "score":
                 s = model.score(x, k.to(dev), seed=int(torch.randint(2**31, (1,), generator=generator)))
@@ -129,9 +137,11 @@ def _sample_batched(model, ctx: np.ndarray, known: np.ndarray, steps, generator,
 @torch.inference_mode()
 def fill_chunks(model, rolls: np.ndarray, known: np.ndarray, steps: int | None = None, seed: int = 0,
                 guidance: float | None = None, candidates: int | None = None, batch: int = BATCH,
-                select: str = "mbr", other: np.ndarray | None = None) -> np.ndarray:
+                select: str = "mbr", other: np.ndarray | None = None,
+                controls: np.ndarray | None = None) -> np.ndarray:
     """Fill the unknown cells of chunks. rolls: bool (N, 3, P, L); known: (N, 3), (N, 3, L) or (N, 3, P, L);
-    ``other``: the chunks' context planes (N, context_planes, P, L) or None (the model hears none).
+    ``other``: the chunks' context planes (N, context_planes, P, L) or None (the model hears none);
+    ``controls``: control planes (N, control_planes, P, L) (``controls.control_planes``) or None (auto).
 
     Returns a bool array like ``rolls`` whose known cells are the input's, bit for bit.
     """
@@ -140,12 +150,12 @@ def fill_chunks(model, rolls: np.ndarray, known: np.ndarray, steps: int | None =
     g = torch.Generator().manual_seed(int(seed))
     model.eval()
     out = _sample_windows(model, rolls & kn, kn, steps, g, guidance, _candidates(model, candidates), batch, select,
-                          other)
+                          other, controls if model.control_planes else None)
     return np.where(kn, rolls, out)
 
 
 def _candidates(model, candidates: int | None) -> int:
-    k = int(getattr(model.config, "candidates", 1) if candidates is None else candidates)
+    k = int(model.sampling.candidates if candidates is None else candidates)
     if k < 1:
         raise StemfillError(f"candidates must be >= 1, got {k}")
     return k
@@ -173,9 +183,11 @@ def gap_steps(T: int, window: int = WINDOW, overlap: int = OVERLAP) -> np.ndarra
 @torch.inference_mode()
 def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = None, seed: int = 0,
               guidance: float | None = None, candidates: int | None = None, window: int = WINDOW,
-              overlap: int = OVERLAP, batch: int = BATCH, other: np.ndarray | None = None) -> np.ndarray:
+              overlap: int = OVERLAP, batch: int = BATCH, other: np.ndarray | None = None,
+              controls: np.ndarray | None = None) -> np.ndarray:
     """Fill the unknown cells of a whole-song roll (3, P, T); known: (3, T) or (3, P, T) bool;
-    ``other``: the song's context planes (context_planes, P, T) (``roll.encode_context``) or None."""
+    ``other``: the song's context planes (context_planes, P, T) (``roll.encode_context``) or None;
+    ``controls``: the song's control planes (control_planes, P, T) (``controls.control_planes``) or None."""
     roll = np.asarray(roll, dtype=bool)
     C, P, T = roll.shape
     kn = np.broadcast_to(known[:, None, :] if known.ndim == 2 else known, roll.shape)
@@ -188,6 +200,10 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
     if other is not None and model.context_planes:
         O = np.zeros((other.shape[0], P, T_pad), dtype=bool)
         O[..., :T] = other[..., :T]
+    Q = None
+    if controls is not None and model.control_planes:
+        Q = np.zeros((controls.shape[0], P, T_pad), dtype=np.float32)
+        Q[..., :T] = controls[..., :T]
     g = torch.Generator().manual_seed(int(seed))
     model.eval()
     candidates = _candidates(model, candidates)
@@ -198,7 +214,8 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
         ctx = np.stack([R[..., s:s + window] for s in todo])
         kw = np.stack([K[..., s:s + window] for s in todo])
         ow = np.stack([O[..., s:s + window] for s in todo]) if O is not None else None
-        out = _sample_windows(model, ctx, kw, steps, g, guidance, candidates, batch, other=ow)
+        qw = np.stack([Q[..., s:s + window] for s in todo]) if Q is not None else None
+        out = _sample_windows(model, ctx, kw, steps, g, guidance, candidates, batch, other=ow, controls=qw)
         for s, o in zip(todo, out):
             R[..., s:s + window] = o
             K[..., s:s + window] = True
@@ -255,7 +272,7 @@ def _split_tracks(song: Song, groups: dict[str, list[int]], stems: list[str], sp
 def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed: int = 0, bars: str | None = None,
               candidates: int | None = None, replace: bool = False, guidance: float | None = None,
               key: str | None = None, follow_other: bool = True, window: int | None = None,
-              overlap: int | None = None) -> FillResult:
+              overlap: int | None = None, controls: dict[str, StemControls] | None = None) -> FillResult:
     """Add the stems ``add`` to a copy of ``song``; original tracks are untouched (see module doc).
 
     ``bars`` ('A-B', 'A-', 'A'): generate only inside those bars; an existing stem keeps its notes
@@ -265,6 +282,8 @@ def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed:
     together into that key (``key.fit_key``). Without ``key``, a model deaf to the song's other pitched
     tracks (keys, synths, vocals) has its new parts moved into their key, where the song has any
     (``follow_other``); a model that hears them (``context_planes``) is left to follow them itself.
+    ``controls``: how each added stem should play (``controls.StemControls``, e.g. from ``parse_controls``);
+    stems not in it, and attributes not set, are left to the model.
     The tracks are classified into stems once, here, and the key is decided once (``FillResult.key``).
     """
     stems = list(dict.fromkeys(add))
@@ -273,6 +292,13 @@ def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed:
     for s in stems:
         if s not in STEMS:
             raise StemfillError(f"unknown stem {s!r}; choose from {', '.join(STEMS)}")
+    asked = {s: c for s, c in (controls or {}).items() if not c.empty()}
+    if asked:
+        if not model.control_planes:
+            raise StemfillError("this model has no controls (density, complexity, register, fills, --like); "
+                                "use a model trained with `stemfill train --controls`")
+        if stray := sorted(set(asked) - set(stems)):
+            raise StemfillError(f"controls given for {', '.join(stray)}, which is not being added")
     span = bar_span(song, bars) if bars else None
     kept, groups = _split_tracks(song, classify_song(song), stems, span, replace)
     work = _copy_song(song, kept)
@@ -295,8 +321,9 @@ def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed:
     overlap = overlap or window // 4
     hears = model.context_planes > 0
     other = encode_context(work, length=T, groups=groups) if hears else None
+    planes = control_planes(asked, T, roll.shape[1]) if asked else None
     filled = fill_roll(model, roll, known, steps=steps, seed=seed, guidance=guidance, candidates=candidates,
-                       window=window, overlap=overlap, other=other)
+                       window=window, overlap=overlap, other=other, controls=planes)
     chosen, source = None, None
     if key_is_free(filled, ~known):  # new bass or guitar, and none of the song's own to follow
         if given is not None:

@@ -3,11 +3,14 @@
 A saved model is a diffusers-style folder::
 
     DIR/model.safetensors   the (EMA) weights of BinaryDiffusion
-    DIR/config.json         {"unet": UNetConfig, "diffusion": DiffusionConfig, ...}
+    DIR/config.json         {"unet": UNetConfig, "diffusion": DiffusionConfig, "sampling": SamplingConfig,
+                             "controls": ControlConfig (models with control planes), ...}
 
 ``load_model`` takes that folder, a ``.safetensors`` file with ``config.json`` beside
 it, or a training checkpoint ``ckpt.pt`` (its EMA weights). Anything wrong with the
-file is a ``ModelError`` with a one-line reason.
+file is a ``ModelError`` with a one-line reason. A config that keeps the sampling keys inside
+"diffusion", with no "sampling" section (older model folders and checkpoints), loads the same
+(``split_sampling``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from pathlib import Path
 import torch
 
 from stemfill.errors import ModelError
-from stemfill.pianoroll.diffusion import BinaryDiffusion, DiffusionConfig
+from stemfill.pianoroll.controls import ControlConfig
+from stemfill.pianoroll.diffusion import SAMPLING_KEYS, BinaryDiffusion, DiffusionConfig, SamplingConfig
 from stemfill.files import atomic_path, atomic_write_bytes
 from stemfill.pianoroll.grid import BASS_LOW, GUITAR_LOW, N_PITCHES
 from stemfill.pianoroll.unet import UNet, UNetConfig
@@ -39,14 +43,42 @@ def default_model_path() -> Path:
     return DEFAULT_MODEL
 
 
-def build_model(unet: UNetConfig | dict | None = None, diffusion: DiffusionConfig | dict | None = None) -> BinaryDiffusion:
+def build_model(unet: UNetConfig | dict | None = None, diffusion: DiffusionConfig | dict | None = None,
+                controls: ControlConfig | dict | None = None,
+                sampling: SamplingConfig | dict | None = None) -> BinaryDiffusion:
+    """A model of these configs; ``controls`` says what its control planes mean (models that have them);
+    ``sampling`` None: the default ``SamplingConfig``."""
     ucfg = UNetConfig(**unet) if isinstance(unet, dict) else (unet or UNetConfig())
     dcfg = DiffusionConfig(**diffusion) if isinstance(diffusion, dict) else (diffusion or DiffusionConfig())
-    return BinaryDiffusion(UNet(ucfg), dcfg)
+    scfg = SamplingConfig(**sampling) if isinstance(sampling, dict) else sampling
+    model = BinaryDiffusion(UNet(ucfg), dcfg, scfg)
+    ccfg = ControlConfig(**controls) if isinstance(controls, dict) else controls
+    if ucfg.control_planes and ccfg is None:
+        raise ValueError(f"a UNet with {ucfg.control_planes} control planes needs a control config")
+    model.controls = ccfg if ucfg.control_planes else None
+    return model
 
 
 def model_config(model: BinaryDiffusion) -> dict:
-    return {"unet": asdict(model.net.config), "diffusion": asdict(model.config)}
+    cfg = {"unet": asdict(model.net.config), "diffusion": asdict(model.config), "sampling": asdict(model.sampling)}
+    if getattr(model, "controls", None) is not None:
+        cfg["controls"] = asdict(model.controls)
+    return cfg
+
+
+def split_sampling(cfg: dict) -> dict:
+    """A saved model config (config.json, or a checkpoint's "config") with its sampling settings in the
+    "sampling" section: sampling keys found inside "diffusion" (the older layout) move there. Where a key is
+    in both, the "sampling" section's value holds."""
+    diffusion = dict(cfg["diffusion"])
+    moved = {k: diffusion.pop(k) for k in list(diffusion) if k in SAMPLING_KEYS}
+    return {**cfg, "diffusion": diffusion, "sampling": {**moved, **(cfg.get("sampling") or {})}}
+
+
+def from_config(cfg: dict) -> BinaryDiffusion:
+    """The model a saved config describes (either layout, ``split_sampling``), with fresh weights."""
+    cfg = split_sampling(cfg)
+    return build_model(cfg["unet"], cfg["diffusion"], cfg.get("controls"), cfg["sampling"])
 
 
 def save_pretrained(model: BinaryDiffusion, directory: str | os.PathLike, extra: dict | None = None) -> Path:
@@ -65,7 +97,7 @@ def save_pretrained(model: BinaryDiffusion, directory: str | os.PathLike, extra:
 
 def _build(cfg: dict, where: Path) -> BinaryDiffusion:
     try:
-        model = build_model(cfg["unet"], cfg["diffusion"])
+        model = from_config(cfg)
     except (KeyError, TypeError, ValueError) as e:
         raise ModelError(f"{where}: bad model config ({type(e).__name__}: {e})") from e
     have = {"n_pitches": model.net.config.n_pitches, "bass_low": model.config.bass_low,

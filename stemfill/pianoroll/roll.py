@@ -157,7 +157,7 @@ def decode_stem(roll_channel: np.ndarray, stem: str, steps_per_beat: int = STEPS
     ch = np.asarray(roll_channel, dtype=bool)
     notes: list[Note] = []
     if stem == "drums":
-        rows, steps = np.nonzero(ch)
+        rows, steps = np.nonzero(ch[:len(DRUM_KEY_OF_CLASS)])  # rows past the kit's classes are no drum
         dur = max(1, int(round(step)))
         for r, s in zip(rows, steps):
             notes.append(Note(offset_ticks + int(round(s * step)), dur, int(DRUM_KEY_OF_CLASS[r]), velocity))

@@ -22,10 +22,11 @@ import numpy as np
 import torch
 
 from stemfill.errors import ModelError, StemfillError
-from stemfill.pianoroll.diffusion import (BinaryDiffusion, DiffusionConfig, pitched_context, remove_only_channel, span_mask,
-                                          subtractive_mask)
+from stemfill.pianoroll.controls import N_CONTROL_PLANES, ControlConfig, fit_quantiles, training_planes
+from stemfill.pianoroll.diffusion import (BinaryDiffusion, DiffusionConfig, SamplingConfig, pitched_context,
+                                          remove_only_channel, span_mask, subtractive_mask)
 from stemfill.files import atomic_path
-from stemfill.pianoroll.model import build_model, model_config, save_pretrained
+from stemfill.pianoroll.model import build_model, from_config, model_config, save_pretrained
 from stemfill.pianoroll.grid import CHANNEL, CONTEXT_PLANES
 from stemfill.pianoroll.unet import UNetConfig
 
@@ -63,7 +64,11 @@ class TrainConfig:
     cond_drop: float = 0.1
     context: bool = True  # hear the song's other tracks (keys, strings, vocals...): context planes as input
     context_drop: float = 0.3  # share of samples trained without them (tabs and songs that have none)
-    init_from: str = ""  # start from this model's weights (new context inputs start at zero); "" = fresh
+    controls: bool = False  # read control planes (controls.py): the real part's attributes, each given sometimes
+    control_given: float = 0.5  # share of target stems' attributes given in training (the rest: auto)
+    groove_given: float = 0.25  # share given their groove
+    control_scale: float = 10.0  # the control planes' input multiplier (UNetConfig.control_scale)
+    init_from: str = ""  # start from this model's weights (new context/control inputs start at zero); "" = fresh
     max_remove: int = 2
     remove_only: str = ""  # "" = subtractive training over any 1-2 stems; a stem name = the paper's per-stem model
     device: str = "auto"
@@ -175,22 +180,26 @@ def data_grid(data: str) -> dict:
     return grid
 
 
-def start_from(path: str, context_planes: int, **diffusion) -> BinaryDiffusion:
-    """A model with ``path``'s weights and sampling settings, reading ``context_planes`` context planes.
-    Input weights of planes the old model did not have start at zero, so at step 0 it fills exactly as
-    the old model did; ``diffusion`` overrides DiffusionConfig fields (e.g. the dropout rates)."""
+def start_from(path: str, context_planes: int, control_planes: int = 0, controls=None, control_scale: float = 1.0,
+               **diffusion) -> BinaryDiffusion:
+    """A model with ``path``'s weights and sampling settings (its ``SamplingConfig``), reading ``context_planes``
+    context planes and ``control_planes`` control planes (meaning ``controls``, a ControlConfig). Input weights of
+    planes the old model did not have start at zero, so at step 0 it fills exactly as the old model did;
+    ``diffusion`` overrides DiffusionConfig fields (e.g. the dropout rates)."""
     from dataclasses import replace
 
     from stemfill.pianoroll.model import load_model
 
     old = load_model(path)
-    ucfg = replace(old.net.config, context_planes=context_planes)
-    model = build_model(ucfg, replace(old.config, **diffusion))
+    if old.context_planes and old.context_planes != context_planes:
+        raise ModelError(f"{path}: hears {old.context_planes} context planes; cannot start a model of {context_planes}")
+    ucfg = replace(old.net.config, context_planes=context_planes, control_planes=control_planes,
+                   control_scale=control_scale if control_planes else 1.0)
+    model = build_model(ucfg, replace(old.config, **diffusion), controls if control_planes else None, old.sampling)
     state = old.state_dict()
     w_old, w_new = state["net.conv_in.weight"], model.state_dict()["net.conv_in.weight"]
-    n = min(w_old.shape[1], w_new.shape[1])
     w = torch.zeros_like(w_new)
-    w[:, :n] = w_old[:, :n]
+    w[:, :w_old.shape[1]] = w_old  # the new planes (context, then controls) come after the old ones
     state["net.conv_in.weight"] = w
     model.load_state_dict(state, strict=True)
     return model
@@ -304,11 +313,16 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, until: 
 
     torch.manual_seed(cfg.seed)  # the initial weights
     n_context = len(CONTEXT_PLANES) if cfg.context else 0
+    n_control = N_CONTROL_PLANES if cfg.controls else 0
+    ccfg = None
+    if cfg.controls and ck is None:
+        ccfg = ControlConfig(quantiles=fit_quantiles(train_rolls, seed=cfg.seed), given_prob=cfg.control_given,
+                             groove_prob=cfg.groove_given)
     if ck is not None:
-        model = build_model(ck["config"]["unet"], ck["config"]["diffusion"])
+        model = from_config(ck["config"])  # a checkpoint of either config layout (model.split_sampling)
     elif cfg.init_from:
-        model = start_from(cfg.init_from, n_context, cond_drop=cfg.cond_drop, context_drop=cfg.context_drop,
-                           window=int(train_rolls.shape[-1]))
+        model = start_from(cfg.init_from, n_context, n_control, ccfg, cfg.control_scale, cond_drop=cfg.cond_drop,
+                           context_drop=cfg.context_drop, window=int(train_rolls.shape[-1]))
     else:
         dcfg = DiffusionConfig(objective=cfg.objective, density=estimate_density(train_rolls),
                                cond_drop=cfg.cond_drop, context_drop=cfg.context_drop, max_remove=cfg.max_remove,
@@ -317,7 +331,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, until: 
                                guitar_low=grid["guitar_low"])
         d = float(np.mean(dcfg.density))
         model = build_model(UNetConfig(**PRESETS[cfg.size], prior_logit=round(math.log(d / (1 - d)), 3),
-                                       context_planes=n_context), dcfg)
+                                       context_planes=n_context, control_planes=n_control,
+                                       control_scale=cfg.control_scale if n_control else 1.0), dcfg, ccfg,
+                            SamplingConfig())
     if model.config.window != train_rolls.shape[-1] or model.config.steps_per_beat != grid["steps_per_beat"]:
         raise ModelError(f"{cfg.data}: chunks of {train_rolls.shape[-1]} steps at {grid['steps_per_beat']} a beat; "
                          f"the model's window is {model.config.window} at {model.config.steps_per_beat}")
@@ -327,6 +343,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, until: 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
     rng = np.random.default_rng(cfg.seed + rank)
     torch.manual_seed(cfg.seed + rank)
+    ctrl_gen = torch.Generator().manual_seed(cfg.seed + rank + 7919)  # which controls each sample is given
     step, wall0 = 0, 0.0
     if ck is not None:
         model.load_state_dict(ck["model"])
@@ -335,6 +352,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, until: 
         step, wall0 = ck["step"], ck["wall_time"]
         rng.bit_generator.state = ck["rng"]["numpy"]
         torch.set_rng_state(ck["rng"]["torch"])
+        if ck["rng"].get("controls") is not None:
+            ctrl_gen.set_state(ck["rng"]["controls"])
         if device.type == "cuda" and ck["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(ck["rng"]["cuda"], device)
     net = model
@@ -354,7 +373,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, until: 
             "model": {k: v.cpu() for k, v in model.state_dict().items()},
             "ema": {k: v.cpu() for k, v in ema.state_dict().items()},
             "opt": opt.state_dict(), "step": step, "wall_time": wall0 + time.time() - t_start,
-            "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state(),
+            "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state(), "controls": ctrl_gen.get_state(),
                     "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
         }
         save_checkpoint(ckpt_path, state)
@@ -392,7 +411,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, until: 
                 x0, known = training_batch(train_rolls[idx], cfg, rng, remove_only_channel(model.config))
                 other = None
             x0, known = x0.to(device, non_blocking=True), known.to(device)
-            loss = net(x0, known, other)
+            controls = None
+            if model.control_planes:
+                target = ~(known.all(-1) if known.dim() == 3 else known)
+                controls = training_planes(x0, target, model.controls, ctrl_gen)
+            loss = net(x0, known, other, controls)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gn = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -9,7 +9,9 @@ planes, each (3, N_PITCHES, L), concatenated along channels:
                with already-written windows as known),
 * ``context``  the clean known cells (x0 * known),
 * ``other``    (models with ``context_planes`` > 0) what the song's other pitched tracks play:
-               ``roll.encode_context``'s planes, always known, all zero where a song has none.
+               ``roll.encode_context``'s planes, always known, all zero where a song has none,
+* ``controls`` (models with ``control_planes`` > 0) how the filled stems should play
+               (``controls.py``): a value and a given flag per attribute, all zero for "auto".
 
 Pooling is asymmetric: pitch 48 -> 24 -> 12, time L -> L/2 -> L/4 -> L/8 (``down``), so
 the bottom sees 12 pitch rows x 24 steps (two bars at 12 steps/beat for L=192), where
@@ -49,6 +51,9 @@ class UNetConfig:
     n_pitches: int = N_PITCHES
     prior_logit: float = -3.4  # output bias at init, logit of the note density
     context_planes: int = 0  # input planes of the other tracks' context (grid.CONTEXT_PLANES); 0: none
+    control_planes: int = 0  # input planes of the controls (controls.N_CONTROL_PLANES); 0: none
+    control_scale: float = 1.0  # the control planes enter multiplied by this: their zero-started input weights
+    # then train this many times faster under Adam (whose steps do not grow with the gradient)
 
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)
@@ -138,7 +143,7 @@ class UNet(nn.Module):
         self.config = cfg = config or UNetConfig()
         ch, g, td = cfg.channels, cfg.norm_groups, cfg.time_dim
         self.time_mlp = nn.Sequential(nn.Linear(td, td), nn.SiLU(), nn.Linear(td, td))
-        self.conv_in = nn.Conv2d(IN_PLANES + cfg.context_planes, ch[0], 3, padding=1)
+        self.conv_in = nn.Conv2d(IN_PLANES + cfg.context_planes + cfg.control_planes, ch[0], 3, padding=1)
         self.row_emb = nn.Parameter(torch.zeros(1, ch[0], cfg.n_pitches, 1))
         self.down_blocks = nn.ModuleList()
         self.downs = nn.ModuleList()
@@ -162,7 +167,7 @@ class UNet(nn.Module):
         nn.init.constant_(self.conv_out.bias, cfg.prior_logit)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """x: (B, 9 + context_planes, P, L) float planes; t: (B,) in [0, 1]. Returns x0 logits (B, 3, P, L)."""
+        """x: (B, 9 + context_planes + control_planes, P, L) float planes; t: (B,) in [0, 1]. Returns x0 logits (B, 3, P, L)."""
         cfg = self.config
         if x.shape[-1] % cfg.time_multiple:
             raise ValueError(f"window length {x.shape[-1]} is not a multiple of {cfg.time_multiple}")

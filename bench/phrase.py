@@ -1,0 +1,249 @@
+"""Whole songs: do filled drums mark phrases as the real drummer does, do filled parts follow the song's
+density contour, and what is the Note-F1 (USMA's definition) per 4-bar segment?
+
+    python bench/phrase.py --data CHUNKS [--model M] [--songs N] [--no-band] [--fills none|phrase|often]
+                           [--seed S] [--json OUT]
+
+Songs: the test split of the chunk folder's manifest (the first ``--songs`` of a seeded shuffle; 0: all),
+and the band split (``stemfill.datasets.chunks.BAND``: onyxite test songs and the multi-track guitarpro
+songs, all of them), each read whole from its file (the manifest's root + path). For every song and every
+stem it has (drums, bass, guitar), that one stem is removed and filled over the whole song by
+``fill.fill_roll`` (what ``stemfill midi --add STEM --replace`` does: the model hears the other stems and,
+if it has context planes, the song's other tracks) and compared with the real part:
+
+* drums: crash-on-phrase-downbeat rate, snare+tom hits a beat in the last beat of each 4-bar phrase vs
+  elsewhere (fill rate = their ratio), share of phrase-ending bars (and of other bars) that end in a fill,
+  notes a bar (``stemfill.evaluation.phrase``); real and filled, pooled over the songs' phrases;
+* every stem: density contour correlation (Pearson over bars of notes a bar, mean over songs where it is
+  defined) and Note-F1 as USMA defines it (``metrics.note_f1_usma_segments``: 16th-note onset + exact
+  pitch, one-to-one, per 4-bar segment from the song's start, averaged over all segments of the set where
+  the real part has notes).
+
+``--fills`` asks the filled drums for fills (``controls.StemControls(fill_every=...)``: none, phrase = every
+4th bar, often = every 2nd); only a model with control planes takes it. Prints markdown tables; ``--json``
+writes every number and the per-song rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = ROOT / "stemfill" / "models" / "default"
+STEMS_ORDER = ("drums", "bass", "guitar")
+
+
+def song_file(entry: dict, data: Path) -> Path:
+    """The file of a manifest song entry: its root (as given to convert, maybe relative to where convert ran:
+    tried as it is, from the project root and from the chunk folder's parent) joined with its path."""
+    root, rel = Path(entry["root"]), entry["path"]
+    for base in (Path.cwd(), ROOT, data.resolve().parent):
+        p = (base / root / rel) if not root.is_absolute() else root / rel
+        if p.is_file():
+            return p
+    raise FileNotFoundError(f"{entry['root']}/{rel}: not found from {Path.cwd()}, {ROOT} or {data.resolve().parent}")
+
+
+def pick_songs(manifest: dict, n: int, seed: int, band: bool) -> dict[str, list[dict]]:
+    """{set name: manifest entries}: "test" (the first ``n`` of a seeded shuffle of the test split; 0: all)
+    and, with ``band``, "band" (all of it)."""
+    from stemfill.datasets.chunks import BAND, in_split
+
+    songs = manifest["songs"]
+    test = [s for s in songs if in_split(s, "test")]
+    order = np.random.default_rng(seed).permutation(len(test))
+    sets = {"test": [test[i] for i in (order[:n] if n else order)]}
+    if band:
+        sets["band"] = [s for s in songs if in_split(s, BAND)]
+    return sets
+
+
+def fill_song_stems(model, path: Path, seed: int, fills: str | None) -> dict:
+    """Read one song, fill each of its stems alone over the whole song, and measure (see module doc).
+    Returns {"stems": {stem: {...}}, "steps": T, "seconds": s}."""
+    from stemfill.evaluation import metrics as M
+    from stemfill.evaluation import phrase as PH
+    from stemfill.pianoroll.controls import FILL_PATTERNS, StemControls, control_planes
+    from stemfill.pianoroll.fill import fill_roll
+    from stemfill.pianoroll.grid import CHANNEL
+    from stemfill.pianoroll.roll import encode, encode_context, n_steps
+    from stemfill.song.io import read_song
+    from stemfill.song.stems import classify_song
+
+    t0 = time.perf_counter()
+    song = read_song(path)
+    groups = classify_song(song)
+    T = max(n_steps(song), 1)
+    real = encode(song, length=T, groups=groups)
+    other = encode_context(song, length=T, groups=groups) if model.context_planes else None
+    has = real.any(axis=(1, 2))
+    out: dict = {"steps": int(T), "stems": {}}
+    for stem in STEMS_ORDER:
+        c = CHANNEL[stem]
+        if not has[c] or not np.delete(has, c).any():
+            continue
+        known = np.ones((real.shape[0], T), dtype=bool)
+        known[c] = False
+        planes = None
+        if stem == "drums" and fills is not None:
+            planes = control_planes({"drums": StemControls(fill_every=FILL_PATTERNS[fills])}, T, real.shape[1])
+        filled = fill_roll(model, real, known, seed=seed, other=other, controls=planes)
+        g, r = filled[c], real[c]
+        contour = PH.density_contour_corr(g, r, stem)
+        res = {"note_f1_segments": [None if np.isnan(v) else float(v) for v in M.note_f1_usma_segments(g, r, stem)],
+               "contour_r": None if np.isnan(contour) else contour,
+               "notes_a_bar": {"real": float(PH.bar_density(r, stem).mean()),
+                               "filled": float(PH.bar_density(g, stem).mean())}}
+        if stem == "drums":
+            res["phrase"] = {"real": vars(PH.phrase_counts(r)), "filled": vars(PH.phrase_counts(g))}
+        out["stems"][stem] = res
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Pool the per-song rows of one set of songs."""
+    from stemfill.evaluation.phrase import PhraseCounts
+
+    s: dict = {"songs": len(rows)}
+    for stem in STEMS_ORDER:
+        have = [r["stems"][stem] for r in rows if stem in r["stems"]]
+        segs = [v for h in have for v in h["note_f1_segments"] if v is not None]
+        rs = [h["contour_r"] for h in have if h["contour_r"] is not None]
+        d = {"songs": len(have), "segments": len(segs), "note_f1": float(np.mean(segs)) if segs else None,
+             "contour_r": float(np.mean(rs)) if rs else None, "contour_songs": len(rs)}
+        if stem == "drums" and have:
+            for side in ("real", "filled"):
+                pc = sum((PhraseCounts(**h["phrase"][side]) for h in have), PhraseCounts())
+                d[side] = {"crash_rate": pc.crash_rate, "end_hits_per_beat": pc.end_hits_per_beat,
+                           "other_hits_per_beat": pc.other_hits_per_beat, "fill_rate": pc.fill_rate,
+                           "end_fill_share": pc.end_fill_share, "other_fill_share": pc.other_fill_share,
+                           "downbeats": pc.downbeats, "phrase_ends": pc.end_bars,
+                           # notes a bar over all bars of the set (each song's mean weighted by its bars)
+                           "notes_a_bar": _weighted([(h["notes_a_bar"][side], h["bars"]) for h in have])}
+        s[stem] = d
+    return s
+
+
+def _weighted(pairs) -> float | None:
+    w = sum(b for _, b in pairs)
+    return sum(v * b for v, b in pairs) / w if w else None
+
+
+def _f(v, digits: int = 3, pct: bool = False) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "–"
+    return f"{100 * v:.1f}" if pct else f"{v:.{digits}f}"
+
+
+def markdown(summary: dict) -> str:
+    """The two tables: drum phrase measures (real vs filled) and Note-F1 / density contour per stem."""
+    lines = ["| songs | drums | crash on phrase downbeat | snare+tom a beat: phrase end | elsewhere | fill rate "
+             "(ratio) | phrase ends with a fill | other bars with a fill | notes a bar |",
+             "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
+    for name, s in summary.items():
+        d = s.get("drums", {})
+        if "real" not in d:
+            continue
+        label = f"{name} ({d['songs']} songs, {d['real']['downbeats']} phrases)"
+        for side in ("real", "filled"):
+            v = d[side]
+            lines.append(f"| {label if side == 'real' else ''} | {side} | {_f(v['crash_rate'])} | "
+                         f"{_f(v['end_hits_per_beat'], 2)} | {_f(v['other_hits_per_beat'], 2)} | "
+                         f"{_f(v['fill_rate'], 2)} | {_f(v['end_fill_share'])} | {_f(v['other_fill_share'])} | "
+                         f"{_f(v['notes_a_bar'], 1)} |")
+    lines += ["", "| songs | Note-F1 % drums (segments) | bass | guitar | contour r drums (songs) | bass | guitar |",
+              "|---|--:|--:|--:|--:|--:|--:|"]
+    for name, s in summary.items():
+        cells = [f"{_f(s[t]['note_f1'], pct=True)} ({s[t]['segments']})" for t in STEMS_ORDER]
+        cells += [f"{_f(s[t]['contour_r'])} ({s[t]['contour_songs']})" for t in STEMS_ORDER]
+        lines.append(f"| {name} ({s['songs']} songs) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True, help="chunk folder (its manifest lists the songs and splits)")
+    ap.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder (default: the shipped default)")
+    ap.add_argument("--songs", type=int, default=20, help="test-split songs (seeded pick; 0: all)")
+    ap.add_argument("--no-band", action="store_true", help="leave out the band split")
+    ap.add_argument("--fills", choices=("none", "phrase", "often"), help="ask the filled drums for fills "
+                    "(a model with control planes only)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the song pick and of the fills")
+    ap.add_argument("--json", type=Path, help="write every number and the per-song rows here")
+    a = ap.parse_args(argv)
+
+    from stemfill.datasets.chunks import read_manifest, root_name
+    from stemfill.errors import StemfillError
+    from stemfill.evaluation.phrase import BAR
+    from stemfill.pianoroll.model import load_model
+
+    command = " ".join(["python bench/phrase.py"] + [shlex.quote(x) for x in (sys.argv[1:] if argv is None else argv)])
+    try:
+        model = load_model(a.model)
+        if a.fills is not None and not model.control_planes:
+            raise StemfillError(f"{a.model}: this model has no control planes, so --fills cannot be passed to it; "
+                                "use a model trained with `stemfill train --controls`")
+        sets = pick_songs(read_manifest(a.data), a.songs, a.seed, not a.no_band)
+    except StemfillError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    t0 = time.perf_counter()
+    done: dict[str, dict] = {}  # file -> result (a song in both sets is filled once)
+    per_set: dict[str, list[dict]] = {}
+    for name, entries in sets.items():
+        per_set[name] = []
+        for e in entries:
+            key = f"{e['root']}/{e['path']}"
+            if key not in done:
+                try:
+                    r = fill_song_stems(model, song_file(e, a.data), a.seed, a.fills)
+                except (StemfillError, FileNotFoundError) as err:
+                    print(f"skipping {key}: {err}", file=sys.stderr)
+                    continue
+                r.update(song=key, root=root_name(e), split=e["split"])
+                r["bars"] = -(-r["steps"] // BAR)
+                for st in r["stems"].values():
+                    st["bars"] = r["bars"]
+                done[key] = r
+                print(f"{name}: {key}: {r['steps']} steps, {', '.join(r['stems'])} ({r['seconds']} s; "
+                      f"{time.perf_counter() - t0:.0f} s in all)", file=sys.stderr)
+            per_set[name].append(done[key])
+    if "band" in per_set:  # the band split by source: onyxite test songs are held out, guitarpro ones may not be
+        for root in ("onyxite", "guitarpro"):
+            per_set[f"band: {root}"] = [r for r in per_set["band"] if r["root"] == root]
+    summary = {name: summarise(rows) for name, rows in per_set.items() if rows}
+    wall = time.perf_counter() - t0
+    print(f"command: `{command}`\nmodel: {a.model}\nwall: {wall:.0f} s\n")
+    print(markdown(summary))
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        report = {"command": command, "model": str(a.model), "fills": a.fills, "seed": a.seed,
+                  "wall_seconds": round(wall, 1), "summary": summary,
+                  "songs": {k: v for k, v in per_set.items() if not k.startswith("band: ")}}
+        a.json.write_text(json.dumps(_json_safe(report), indent=1) + "\n")
+    return 0
+
+
+def _json_safe(x):
+    """NaN -> null, numpy scalars -> Python numbers."""
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if np.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+if __name__ == "__main__":
+    sys.exit(main())
