@@ -16,13 +16,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stemfill.pianoroll.controls import (bar_attributes, parse_controls, read_reference,  # noqa: E402
-                                         resolve_controls)
+from stemfill.pianoroll.controls import (bar_attributes, groove, groove_distance, parse_controls,  # noqa: E402
+                                         read_reference, resolve_controls)
 from stemfill.pianoroll.fill import fill_song  # noqa: E402
 from stemfill.pianoroll.roll import DRUM_KIT  # noqa: E402
 from stemfill.pianoroll.model import default_model_path, load_model  # noqa: E402
 from stemfill.pianoroll.styles import style_roll  # noqa: E402
 from stemfill.song.io import read_song  # noqa: E402
+from stemfill.song.song import STEMS  # noqa: E402
 
 
 def main() -> None:
@@ -45,6 +46,9 @@ def main() -> None:
         versions.append((f"--like {Path(args.like).name}", {}, read_reference(args.like)))
     if args.style:
         versions.append((f"--style {args.style}", {}, style_roll(args.style)))
+    c = STEMS.index(stem)
+    grooves = {title: groove(torch.from_numpy(ref[None, ..., :ref.shape[-1] // 48 * 48]))[0, c].numpy()
+               for title, _, ref in versions if ref is not None}
     panels = []
     for title, options, ref in versions:
         controls = None
@@ -52,9 +56,13 @@ def main() -> None:
             req = parse_controls([stem], options)
             controls = resolve_controls(req, [stem], model.controls, ref, title)
         res = fill_song(song, [stem], model, seed=args.seed, replace=True, controls=controls)
-        raw, _ = bar_attributes(torch.from_numpy(res.roll[None, ..., :res.roll.shape[-1] // 48 * 48]))
+        whole = torch.from_numpy(res.roll[None, ..., :res.roll.shape[-1] // 48 * 48])
+        raw, _ = bar_attributes(whole)
         per_bar = float(np.mean(raw[(stem, "density")].numpy()))
-        print(f"{title}: {per_bar:.1f} {stem} notes a bar")
+        c = STEMS.index(stem)
+        dist = {name: groove_distance(groove(whole)[0, c].numpy(), g) for name, g in grooves.items()}
+        print(f"{title}: {per_bar:.1f} {stem} notes a bar; groove distance to "
+              + ", ".join(f"{k} {v:.3f}" for k, v in dist.items()))
         panels.append((f"{title}: {per_bar:.1f} notes a bar", res.roll[0, :len(DRUM_KIT), :args.bars * 48]))
     draw(panels, args.out, f"{Path(args.song).name} + new {stem}")
     print(f"wrote {args.out}")

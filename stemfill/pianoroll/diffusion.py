@@ -219,7 +219,10 @@ class BinaryDiffusion(nn.Module):
         planes = [x_t.float() * (1 - k), k, context.float() * k]
         if controls is not None:
             controls = controls.float() * float(getattr(self.net.config, "control_scale", 1.0))
-        for n, extra in ((self.context_planes, other), (self.control_planes, controls)):
+        extras = [(self.context_planes, other), (self.control_planes, controls)]
+        while extras and extras[-1][1] is None:  # absent trailing planes are zero: the network leaves them out
+            extras.pop()
+        for n, extra in extras:
             if n:
                 planes.append(extra.float() if extra is not None else x_t.new_zeros(x_t.shape[0], n, *x_t.shape[2:]))
         planes = torch.cat(planes, dim=1)

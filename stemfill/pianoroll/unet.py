@@ -167,12 +167,16 @@ class UNet(nn.Module):
         nn.init.constant_(self.conv_out.bias, cfg.prior_logit)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """x: (B, 9 + context_planes + control_planes, P, L) float planes; t: (B,) in [0, 1]. Returns x0 logits (B, 3, P, L)."""
+        """x: (B, 9 + context_planes + control_planes, P, L) float planes, or fewer (trailing planes left out
+        count as zero); t: (B,) in [0, 1]. Returns x0 logits (B, 3, P, L)."""
         cfg = self.config
         if x.shape[-1] % cfg.time_multiple:
             raise ValueError(f"window length {x.shape[-1]} is not a multiple of {cfg.time_multiple}")
         temb = self.time_mlp(timestep_embedding(t, cfg.time_dim))
-        h = self.conv_in(x) + self.row_emb
+        if x.shape[1] < self.conv_in.in_channels:  # trailing planes left out are zero (no controls given)
+            h = F.conv2d(x, self.conv_in.weight[:, :x.shape[1]], self.conv_in.bias, padding=1) + self.row_emb
+        else:
+            h = self.conv_in(x) + self.row_emb
         skips = []
         for i, blocks in enumerate(self.down_blocks):
             for blk in blocks:
