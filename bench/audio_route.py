@@ -1,8 +1,10 @@
 """The symbolic audio route on synthetic renders: speed, memory, beat F-measure, the new part's onset F1.
 
     python bench/audio_route.py examples/riff.mid --remove drums                       # one song
-    python bench/audio_route.py --corpus ../shared/data/corpus --split test --remove drums --seconds 30 --json d.json
-    python bench/audio_route.py --data chunks --split test --songs 20 --remove bass    # songs of a converted split
+    stemfill convert ../shared/data/corpus ../shared/data/corpus-extra ../shared/data/onyxite \
+        ../shared/data/guitarpro ../shared/data/midi -o chunks                          # the model's data and splits
+    python bench/audio_route.py --data chunks --split test --roots corpus corpus-extra --exclude birthday \
+        --remove drums --seconds 30 --json d.json                                       # the songs of docs/audio.md
     python bench/audio_route.py SONG.mid --remove bass --seconds 180                   # timing of a 3-minute excerpt
 
 Per song: the MIDI without the ``--remove`` stem is rendered with FluidSynth (mono, 44.1 kHz; ``--seconds``
@@ -80,37 +82,56 @@ def on_grid(song, tracks) -> float:
     return float(np.mean(off <= song.resolution / 48))
 
 
-def run_one(path: Path, remove: str, seconds: float, model, sf2, seed: int = 0) -> dict:
-    import mir_eval
+def render_excerpt(path: Path, remove: str, seconds: float, sf2, wav: Path, silent: tuple[str, ...] = ()):
+    """Render ``seconds`` of the song without its ``remove`` stem to ``wav`` (mono 44.1 kHz, peak 0.7).
+
+    Returns ``(song excerpt, kept tracks, removed tracks, duration s)``, or a reason (str) to skip the song.
+    ``silent``: stems also left out of the render (they stay in the kept tracks)."""
     import soundfile as sf
 
     from stemfill.audio.render import render_midi, write_stem_midi
-    from stemfill.audio.symbolic import add_stem_symbolic
-    from stemfill.pianoroll.fill import fill_song
     from stemfill.song.io import read_song
-    from stemfill.song.stems import classify_song
-    from stemfill.song.song import Song
+    from stemfill.song.stems import classify_song, classify_track
 
     song = read_song(path)
     groups = classify_song(song)
     removed = [song.tracks[i] for i in groups[remove] if song.tracks[i].notes]
     kept = [t for i, t in enumerate(song.tracks) if i not in groups[remove] and t.notes]
     if not removed or not kept:
-        return {"song": str(path), "skipped": f"no {remove} part or nothing else"}
+        return f"no {remove} part or nothing else"
     song, kept, removed = excerpt(song, kept, removed, seconds)
     if not removed or not kept:
-        return {"song": str(path), "skipped": f"no {remove} part or nothing else in the excerpt"}
+        return f"no {remove} part or nothing else in the excerpt"
+    mid = wav.with_suffix(".mid")
+    heard = [t for t in kept if (t.stem or classify_track(t)) not in silent]
+    if not heard:
+        return f"nothing left to hear without {', '.join((remove, *silent))}"
+    write_stem_midi(song, heard, mid)
+    y = render_midi(mid, sf2)[: int(seconds * 44_100)]
+    if np.abs(y).max() < 1e-4:
+        return "silent excerpt"
+    sf.write(wav, (0.7 / np.abs(y).max() * y).astype(np.float32), 44_100, subtype="PCM_16")
+    return song, kept, removed, len(y) / 44_100
+
+
+def run_one(path: Path, remove: str, seconds: float, model, sf2, seed: int = 0, route_options=None) -> dict:
+    import mir_eval
+
+    from stemfill.audio.symbolic import add_stem_symbolic
+    from stemfill.pianoroll.fill import fill_song
+    from stemfill.song.io import read_song
+    from stemfill.song.song import Song
+
     with tempfile.TemporaryDirectory(prefix="bench-route-") as d:
         d = Path(d)
-        mid, wav = d / "in.mid", d / "in.wav"
-        write_stem_midi(song, kept, mid)
-        y = render_midi(mid, sf2)[: int(seconds * 44_100)]
-        if np.abs(y).max() < 1e-4:
-            return {"song": str(path), "skipped": "silent excerpt"}
-        sf.write(wav, (0.7 / np.abs(y).max() * y).astype(np.float32), 44_100, subtype="PCM_16")
-        dur = len(y) / 44_100
+        wav = d / "in.wav"
+        got = render_excerpt(path, remove, seconds, sf2, wav)
+        if isinstance(got, str):
+            return {"song": str(path), "skipped": got}
+        song, kept, removed, dur = got
         try:
-            r = add_stem_symbolic(wav, d / "out.wav", f"add {remove}", midi_out=d / "part.mid", model=model, seed=seed)
+            r = add_stem_symbolic(wav, d / "out.wav", f"add {remove}", midi_out=d / "part.mid", model=model, seed=seed,
+                                  **(route_options or {}))
         except Exception as e:  # a bench goes on: one line per failed song
             return {"song": str(path), "skipped": f"route failed: {e}"}
         part = read_song(d / "part.mid")
@@ -130,7 +151,7 @@ def run_one(path: Path, remove: str, seconds: float, model, sf2, seed: int = 0) 
     filled = fill_song(without, [remove], m, seed=seed).song  # every kept stem known, drums too
     new = [t for t in filled.tracks[len(kept):] if t.stem == remove]
     ceil_on = onsets(filled, new, dur)
-    f = lambda ref, est: float(mir_eval.onset.f_measure(ref, est, window=0.05)[0]) if len(ref) and len(est) else 0.0  # noqa: E731
+    f = lambda ref, est: float(mir_eval.onset.f_measure(ref, est, window=0.05)[0]) if len(ref) and len(est) else 0.0
     return {"song": str(path), "seconds": round(dur, 1), "on_grid": round(on_grid(song, kept + removed), 3),
             "qpm_true": round(song.tempos[0].qpm, 1),
             "qpm_tracked": round(r.qpm, 1), "beat_f": round(float(mir_eval.beat.f_measure(ref_beats, est_beats)), 3),
@@ -139,59 +160,104 @@ def run_one(path: Path, remove: str, seconds: float, model, sf2, seed: int = 0) 
             "timings": {k: round(v, 2) for k, v in r.timings.items()}, "realtime_factor": round(r.timings["total"] / dur, 3)}
 
 
+def eligible(path: Path) -> bool:
+    """A bench song: drums, bass and guitar all play, so drums and bass are scored on the same songs. (Tempo
+    changes do not matter: the excerpt is rendered at the tempo where it starts.)"""
+    from stemfill.song.io import read_song
+    from stemfill.song.stems import stems_present
+
+    try:
+        s = read_song(path)
+    except Exception:
+        return False
+    return len(stems_present(s)) == 3
+
+
+def pick_songs(a) -> list[Path]:
+    """The songs named on the command line, then the eligible songs of ``--split`` from ``--data`` / ``--corpus``."""
+    import re
+
+    songs = list(a.songs)
+    found: list[Path] = []
+    if a.data:
+        # the manifest's split is stemfill convert's: content hash (seed 0), then the leak check, which moves a
+        # held-out song that shares most of its bars with an earlier split's song into that split
+        man = json.loads((a.data / "manifest.json").read_text())
+        for e in man["songs"]:
+            if e.get("split") != a.split or (a.roots and Path(e["root"]).name not in a.roots):
+                continue
+            found.append(Path(e["root"]) / e["path"])
+    if a.corpus:
+        # the content-hash split alone: without the leak check, a copy of a training song can be in it
+        from stemfill.datasets.convert import file_hash, split_of
+
+        found += [x for x in sorted(a.corpus.rglob("*")) if x.suffix.lower() in (".mid", ".midi")
+                  and split_of(file_hash(x)) == a.split]
+    if a.exclude:
+        found = [p for p in found if not re.search(a.exclude, str(p), flags=re.IGNORECASE)]
+    for p in found:
+        if a.n_songs and len(songs) >= a.n_songs:
+            break
+        if eligible(p):
+            songs.append(p)
+    return songs
+
+
+def summarise(rows: list[dict], keys=("beat_f", "onset_f1", "onset_f1_ceiling")) -> dict:
+    """Means and medians of ``keys`` over the scored songs, and over the score-like ones (``on_grid`` >= 0.5)."""
+    ok = [r for r in rows if "skipped" not in r]
+    out: dict = {"songs": len(ok), "skipped": len(rows) - len(ok)}
+    score_like = [r for r in ok if r["on_grid"] >= 0.5]  # the MIDI's beats are the music's
+    out["score_like_songs"] = len(score_like)
+    for name, group in (("", ok), ("_score_like", score_like)):
+        for k in keys:
+            if group:
+                v = [r[k] for r in group]
+                out[f"{k}{name}_mean"] = round(float(np.mean(v)), 3)
+                out[f"{k}{name}_median"] = round(float(np.median(v)), 3)
+    if ok:
+        out["realtime_factor_mean"] = round(float(np.mean([r["realtime_factor"] for r in ok])), 3)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("songs", nargs="*", type=Path, help="MIDI / Guitar Pro files")
-    ap.add_argument("--data", type=Path, help="a chunks folder (stemfill convert): take songs from its manifest")
-    ap.add_argument("--corpus", type=Path, help="a folder of songs: take those of --split (by content hash, as "
-                    "stemfill convert splits, seed 0) that have drums, bass and guitar and at most 3 tempos")
+    ap.add_argument("--data", type=Path, help="a chunks folder (stemfill convert): the songs of --split in its "
+                    "manifest (the project's split: content hash, then the leak check)")
+    ap.add_argument("--roots", nargs="+", default=None, help="with --data: only songs from these input folders "
+                    "(names, e.g. corpus corpus-extra)")
+    ap.add_argument("--corpus", type=Path, help="a folder of songs: those of --split by content hash alone (seed 0; "
+                    "no leak check, so prefer --data)")
+    ap.add_argument("--exclude", default=None, help="leave out songs whose path matches this regular expression "
+                    "(case-insensitive)")
     ap.add_argument("--split", default="test")
-    ap.add_argument("--songs", dest="n_songs", type=int, default=20, help="with --data: at most this many songs")
+    ap.add_argument("--songs", dest="n_songs", type=int, default=0, help="at most this many songs (0: all)")
     ap.add_argument("--remove", choices=("drums", "bass", "guitar"), default="drums")
     ap.add_argument("--seconds", type=float, default=60.0, help="excerpt length (from the start)")
     ap.add_argument("--model", type=Path, default=None, help="piano-roll model (default: the shipped one)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-drum-context", action="store_true", help="let the model fill drums as unknown context "
+                    "instead of giving it the drum hits heard (adding bass or guitar)")
+    ap.add_argument("--no-octave-check", action="store_true",
+                    help="keep madmom's tempo where it looks like double time")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
     from stemfill.audio.render import check_renderer
-    from stemfill.song.stems import classify_song  # noqa: F401  (fail early on a broken install)
 
     sf2 = check_renderer()
-    songs = list(a.songs)
-    if a.data:
-        man = json.loads((a.data / "manifest.json").read_text())
-        songs += [Path(e["root"]) / e["path"] for e in man["songs"] if e.get("split") == a.split][: a.n_songs]
-    if a.corpus:
-        from stemfill.datasets.convert import file_hash, split_of
-        from stemfill.song.io import read_song
-        from stemfill.song.stems import stems_present
-
-        for p in sorted(x for x in a.corpus.rglob("*") if x.suffix.lower() in (".mid", ".midi")):
-            if len(songs) >= a.n_songs or split_of(file_hash(p)) != a.split:
-                continue
-            try:
-                s = read_song(p)
-            except Exception:
-                continue
-            if len(stems_present(s)) == 3 and len(s.tempos) <= 3:
-                songs.append(p)
+    songs = pick_songs(a)
+    print(f"{len(songs)} songs", file=sys.stderr, flush=True)
     rows = []
     t0 = time.perf_counter()
     for p in songs:
-        row = run_one(p, a.remove, a.seconds, a.model, sf2)
+        row = run_one(p, a.remove, a.seconds, a.model, sf2, seed=a.seed,
+                      route_options={"drum_context": not a.no_drum_context, "octave_check": not a.no_octave_check})
         rows.append(row)
         print(json.dumps(row), flush=True)
-    ok = [r for r in rows if "skipped" not in r]
-    summary = {"remove": a.remove, "songs": len(ok), "skipped": len(rows) - len(ok),
-               "wall_s": round(time.perf_counter() - t0, 1),
+    summary = {"remove": a.remove, "drum_context": not a.no_drum_context, "octave_check": not a.no_octave_check,
+               **summarise(rows), "wall_s": round(time.perf_counter() - t0, 1),
                "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
-    for k in ("beat_f", "onset_f1", "onset_f1_ceiling", "realtime_factor"):
-        if ok:
-            summary[k] = round(float(np.mean([r[k] for r in ok])), 3)
-    score_like = [r for r in ok if r["on_grid"] >= 0.5]  # the MIDI's beats are the music's
-    summary["score_like_songs"] = len(score_like)
-    for k in ("beat_f", "onset_f1", "onset_f1_ceiling"):
-        if score_like:
-            summary[f"{k}_score_like"] = round(float(np.mean([r[k] for r in score_like])), 3)
     print(json.dumps(summary))
     if a.json:
         a.json.write_text(json.dumps({"summary": summary, "songs": rows}, indent=1) + "\n")

@@ -96,7 +96,7 @@ def route(clip, tmp_path_factory):
     """One run of the whole route through the CLI (auto resolves to symbolic: no paper model cached)."""
     d = tmp_path_factory.mktemp("route")
     outs = {"mix": d / "mix.wav", "stem": d / "stem.wav", "midi": d / "stem.mid"}
-    r = runner.invoke(app, ["audio", str(clip), "--prompt", "add reggae drums", "-o", str(outs["mix"]),
+    r = runner.invoke(app, ["audio", str(clip), "--prompt", "add dreamy reggae drums", "-o", str(outs["mix"]),
                             "--stem-out", str(outs["stem"]), "--midi-out", str(outs["midi"])])
     return r, outs
 
@@ -211,6 +211,33 @@ def test_free_time_has_no_beat(tracker):
         track_beats((0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), sr)
 
 
+def synthetic_activations(qpm: float, offbeat: float, seconds: int = 40) -> np.ndarray:
+    """madmom-like (frames, 2) beat / downbeat activations at 100 fps: 0.9 on the beats (a bar of 4), ``offbeat``
+    halfway between them (what eighth notes give the network in a slow song), lightly smoothed."""
+    a = np.full((seconds * 100, 2), 0.01)
+    period = 60 / qpm
+    for i, t in enumerate(np.arange(0.5, seconds - 0.5, period)):
+        a[round(t * 100), 1 if i % 4 == 0 else 0] = 0.9
+        if round((t + period / 2) * 100) < len(a):
+            a[round((t + period / 2) * 100), 0] = offbeat
+    k = np.array([0.25, 0.5, 1.0, 0.5, 0.25])
+    return np.stack([np.clip(np.convolve(a[:, c], k, "same"), 0, 1) for c in range(2)], axis=1)
+
+
+def test_decode_beats_halves_a_slow_song_tracked_at_double_time(tracker):
+    from stemfill.audio.beats import PARITY_MIN, beat_parity, decode_beats
+
+    slow = synthetic_activations(70, offbeat=0.45)  # strong beats at 70 qpm, weaker eighths between
+    times, _ = decode_beats(slow, parity_min=None)  # madmom's decoder alone counts the eighths
+    assert 60 / np.median(np.diff(times)) == pytest.approx(140, rel=0.02)
+    assert beat_parity(slow, times) >= PARITY_MIN
+    times, positions = decode_beats(slow)
+    assert 60 / np.median(np.diff(times)) == pytest.approx(70, rel=0.02) and set(positions) == {1, 2, 3, 4}
+    even = synthetic_activations(140, offbeat=0.01)  # a song at 140 with even beats stays at 140
+    times, _ = decode_beats(even)
+    assert 60 / np.median(np.diff(times)) == pytest.approx(140, rel=0.02)
+
+
 def test_gated_rms_ignores_silence():
     sr = 8000
     tone = 0.5 * np.sin(2 * np.pi * 440 * np.arange(2 * sr) / sr)  # five whole 400 ms blocks
@@ -267,6 +294,55 @@ def test_midi_audio_option(sf2, tmp_path, monkeypatch):
     assert sr == 44_100 and len(y) / sr > 29
 
 
+def test_render_keeps_going_with_a_track_name_outside_latin1(sf2, tmp_path):
+    song = Song(tracks=[Track("Бас-гитара", program=33, notes=[Note(0, 960, 40, 100)])],
+                tempos=[TempoChange(0, 120.0)], resolution=960)
+    mid = tmp_path / "s.mid"
+    assert render_module.write_stem_midi(song, song.tracks, mid) == 1  # MIDI text is latin-1: the name is replaced
+    assert np.abs(render_module.render_midi(mid, sf2)).max() > 0.01
+
+
+def drum_song(bars: int = 6, qpm: float = QPM) -> Song:
+    """Kick on 1 and 3, snare on 2 and 4, closed hi-hat on eighths."""
+    res = 960
+    notes = [Note(b * 4 * res + q * res, res // 4, 36 if q % 2 == 0 else 38, 110)
+             for b in range(bars) for q in range(4)]
+    notes += [Note(b * 4 * res + e * res // 2, res // 8, 42, 90) for b in range(bars) for e in range(8)]
+    return Song(tracks=[Track("Drums", program=0, is_drum=True, notes=notes)], tempos=[TempoChange(0, qpm)],
+                resolution=res)
+
+
+def test_drum_hits_finds_kick_snare_and_hi_hat(sf2, tmp_path):
+    from stemfill.audio.drums import drum_hits
+
+    song = drum_song()
+    hits = drum_hits(render(song, sf2, tmp_path), 44_100)
+    found = np.array([t for t, _ in hits])
+    for key in (36, 38, 42):  # every hit of the pattern is found in its own band, +-30 ms
+        ref = np.array(sorted({song.seconds(n.start) for n in song.tracks[0].notes if n.pitch == key}))
+        got = np.array([t for t, k in hits if k == key])
+        assert np.mean(np.abs(ref[:, None] - got[None, :]).min(axis=1) < 0.03) >= 0.9, key
+    every = np.array(sorted({song.seconds(n.start) for n in song.tracks[0].notes}))
+    assert np.mean(np.abs(found[:, None] - every[None, :]).min(axis=1) < 0.035) >= 0.95  # and nothing off the hits
+
+
+def test_fill_from_audio_takes_heard_drums_as_context():
+    from stemfill.audio.transcribe import AudioNote
+    from stemfill.pianoroll.model import default_model_path, load_model
+
+    grid = beat_grid(0.5 * np.arange(32), np.arange(32) % 4 + 1, duration=16.0, resolution=960)
+    notes = [AudioNote(0.5 * i, 0.5 * i + 0.4, [52, 55, 57, 50][i // 8 % 4], 0.7) for i in range(32)]
+    hits = [(0.5 * i, 36 if i % 2 == 0 else 38) for i in range(32)]
+    model = load_model(default_model_path())
+    heard, filled, new = symbolic.fill_from_audio(notes, grid, ("bass",), model, drum_hits=hits)
+    drums = [t for t in heard.tracks if t.stem == "drums"]
+    assert len(drums) == 1 and len(drums[0].notes) == 32 and all(n.start % 480 == 0 for n in drums[0].notes)
+    assert [t.stem for t in new] == ["bass"] and new[0].notes
+    assert [t.stem for t in filled.tracks].count("drums") == 1  # the heard drums, none filled beside them
+    _, filled, new = symbolic.fill_from_audio(notes, grid, ("bass",), model)  # none heard: filled as context
+    assert [t.stem for t in new] == ["bass"] and [t.stem for t in filled.tracks].count("drums") == 1
+
+
 def test_transcription_finds_the_pitches(sf2, tmp_path):
     from stemfill.audio.transcribe import transcribe
 
@@ -298,7 +374,8 @@ def test_route_writes_a_mix_like_the_input(route, clip):
     r, outs = route
     assert r.exit_code == 0, r.output
     assert "method: symbolic: the paper's model" in r.stderr
-    assert "style words not used: reggae" in r.stderr
+    assert "style: reggae drums" in r.stderr  # a known drum style, asked of the model's controls
+    assert "style words not used: dreamy" in r.stderr
     info_in, info_out = sf.info(clip), sf.info(outs["mix"])
     for k in ("frames", "samplerate", "channels", "subtype"):
         assert getattr(info_in, k) == getattr(info_out, k), k

