@@ -11,7 +11,7 @@
 For every excerpt rendered without the ``--remove`` stem (bench/audio_route.py's excerpts; with ``--cache``,
 bench/beat_octave.py's renders without the bass), the route's steps are run: beats (madmom), basic-pitch, then
 the stem filled three ways on the same tracked grid and transcription, each with ``--seeds``:
-- ``unknown``: the model fills drums alongside as unknown context (not kept), as the route did before;
+- ``unknown``: the model fills drums alongside as unknown context (not kept), the route with drum_context=False;
 - ``heard``: the drum hits found in the audio (``stemfill.audio.drums.drum_hits``) as a known drums track;
 - ``true``: the song's real drum part put on the tracked grid: what perfect drum transcription would give.
 With ``--without-drums`` the excerpts are rendered without their drums as well, so what ``drum_hits`` finds

