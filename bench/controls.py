@@ -108,18 +108,22 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--control-guidance", type=float, default=None, help="override the model's control_guidance")
+    ap.add_argument("--control-steer", type=float, default=None, help="override the model's control_steer")
     args = ap.parse_args()
 
     model = load_model(args.model or default_model_path())
     if args.control_guidance is not None:
         model.sampling.control_guidance = args.control_guidance
+    if args.control_steer is not None:
+        model.sampling.control_steer = args.control_steer
     cfg = model.controls
     if cfg is None:
         sys.exit(f"error: {args.model or 'the default model'}: has no controls")
     ch = load_chunks(args.data, args.split)
     other_all = ch.context_or_empty()
     results: dict = {"split": args.split, "model": str(args.model or "default"),
-                     "control_guidance": model.sampling.control_guidance, "stems": {}}
+                     "control_guidance": model.sampling.control_guidance,
+               "control_steer": model.sampling.control_steer, "stems": {}}
     rng = np.random.default_rng(args.seed)
     for stem in args.stems.split(","):
         c = STEMS.index(stem)

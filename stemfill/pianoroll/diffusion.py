@@ -103,6 +103,7 @@ class SamplingConfig:
     chain_pitched: bool = False  # fill.py: with bass and guitar both missing, fill the bass, then the guitar given it
     chain_guidance: float | None = None  # fill.py: guidance of that second (guitar given the new bass) pass; None: guidance
     control_guidance: float = 1.0  # models with controls: how far past the fill without them the controls push
+    control_steer: float = 0.0  # models with controls: steer the prediction toward the requested attributes (steer.py; 0 off)
 
     def __post_init__(self) -> None:
         if self.decode not in DECODES:
@@ -337,17 +338,10 @@ class BinaryDiffusion(nn.Module):
                 p = torch.sigmoid(self.guided_logits(x, known, ctx, t, guidance, other, controls))
                 if k == 1 and sc.partial_mass:
                     p = self.partial_mass(p, x, known, ctx, t, guidance, other, controls)
+                if controls is not None and sc.control_steer > 0 and self.controls is not None:
+                    p = self.steer(p, known, ctx, controls)
                 if k == 1:
-                    if sc.decode == "count":
-                        x = self.decode(p, known, sc.min_note)
-                        for c in (i for i, on in enumerate(sc.line) if on and i < x.shape[1]):
-                            pc = torch.where(known[:, c], ctx[:, c].float(), p[:, c])
-                            free = pitched_open(known, c)
-                            x[:, c] = decode_line(pc, known[:, c].all(1), self.line_starts(free), sc.line_sounding,
-                                                  sc.min_note[c] if c < len(sc.min_note) else 0,
-                                                  rows=self.line_rows(pc, free))
-                    else:
-                        x = (p >= sc.threshold).float()
+                    x = self.decode_last(p, known, ctx)
                     break
                 ab_t = cosine_abar(t).view(b, 1, 1, 1)
                 ab_s = cosine_abar(torch.full((b,), (k - 1) / steps, device=dev)).view(b, 1, 1, 1)
@@ -382,6 +376,34 @@ class BinaryDiffusion(nn.Module):
         p = p.clone()
         p[rows] = torch.where(known[rows], p[rows], (p[rows] * ratio[..., None, None]).clamp(max=1.0))
         return p
+
+    def decode_last(self, p: torch.Tensor, known: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        """The last step's P(note) -> notes (B, C, P, L) float {0, 1}, as ``SamplingConfig.decode`` says."""
+        sc = self.sampling
+        if sc.decode != "count":
+            return (p >= sc.threshold).float()
+        x = self.decode(p, known, sc.min_note)
+        for c in (i for i, on in enumerate(sc.line) if on and i < x.shape[1]):
+            pc = torch.where(known[:, c], ctx[:, c].float(), p[:, c])
+            free = pitched_open(known, c)
+            x[:, c] = decode_line(pc, known[:, c].all(1), self.line_starts(free), sc.line_sounding,
+                                  sc.min_note[c] if c < len(sc.min_note) else 0, rows=self.line_rows(pc, free))
+        return x
+
+    def steer(self, p: torch.Tensor, known: torch.Tensor, ctx: torch.Tensor, controls: torch.Tensor) -> torch.Tensor:
+        """P moved toward the attributes requested in ``controls`` (``steer.steer``), by ``control_steer``.
+        Channels decoded as a line count their soft starts as the line decoder will (``line_starts``); the
+        targets are corrected once by what the decoder (``decode_last``) makes of the first fit."""
+        from stemfill.pianoroll.steer import steer
+
+        sc = self.sampling
+        scale = {c: self.line_starts(pitched_open(known, c)) for c, on in enumerate(sc.line)
+                 if on and c < p.shape[1] and sc.decode == "count"}
+
+        def notes(q: torch.Tensor) -> torch.Tensor:
+            return torch.where(known, ctx.float(), self.decode_last(q, known, ctx))
+
+        return steer(p, known, ctx, controls, self.controls, float(sc.control_steer), scale, decode=notes)
 
     def line_starts(self, free: torch.Tensor) -> torch.Tensor:
         """(B,) start multiplier of a line channel: ``line_starts_free`` in ``free`` windows (``pitched_open``),
