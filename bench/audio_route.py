@@ -220,8 +220,8 @@ def summarise(rows: list[dict], keys=("beat_f", "onset_f1", "onset_f1_ceiling"))
     return out
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_song_set_args(ap: argparse.ArgumentParser, seconds: float) -> None:
+    """The options that pick the songs (``pick_songs``) and the excerpt length, shared by the audio benches."""
     ap.add_argument("songs", nargs="*", type=Path, help="MIDI / Guitar Pro files")
     ap.add_argument("--data", type=Path, help="a chunks folder (stemfill convert): the songs of --split in its "
                     "manifest (the project's split: content hash, then the leak check)")
@@ -233,8 +233,13 @@ def main(argv=None) -> int:
                     "(case-insensitive)")
     ap.add_argument("--split", default="test")
     ap.add_argument("--songs", dest="n_songs", type=int, default=0, help="at most this many songs (0: all)")
+    ap.add_argument("--seconds", type=float, default=seconds, help="excerpt length (from the start)")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_song_set_args(ap, seconds=60.0)
     ap.add_argument("--remove", choices=("drums", "bass", "guitar"), default="drums")
-    ap.add_argument("--seconds", type=float, default=60.0, help="excerpt length (from the start)")
     ap.add_argument("--model", type=Path, default=None, help="piano-roll model (default: the shipped one)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-drum-context", action="store_true", help="let the model fill drums as unknown context "

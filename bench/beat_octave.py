@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from audio_route import midi_beats, on_grid, pick_songs, render_excerpt
+from audio_route import add_song_set_args, midi_beats, on_grid, pick_songs, render_excerpt
 
 
 def refs(song, tracks, dur: float) -> dict:
@@ -114,14 +114,7 @@ def score(beats: np.ndarray, d: dict) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("songs", nargs="*", type=Path)
-    ap.add_argument("--data", type=Path)
-    ap.add_argument("--roots", nargs="+", default=None)
-    ap.add_argument("--corpus", type=Path)
-    ap.add_argument("--exclude", default=None)
-    ap.add_argument("--split", default="test")
-    ap.add_argument("--songs", dest="n_songs", type=int, default=0)
-    ap.add_argument("--seconds", type=float, default=30.0)
+    add_song_set_args(ap, seconds=30.0)
     ap.add_argument("--cache", type=Path, required=True)
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)

@@ -29,6 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from audio_route import add_song_set_args  # noqa: E402
+
 KIT = {"kick": (35, 36), "snare": (37, 38, 39, 40), "hat": (42, 44, 46)}
 KEY_OF = {"kick": 36, "snare": 38, "hat": 42}
 
@@ -57,7 +61,6 @@ def rendered_excerpts(a):
 
     import soundfile as sf
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from audio_route import on_grid, onsets, pick_songs, render_excerpt
     from beat_octave import refs
 
@@ -82,14 +85,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", type=Path, help="bench/beat_octave.py's cache (excerpts with their drums)")
     ap.add_argument("--remove", choices=("bass", "guitar"), default="bass", help="the stem to add (rendered songs)")
     ap.add_argument("--without-drums", action="store_true", help="render the songs without their drums too")
-    ap.add_argument("songs", nargs="*", type=Path)
-    ap.add_argument("--data", type=Path)
-    ap.add_argument("--roots", nargs="+", default=None)
-    ap.add_argument("--corpus", type=Path)
-    ap.add_argument("--exclude", default=None)
-    ap.add_argument("--split", default="test")
-    ap.add_argument("--songs", dest="n_songs", type=int, default=0)
-    ap.add_argument("--seconds", type=float, default=30.0)
+    add_song_set_args(ap, seconds=30.0)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)

@@ -82,9 +82,10 @@ def soft_starts(p: torch.Tensor, c: int) -> torch.Tensor:
     return (p - F.pad(p, (1, 0))[..., :-1]).clamp_min(0.0)
 
 
-def steer(p: torch.Tensor, known: torch.Tensor, ctx: torch.Tensor, planes: torch.Tensor, cfg: ControlConfig,
-          strength: float = 1.0, line_starts: dict[int, torch.Tensor] | None = None,
-          decode: Callable[[torch.Tensor], torch.Tensor] | None = None, rounds: int = ROUNDS) -> torch.Tensor:
+def steer(p: torch.Tensor, known: torch.Tensor, ctx: torch.Tensor, planes: torch.Tensor | None,
+          cfg: ControlConfig | None, strength: float = 1.0, line_starts: dict[int, torch.Tensor] | None = None,
+          decode: Callable[[torch.Tensor], torch.Tensor] | None = None, rounds: int = ROUNDS,
+          keep: tuple[int, ...] = ()) -> torch.Tensor:
     """P(note) (B, C, P, L) with the unknown cells moved toward the requested attributes in ``planes``.
 
     known, ctx: (B, C, P, L) bool; the known cells count at their context value and never change.
@@ -92,17 +93,34 @@ def steer(p: torch.Tensor, known: torch.Tensor, ctx: torch.Tensor, planes: torch
     summed rise`` starts (``diffusion.decode_line``). ``decode``: P -> the notes it becomes (the
     whole roll, known cells included); with it, each of ``rounds`` - 1 more fits aims past the target by
     what the decoded notes missed it by, per window and stem (soft and decoded attributes differ: a
-    decoder keeps the likeliest cells, not each with its P). Returns a new tensor; ``p`` is untouched."""
+    decoder keeps the likeliest cells, not each with its P). ``keep``: channels steered even without a
+    request (``SamplingConfig.match_starts``), at full strength.
+
+    A steered channel whose density is not requested gets the model's own expected starts (its soft
+    starts before steering) as the density target, so its other offsets do not change how much it plays,
+    and the decoder plays as many starts as the model expects. Returns a new tensor; ``p`` is untouched."""
     B, C, P, L = p.shape
     nb = L // BAR
-    if nb == 0 or strength <= 0:
+    if nb == 0:
         return p
-    targets = bar_targets(planes, cfg, nb)
-    if not targets:
+    targets = bar_targets(planes, cfg, nb) if planes is not None and cfg is not None and strength > 0 else {}
+    free = (~known).flatten(2).any(-1).any(0)  # (C,) channels with cells to fill
+    keep = tuple(c for c in keep if bool(free[c]))
+    if not targets and not keep:
         return p
+    weight = {c: float(strength) for c, _ in targets}
+    weight.update({c: 1.0 for c in keep})
+    scale = line_starts or {}
+    for c in weight:
+        if (c, "density") not in targets:
+            own = soft_starts(torch.where(known[:, c], ctx[:, c].float(), p[:, c].float()), c)
+            own = own[..., :nb * BAR].reshape(B, P, nb, BAR).sum((1, 3))
+            if c in scale:
+                own = own * scale[c].to(own.device).float().view(B, 1)
+            targets[(c, "density")] = (own, torch.ones(B, nb, dtype=torch.bool, device=p.device))
     goal = dict(targets)
     for r in range(max(1, rounds)):
-        out = _fit(p, known, ctx, goal, strength, line_starts or {})
+        out = _fit(p, known, ctx, goal, weight, scale)
         if decode is None or r == rounds - 1:
             break
         goal = _corrected(goal, targets, decode(out)[..., :nb * BAR])
@@ -134,9 +152,10 @@ def _corrected(goal: dict, targets: dict, notes: torch.Tensor) -> dict:
     return out
 
 
-def _fit(p: torch.Tensor, known: torch.Tensor, ctx: torch.Tensor, targets: dict, strength: float,
+def _fit(p: torch.Tensor, known: torch.Tensor, ctx: torch.Tensor, targets: dict, weight: dict[int, float],
          line_starts: dict[int, torch.Tensor]) -> torch.Tensor:
-    """One fit of the offsets to ``targets`` ({(channel, attribute): (raw (B, nb), given (B, nb))})."""
+    """One fit of the offsets to ``targets`` ({(channel, attribute): (raw (B, nb), given (B, nb))}), every
+    steered channel with a density target; the fitted offsets enter times ``weight`` {channel: strength}."""
     B, C, P, L = p.shape
     nb = L // BAR
     channels = sorted({c for c, _ in targets})
@@ -159,9 +178,7 @@ def _fit(p: torch.Tensor, known: torch.Tensor, ctx: torch.Tensor, targets: dict,
         fill_cells = (drum_rows[:, None] * last_beat + tom_rows[:, None] * (last2 - last_beat))[None, :, None, :]
         params = {c: torch.zeros(B, len(STEERED), nb, device=dev, requires_grad=True) for c in channels}
         active = {c: torch.zeros(1, len(STEERED), 1, device=dev) for c in channels}
-        for c in channels:  # the density offset always moves: it keeps the density where it is not requested
-            active[c][0, 0] = 1.0
-        for c, attr in targets:  # the other offsets move where their attribute is requested
+        for c, attr in targets:  # only the offsets of the attributes with a target move
             active[c][0, STEERED.index(attr)] = 1.0
         opt = torch.optim.Adam(list(params.values()), lr=LR)
         # syncopation: drums move their off-beat hits; bass and guitar move the first 16th of each beat the
@@ -192,9 +209,6 @@ def _fit(p: torch.Tensor, known: torch.Tensor, ctx: torch.Tensor, targets: dict,
                 return line_starts[c].detach().clone().to(dev).float().view(B, 1)
             return torch.ones(B, 1, device=dev)
 
-        with torch.no_grad():  # where density is not requested, it stays where the model put it
-            own = {c: (soft_starts(channel_p(c), c)[..., :nb * BAR].reshape(B, P, nb, BAR)
-                       * scale_of(c)[:, None, :, None]).sum((1, 3)) for c in channels}
         for _ in range(ITERS):
             opt.zero_grad()
             loss = p.new_zeros((), dtype=torch.float32)
@@ -224,15 +238,14 @@ def _fit(p: torch.Tensor, known: torch.Tensor, ctx: torch.Tensor, targets: dict,
                                           F.relu(hits - FILL_OFF) + F.relu(toms2 - FILL_OFF))
                         w = 1.0
                     loss = loss + w * (err ** 2 * given).sum() / max(1, B)
-                target, given = planes_.get((c, "density"), (own[c], None))
-                dens = own[c] if given is None else torch.where(given, target, own[c])
-                loss = loss + 4.0 * ((torch.log1p(count) - torch.log1p(dens)) ** 2).sum() / max(1, B)
+                target, given = planes_[(c, "density")]
+                loss = loss + 4.0 * ((torch.log1p(count) - torch.log1p(target)) ** 2 * given).sum() / max(1, B)
             loss.backward()
             opt.step()
         with torch.no_grad():
             out = p.detach().clone().float()
             for c in channels:
-                lg = logit[:, c, :, :nb * BAR].reshape(B, P, nb, BAR) + strength * offsets(c)
+                lg = logit[:, c, :, :nb * BAR].reshape(B, P, nb, BAR) + weight[c] * offsets(c)
                 q = torch.sigmoid(lg).reshape(B, P, nb * BAR)
                 out[:, c, :, :nb * BAR] = torch.where(free[:, c, :, :nb * BAR], q, out[:, c, :, :nb * BAR])
     return out.to(p.dtype)
