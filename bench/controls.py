@@ -8,7 +8,10 @@ again: with no control (auto), and with each control at low, mid and high. Per c
 * spearman: requested number vs achieved, per chunk, for numbers drawn between the training data's
   10th and 90th percentiles (density in notes a bar, register in semitones, complexity as a share),
 * the fit cost: agreement with the real part (onset F1, pitch-class F1) and the density error
-  (|notes a bar - the real part's|) at each level, beside auto.
+  (|notes a bar - the real part's|) at each level, beside auto;
+* the realism cost: the classifier two-sample test of ``stemfill eval --realism`` (evaluation/realism.py)
+  telling the filled parts from the real ones of the same chunks, folds grouped by song (0.5 = cannot
+  tell). With 60 chunks a stem its folds spread by about +-0.1: read it for large moves only.
 
 ``--like``: each chunk takes a reference part from a chunk of another song; the filled part's groove
 distance to the reference (``controls.groove_distance``) with the reference's controls vs auto.
@@ -30,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stemfill.datasets.chunks import load_chunks  # noqa: E402
 from stemfill.evaluation.metrics import score_stem  # noqa: E402
+from stemfill.evaluation.realism import segment_features, two_sample_accuracy  # noqa: E402
 from stemfill.pianoroll.controls import (LEVELS, StemControls, bar_attributes, control_planes,  # noqa: E402
                                          groove, groove_distance, reference_controls)
 from stemfill.pianoroll.fill import fill_chunks  # noqa: E402
@@ -79,7 +83,7 @@ def fill_with(model, rolls, known, other, stem: str, reqs: list[StemControls | N
     return fill_chunks(model, rolls, known, seed=seed, other=other, controls=ctrl)
 
 
-def fit(out: np.ndarray, truth: np.ndarray, stem: str) -> dict[str, float]:
+def fit(out: np.ndarray, truth: np.ndarray, stem: str, other: np.ndarray, songs: np.ndarray) -> dict[str, float]:
     c = STEMS.index(stem)
     s = score_stem(out, truth, c)
     res = {"onset_F1": float(np.mean(s["agree/onset_F1"]))}
@@ -88,6 +92,9 @@ def fit(out: np.ndarray, truth: np.ndarray, stem: str) -> dict[str, float]:
     dens_gen = achieved(out, stem, "density")
     dens_real = achieved(truth, stem, "density")
     res["density_err"] = float(np.mean(np.abs(dens_gen - dens_real)))
+    real = segment_features(truth, c, other=other)
+    fake = segment_features(out, c, other=other)
+    res["realism"] = two_sample_accuracy(real, fake, songs)["accuracy"]
     return res
 
 
@@ -134,7 +141,7 @@ def main() -> None:
         known[:, c] = False
         res: dict = {"chunks": n, "songs": int(len(set(songs.tolist()))), "controls": {}}
         auto = fill_with(model, rolls, known, other, stem, [None] * n, args.seed)
-        res["auto"] = fit(auto, rolls, stem)
+        res["auto"] = fit(auto, rolls, stem, other, songs)
         for attr in CONTROLS[stem]:
             per_level, fits = {}, {}
             for level, unit in LEVELS.items():
@@ -144,7 +151,7 @@ def main() -> None:
                     reqs = [StemControls({attr: unit})] * n
                 out = fill_with(model, rolls, known, other, stem, reqs, args.seed)
                 per_level[level] = achieved(out, stem, attr)
-                fits[level] = fit(out, rolls, stem)
+                fits[level] = fit(out, rolls, stem, other, songs)
             song_means = {lv: {} for lv in LEVELS}
             for lv, v in per_level.items():
                 for s in set(songs.tolist()):
@@ -188,7 +195,7 @@ def main() -> None:
         d_real = np.array([groove_distance(g_real[i], g_ref[i]) for i in range(n)])
         res["like"] = {"groove_dist_auto": float(d_auto.mean()), "groove_dist_like": float(d_like.mean()),
                        "groove_dist_real": float(d_real.mean()), "closer_share": float(np.mean(d_like < d_auto)),
-                       "fit": fit(liked, rolls, stem)}
+                       "fit": fit(liked, rolls, stem, other, songs)}
         results["stems"][stem] = res
         print_stem(stem, res)
     if args.json:
@@ -196,13 +203,17 @@ def main() -> None:
         print(f"wrote {args.json}")
 
 
+def _acc(v) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
 def print_stem(stem: str, res: dict) -> None:
     a = res["auto"]
     print(f"\n## {stem}: {res['chunks']} chunks from {res['songs']} songs; auto: "
-          + ", ".join(f"{k} {v:.3f}" for k, v in a.items()))
+          + ", ".join(f"{k} {_acc(v)}" for k, v in a.items()))
     print("| control | real | auto | low | mid | high | monotonic songs | spearman | onset F1 low/mid/high | "
-          "pc F1 low/mid/high | density err low/mid/high |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "pc F1 low/mid/high | density err low/mid/high | realism low/mid/high |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for attr, e in res["controls"].items():
         lv = e["levels"]
         f = e["fit"]
@@ -210,12 +221,13 @@ def print_stem(stem: str, res: dict) -> None:
         print(f"| {attr} | {e['real']:.2f} | {e['auto']:.2f} | {lv['low']:.2f} | {lv['mid']:.2f} | {lv['high']:.2f} | "
               f"{e['monotonic_songs']:.0%} of {e['songs_compared']} | {e.get('spearman', float('nan')):.2f} | "
               + "/".join(f"{f[x]['onset_F1']:.3f}" for x in LEVELS) + f" | {pc} | "
-              + "/".join(f"{f[x]['density_err']:.1f}" for x in LEVELS) + " |")
+              + "/".join(f"{f[x]['density_err']:.1f}" for x in LEVELS) + " | "
+              + "/".join(_acc(f[x].get("realism")) for x in LEVELS) + " |")
     lk = res["like"]
     print(f"--like: groove distance to the reference {lk['groove_dist_auto']:.3f} (auto) -> "
           f"{lk['groove_dist_like']:.3f} (like); closer in {lk['closer_share']:.0%} of chunks; "
           f"the real part's {lk['groove_dist_real']:.3f}; fit with --like: "
-          + ", ".join(f"{k} {v:.3f}" for k, v in lk["fit"].items()))
+          + ", ".join(f"{k} {_acc(v)}" for k, v in lk["fit"].items()))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Wall time, CPU time and peak memory of `stemfill midi` as a user runs it: the whole process.
 
     python bench/fill.py [SONG] [--add bass|bass,guitar] [--runs 5] [--minutes 20] [--model PATH]
-                         [--steps N] [--candidates K] [--threads N]
+                         [--steps N] [--candidates K] [--threads N] [--options "--density high"]
 
 Every run starts a fresh ``python -m stemfill.cli midi SONG --add ...`` (start-up, imports, model
 load, read, fill, write) and takes its wall time, CPU time (user + sys) and peak RSS from the
@@ -73,6 +73,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=0, help="0 = the model's own default")
     ap.add_argument("--candidates", type=int, default=0, help="0 = the model's own default")
     ap.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS for the runs (0: torch's default)")
+    ap.add_argument("--options", default="", help="more `stemfill midi` options, e.g. \"--density high\" (controls)")
     a = ap.parse_args()
 
     from stemfill.song.io import read_song, write_song
@@ -95,11 +96,11 @@ def main() -> None:
             cmd += ["--model", a.model] if a.model else []
             cmd += ["--steps", str(a.steps)] if a.steps else []
             cmd += ["--candidates", str(a.candidates)] if a.candidates else []
-            return cmd
+            return cmd + shlex.split(a.options)
 
         rows = [("imports (torch + fill module)", "", [sys.executable, "-c", "import stemfill.pianoroll.fill"])]
         for path, s in songs:
-            what = f"`stemfill midi --add {' --add '.join(adds)}`"
+            what = f"`stemfill midi --add {' --add '.join(adds)}{' ' + a.options if a.options else ''}`"
             rows.append((what, f"{path.name}: {s.seconds(s.end) / 60:.1f} min, {s.n_bars} bars", fill_cmd(path)))
         print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start; runs per row: {a.runs}")
         shown = ["python"] + [x.replace(tmp, "TMP") for x in rows[1][2][1:]]

@@ -104,7 +104,6 @@ class SamplingConfig:
     chain_guidance: float | None = None  # fill.py: guidance of that second (guitar given the new bass) pass; None: guidance
     control_guidance: float = 1.0  # models with controls: how far past the fill without them the controls push
     control_steer: float = 0.0  # models with controls: steer the prediction toward the requested attributes (steer.py; 0 off)
-    match_starts: tuple[bool, ...] = (False, False, False)  # per channel: decode as many note starts as P expects (steer.py)
 
     def __post_init__(self) -> None:
         if self.decode not in DECODES:
@@ -113,7 +112,6 @@ class SamplingConfig:
             raise ValueError(f"SamplingConfig: candidates must be >= 1, got {self.candidates}")
         self.min_note = tuple(int(v) for v in self.min_note)
         self.line = tuple(bool(v) for v in self.line)
-        self.match_starts = tuple(bool(v) for v in self.match_starts)
 
 
 SAMPLING_KEYS = frozenset(f.name for f in fields(SamplingConfig))  # config.json's "sampling" keys
@@ -340,7 +338,7 @@ class BinaryDiffusion(nn.Module):
                 p = torch.sigmoid(self.guided_logits(x, known, ctx, t, guidance, other, controls))
                 if k == 1 and sc.partial_mass:
                     p = self.partial_mass(p, x, known, ctx, t, guidance, other, controls)
-                if (controls is not None and sc.control_steer > 0 and self.controls is not None) or any(sc.match_starts):
+                if controls is not None and sc.control_steer > 0 and self.controls is not None:
                     p = self.steer(p, known, ctx, controls)
                 if k == 1:
                     x = self.decode_last(p, known, ctx)
@@ -393,9 +391,8 @@ class BinaryDiffusion(nn.Module):
         return x
 
     def steer(self, p: torch.Tensor, known: torch.Tensor, ctx: torch.Tensor, controls: torch.Tensor) -> torch.Tensor:
-        """P moved toward the attributes requested in ``controls`` (``steer.steer``), by ``control_steer``;
-        channels flagged in ``match_starts`` are steered to the note starts P expects. Channels decoded as a
-        line count their soft starts as the line decoder will (``line_starts``); the targets are corrected
+        """P moved toward the attributes requested in ``controls`` (``steer.steer``), by ``control_steer``.
+        Channels decoded as a line count their soft starts as the line decoder will (``line_starts``); the targets are corrected
         once by what the decoder (``decode_last``) makes of the first fit."""
         from stemfill.pianoroll.steer import steer
 
@@ -406,8 +403,7 @@ class BinaryDiffusion(nn.Module):
         def notes(q: torch.Tensor) -> torch.Tensor:
             return torch.where(known, ctx.float(), self.decode_last(q, known, ctx))
 
-        keep = tuple(c for c, on in enumerate(sc.match_starts) if on and c < p.shape[1])
-        return steer(p, known, ctx, controls, self.controls, float(sc.control_steer), scale, decode=notes, keep=keep)
+        return steer(p, known, ctx, controls, self.controls, float(sc.control_steer), scale, decode=notes)
 
     def line_starts(self, free: torch.Tensor) -> torch.Tensor:
         """(B,) start multiplier of a line channel: ``line_starts_free`` in ``free`` windows (``pitched_open``),

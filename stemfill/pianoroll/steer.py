@@ -13,14 +13,16 @@ measured softly on P(note):
   toms = the share of drum starts on the tom rows; fill = snare and tom starts in the bar's last beat
   (and toms in its last two), against the thresholds ``controls.bar_attributes`` uses.
 
-Each requested stem and bar gets a few logit offsets, one per attribute: a bias over the whole bar
-(density), over its off-beat steps (syncopation; bass and guitar: over the first 16th of each beat,
-the other way, so that held notes keep sounding across the off-beat steps), a tilt across pitch rows (register), a bias on the tom
-rows (toms) and on the snare and tom rows of the last beat and the toms of the beat before (fills). They are fitted (Adam, ``ITERS``
-steps) so the soft attributes meet the targets, and added to the logits of the unknown cells times
-``SamplingConfig.control_steer`` (0: off, 1: the fitted offsets). The model still decides *which*
-notes: an offset moves every cell of its group by the same amount in logit space, so cells the model
-finds likely move the most in P and unlikely ones barely at all.
+Each requested stem and bar gets a few logit offsets, one per requested attribute: a bias over the
+whole bar (density); over its off-beat steps (syncopation; bass and guitar: over the first 16th of each
+beat, the other way, so that held notes keep sounding across the off-beat steps); a tilt across pitch
+rows (register); a bias on the tom rows (toms); and on the snare and tom rows of the last beat and the
+toms of the beat before (fills). They are fitted (Adam, ``ITERS`` steps) so the soft attributes meet
+the targets, then fitted once more aiming past the targets by what the decoded notes missed them by,
+and added to the logits of the unknown cells times ``SamplingConfig.control_steer`` (0: off, 1: the
+fitted offsets). The model still decides *which* notes: an offset moves every cell of its group by the
+same amount in logit space, so cells the model finds likely move the most in P and unlikely ones
+barely at all.
 """
 
 from __future__ import annotations
@@ -84,8 +86,7 @@ def soft_starts(p: torch.Tensor, c: int) -> torch.Tensor:
 
 def steer(p: torch.Tensor, known: torch.Tensor, ctx: torch.Tensor, planes: torch.Tensor | None,
           cfg: ControlConfig | None, strength: float = 1.0, line_starts: dict[int, torch.Tensor] | None = None,
-          decode: Callable[[torch.Tensor], torch.Tensor] | None = None, rounds: int = ROUNDS,
-          keep: tuple[int, ...] = ()) -> torch.Tensor:
+          decode: Callable[[torch.Tensor], torch.Tensor] | None = None, rounds: int = ROUNDS) -> torch.Tensor:
     """P(note) (B, C, P, L) with the unknown cells moved toward the requested attributes in ``planes``.
 
     known, ctx: (B, C, P, L) bool; the known cells count at their context value and never change.
@@ -93,8 +94,7 @@ def steer(p: torch.Tensor, known: torch.Tensor, ctx: torch.Tensor, planes: torch
     summed rise`` starts (``diffusion.decode_line``). ``decode``: P -> the notes it becomes (the
     whole roll, known cells included); with it, each of ``rounds`` - 1 more fits aims past the target by
     what the decoded notes missed it by, per window and stem (soft and decoded attributes differ: a
-    decoder keeps the likeliest cells, not each with its P). ``keep``: channels steered even without a
-    request (``SamplingConfig.match_starts``), at full strength.
+    decoder keeps the likeliest cells, not each with its P).
 
     A steered channel whose density is not requested gets the model's own expected starts (its soft
     starts before steering) as the density target, so its other offsets do not change how much it plays,
@@ -104,12 +104,9 @@ def steer(p: torch.Tensor, known: torch.Tensor, ctx: torch.Tensor, planes: torch
     if nb == 0:
         return p
     targets = bar_targets(planes, cfg, nb) if planes is not None and cfg is not None and strength > 0 else {}
-    free = (~known).flatten(2).any(-1).any(0)  # (C,) channels with cells to fill
-    keep = tuple(c for c in keep if bool(free[c]))
-    if not targets and not keep:
+    if not targets:
         return p
     weight = {c: float(strength) for c, _ in targets}
-    weight.update({c: 1.0 for c in keep})
     scale = line_starts or {}
     for c in weight:
         if (c, "density") not in targets:
