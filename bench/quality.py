@@ -7,7 +7,9 @@ Without ``--data`` the corpus (../shared/data/corpus) is converted once into chu
 with `stemfill convert`'s defaults (resumable: a second run does no work). Systems: real, random,
 rule, retrieval, plus model (the shipped default unless ``--model`` names another; ``--no-model`` skips it), plus paper (the paper's three per-instrument
 models) when ``--paper-models`` is given or bench/paper-models/ holds them (``--no-paper`` skips it). Writes the markdown tables, the command
-and the wall time to ``--out`` and the full report (every metric) beside it as JSON.
+and the wall time to ``--out`` and the full report (every metric) beside it as JSON. Sections of an
+existing ``--out`` that it does not write (``## `` headings: phrases, realism, written from other
+benches) are kept at the end.
 Protocol and metric definitions: docs/evaluation.md.
 """
 
@@ -53,6 +55,15 @@ def _sampling(model: str) -> str:
     d = split_sampling(cfg)["sampling"] if "diffusion" in cfg else {}
     return (f" (sampling: {d.get('sample_steps')} step(s), guidance {d.get('guidance')}, decode "
             f"{d.get('decode', 'threshold')}, {d.get('candidates', 1)} candidate(s))")
+
+
+def kept_sections(old: str) -> str:
+    """The hand-written part of an existing results file: from its first ``## `` heading to the end
+    (this script writes only ``### `` case tables under its header)."""
+    for i, line in enumerate(old.splitlines(keepends=True)):
+        if line.startswith("## "):
+            return "".join(old.splitlines(keepends=True)[i:])
+    return ""
 
 
 def _rel(path: str) -> str:
@@ -136,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         H.markdown(report),
     ])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
+    kept = kept_sections(args.out.read_text()) if args.out.is_file() else ""
+    args.out.write_text(text + "\n" + ("\n" + kept if kept else ""))
     print(f"wrote {args.out} and {json_path} ({wall:.1f} s)", file=sys.stderr)
     return 0
 
