@@ -105,3 +105,17 @@ def test_a_steered_model_plays_the_requested_density():
     q = np.stack([control_planes({"drums": StemControls({"density": 0.85})}, rolls.shape[-1], N_PITCHES)] * 6)
     raw, _ = bar_attributes(torch.from_numpy(fill_chunks(m, rolls, known, seed=1, controls=q)))
     assert abs(raw[("drums", "density")].mean().item() - got[0.85]) > 1.0
+
+
+def test_density_requests_keep_the_models_bar_to_bar_contour():
+    from stemfill.pianoroll.steer import with_contour
+
+    own = torch.tensor([[10.0, 10.0, 10.0, 30.0], [0.0, 0.0, 0.0, 0.0], [4.0, 8.0, 4.0, 8.0]])
+    target = torch.tensor([[15.0] * 4, [15.0] * 4, [6.0, 6.0, 20.0, 20.0]])
+    given = torch.ones(3, 4, dtype=torch.bool)
+    given[2, 0] = False
+    out = with_contour(target, given, own)
+    assert torch.allclose(out[0], torch.tensor([10.0, 10.0, 10.0, 30.0]) * 1.0)  # mean 15 already: as the model has it
+    assert torch.equal(out[1], target[1])  # the model expects nothing there: the request stands
+    assert out[2, 0] == 6.0 and out[2, 1] == 6.0  # a bar not given keeps its value; one alone in its group is met
+    assert torch.allclose(out[2, 2:], torch.tensor([4.0, 8.0]) * (40.0 / 12.0))  # the pair keeps its 1:2 contour

@@ -20,9 +20,10 @@ rows (register); a bias on the tom rows (toms); and on the snare and tom rows of
 toms of the beat before (fills). They are fitted (Adam, ``ITERS`` steps) so the soft attributes meet
 the targets, then fitted once more aiming past the targets by what the decoded notes missed them by,
 and added to the logits of the unknown cells times ``SamplingConfig.control_steer`` (0: off, 1: the
-fitted offsets). The model still decides *which* notes: an offset moves every cell of its group by the
-same amount in logit space, so cells the model finds likely move the most in P and unlikely ones
-barely at all.
+fitted offsets). A density request keeps the model's bar-to-bar contour (``with_contour``); a steered
+stem whose density is not requested keeps the density the model expects. The model still decides
+*which* notes: an offset moves every cell of its group by the same amount in logit space, so cells the
+model finds likely move the most in P and unlikely ones barely at all.
 """
 
 from __future__ import annotations
@@ -109,11 +110,13 @@ def steer(p: torch.Tensor, known: torch.Tensor, ctx: torch.Tensor, planes: torch
     weight = {c: float(strength) for c, _ in targets}
     scale = line_starts or {}
     for c in weight:
-        if (c, "density") not in targets:
-            own = soft_starts(torch.where(known[:, c], ctx[:, c].float(), p[:, c].float()), c)
-            own = own[..., :nb * BAR].reshape(B, P, nb, BAR).sum((1, 3))
-            if c in scale:
-                own = own * scale[c].to(own.device).float().view(B, 1)
+        own = soft_starts(torch.where(known[:, c], ctx[:, c].float(), p[:, c].float()), c)
+        own = own[..., :nb * BAR].reshape(B, P, nb, BAR).sum((1, 3))
+        if c in scale:
+            own = own * scale[c].to(own.device).float().view(B, 1)
+        if (c, "density") in targets:
+            targets[(c, "density")] = (with_contour(*targets[(c, "density")], own), targets[(c, "density")][1])
+        else:
             targets[(c, "density")] = (own, torch.ones(B, nb, dtype=torch.bool, device=p.device))
     goal = dict(targets)
     for r in range(max(1, rounds)):
@@ -121,6 +124,21 @@ def steer(p: torch.Tensor, known: torch.Tensor, ctx: torch.Tensor, planes: torch
         if decode is None or r == rounds - 1:
             break
         goal = _corrected(goal, targets, decode(out)[..., :nb * BAR])
+    return out
+
+
+def with_contour(target: torch.Tensor, given: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+    """Per-bar density targets (B, nb) that keep the model's own bar-to-bar contour: the bars of a window
+    asking for the same density get the model's expected starts ``own`` scaled to meet that request on
+    average, so a busier part stays busier where the model plays more (a fill, a chorus) and sparser
+    where it plays less. Where the model expects nothing in those bars, the request stands as it is."""
+    out = target.clone()
+    for b in range(target.shape[0]):
+        for value in torch.unique(target[b][given[b]]):
+            bars = given[b] & (target[b] == value)
+            total = own[b][bars].sum()
+            if float(total) > 1e-3:
+                out[b][bars] = own[b][bars] * (value * bars.sum() / total)
     return out
 
 
