@@ -1,7 +1,7 @@
 """Whole songs: do filled drums mark phrases as the real drummer does, do filled parts follow the song's
 density contour, and what is the Note-F1 (USMA's definition) per 4-bar segment?
 
-    python bench/phrase.py --data CHUNKS [--model M] [--songs N] [--no-band] [--fills none|phrase|often]
+    python bench/phrase.py --data CHUNKS [--model M] [--songs N] [--no-band] [--fills none|phrase|often|sections]
                            [--seed S] [--json OUT]
 
 Songs: the test split of the chunk folder's manifest (the first ``--songs`` of a seeded shuffle; 0: all),
@@ -20,7 +20,8 @@ if it has context planes, the song's other tracks) and compared with the real pa
   the real part has notes).
 
 ``--fills`` asks the filled drums for fills (``controls.StemControls(fill_every=...)``: none, phrase = every
-4th bar, often = every 2nd); only a model with control planes takes it. Prints markdown tables; ``--json``
+4th bar, often = every 2nd; sections = the bar before each section change that the song's other parts
+show, ``sections.fill_bars``); only a model with control planes takes it. Prints markdown tables; ``--json``
 writes every number and the per-song rows.
 """
 
@@ -92,7 +93,12 @@ def fill_song_stems(model, path: Path, seed: int, fills: str | None) -> dict:
         known = np.ones((real.shape[0], T), dtype=bool)
         known[c] = False
         planes = None
-        if stem == "drums" and fills is not None:
+        if stem == "drums" and fills == "sections":
+            from stemfill.pianoroll.sections import fill_bars
+
+            bars = tuple(fill_bars(real, known, other))
+            planes = control_planes({"drums": StemControls(fill_bars=bars)}, T, real.shape[1])
+        elif stem == "drums" and fills is not None:
             planes = control_planes({"drums": StemControls(fill_every=FILL_PATTERNS[fills])}, T, real.shape[1])
         filled = fill_roll(model, real, known, seed=seed, other=other, controls=planes)
         g, r = filled[c], real[c]
@@ -174,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder (default: the shipped default)")
     ap.add_argument("--songs", type=int, default=20, help="test-split songs (seeded pick; 0: all)")
     ap.add_argument("--no-band", action="store_true", help="leave out the band split")
-    ap.add_argument("--fills", choices=("none", "phrase", "often"), help="ask the filled drums for fills "
+    ap.add_argument("--fills", choices=("none", "phrase", "often", "sections"), help="ask the filled drums for fills "
                     "(a model with control planes only)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the song pick and of the fills")
     ap.add_argument("--json", type=Path, help="write every number and the per-song rows here")

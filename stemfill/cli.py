@@ -138,7 +138,7 @@ def midi_cmd(
     density: List[str] = typer.Option([], "--density", help="How busy the new part is: low, mid, high, auto or notes a bar; per stem as drums=high (repeatable). With --bars, only those bars."),
     complexity: List[str] = typer.Option([], "--complexity", help="Syncopation: low, mid, high, auto or the share of note starts off the beat (0-1); per stem as bass=low."),
     register: List[str] = typer.Option([], "--register", help="Bass/guitar pitch range: low, mid, high, auto or a MIDI note (the part's mean pitch)."),
-    fills: Optional[str] = typer.Option(None, "--fills", help="Drum fills: none, phrase (every 4th bar), often (every 2nd bar) or auto (the shipped model barely follows it yet: docs/controls.md)."),
+    fills: Optional[str] = typer.Option(None, "--fills", help="Drum fills: none, phrase (every 4th bar), often (every 2nd bar), sections (before the song's section changes, as its other parts show them) or auto."),
     like: Optional[Path] = typer.Option(None, "--like", help="Play the new part in the style of this file's same stem (MIDI or Guitar Pro): its density, syncopation, register and groove."),
     like_bars: Optional[str] = typer.Option(None, "--like-bars", help="Bars of the --like file to take the style from. " + BARS_HELP),
     style: Optional[str] = typer.Option(None, "--style", help="Drums in a named groove, as --like a built-in bar: rock, reggae, funk, metal, swing, disco, halftime, punk."),

@@ -104,7 +104,7 @@ def test_control_planes_follow_the_request():
     (["drums"], {"register": ["low"]}, None, "applies to bass and guitar"),
     (["bass"], {"density": ["-3"]}, None, "finite and >= 0"),
     (["bass"], {}, "often", "--fills applies to drums"),
-    (["drums"], {}, "sometimes", "use none, phrase, often or auto"),
+    (["drums"], {}, "sometimes", "use none, phrase, often, sections or auto"),
 ])
 def test_bad_controls_are_one_clear_error(add, options, fills, message):
     with pytest.raises(StemfillError, match=message.replace("(", r"\(")):

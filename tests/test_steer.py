@@ -119,3 +119,28 @@ def test_density_requests_keep_the_models_bar_to_bar_contour():
     assert torch.equal(out[1], target[1])  # the model expects nothing there: the request stands
     assert out[2, 0] == 6.0 and out[2, 1] == 6.0  # a bar not given keeps its value; one alone in its group is met
     assert torch.allclose(out[2, 2:], torch.tensor([4.0, 8.0]) * (40.0 / 12.0))  # the pair keeps its 1:2 contour
+
+
+def test_sections_put_fills_before_the_song_changes():
+    from stemfill.pianoroll.sections import fill_bars, section_starts
+
+    T = 24 * BAR  # six 4-bar phrases: C major chords, then from bar 12 a busier part in F# (a new section)
+    roll = np.zeros((3, N_PITCHES, T), dtype=bool)
+    for t in range(0, T, 12):
+        roll[0, 0, t] = True
+        rows = (12, 16, 19) if t < 12 * BAR else (18, 22, 25)
+        step = 12 if t < 12 * BAR else 6
+        for u in range(t, min(T, t + 12), step):
+            roll[2, list(rows), u:u + step - 1] = True
+    known = np.ones((3, T), dtype=bool)
+    known[0] = False
+    assert section_starts(roll, known) == [12]
+    assert fill_bars(roll, known) == [11]
+    planes = control_planes({"drums": StemControls(fill_bars=(11,))}, T, N_PITCHES)
+    i = 3 * 2  # drums' fill slot (the fourth) value plane; given only in bar 11
+    assert planes[i, 0, 11 * BAR] == 1 and planes[i + 1, 0, 11 * BAR] == 1 and planes[i + 1, 0, 10 * BAR] == 0
+
+    from stemfill.pianoroll.controls import parse_controls, resolve_controls
+
+    req = resolve_controls(parse_controls(["drums"], {}, fills="sections"), ["drums"], CFG)
+    assert req["drums"].fill_sections and req["drums"].fill_every is None and not req["drums"].empty()

@@ -226,14 +226,19 @@ CONTROL_NAMES = {  # CLI control -> the attribute it sets, per stem where it app
 @dataclass
 class StemControls:
     """How one added stem should play. ``values``: attribute -> percentile in [0, 1] of real parts;
-    ``fill_every``: a fill ends every N-th bar, 0 never, None auto; ``groove``: (P, BAR) onset shares per
-    step of the bar (``groove``), None auto."""
+    ``fill_every``: a fill ends every N-th bar, 0 never, None auto; ``fill_bars``: the song bars (0-based)
+    that end in a fill, the others left to the model; ``fill_sections``: fills before the song's section
+    changes (``fill.fill_song`` turns it into ``fill_bars``, ``sections.fill_bars``); ``groove``: (P, BAR)
+    onset shares per step of the bar (``groove``), None auto."""
     values: dict[str, float] = field(default_factory=dict)
     fill_every: int | None = None
     groove: np.ndarray | None = None
+    fill_bars: tuple[int, ...] | None = None
+    fill_sections: bool = False
 
     def empty(self) -> bool:
-        return not self.values and self.fill_every is None and self.groove is None
+        return (not self.values and self.fill_every is None and self.groove is None and self.fill_bars is None
+                and not self.fill_sections)
 
 
 def control_planes(requests: dict[str, StemControls], T: int, P: int, start: int = 0) -> np.ndarray:
@@ -253,6 +258,9 @@ def control_planes(requests: dict[str, StemControls], T: int, P: int, start: int
             i = slot_index(stem, "polyphony")  # drums' fourth slot is the fill flag
             out[i] = ((bar + 1) % req.fill_every == 0).astype(np.float32)[None] if req.fill_every else 0.0
             out[i + 1] = 1.0
+        elif req.fill_bars is not None:  # a fill in those bars; the others are the model's (not given)
+            i = slot_index(stem, "polyphony")
+            out[i] = out[i + 1] = np.isin(bar, np.asarray(req.fill_bars, dtype=int)).astype(np.float32)[None]
         if req.groove is not None:
             i = slot_index(stem, "groove")
             out[i] = req.groove[:, pos]
@@ -296,8 +304,8 @@ def groove_distance(a: np.ndarray, b: np.ndarray) -> float:
 @dataclass
 class ControlRequest:
     """What the user asked, checked but not yet mapped to a model: per CLI control, stem -> level or number
-    ("low", "mid", "high" or a float in the control's own unit); ``fills``: "none", "phrase" or "often";
-    ``like``: a reference file (and ``like_bars`` in it) to take the style from."""
+    ("low", "mid", "high" or a float in the control's own unit); ``fills``: "none", "phrase", "often" or
+    "sections"; ``like``: a reference file (and ``like_bars`` in it) to take the style from."""
     levels: dict[str, dict[str, str | float]] = field(default_factory=dict)
     fills: str | None = None
     like: str | None = None
@@ -356,8 +364,8 @@ def parse_controls(add: list[str], options: dict[str, list[str]], fills: str | N
                 for s in targets:
                     req.levels.setdefault(name, {})[s] = level
     if fills is not None:
-        if fills not in FILL_PATTERNS and fills != "auto":
-            raise StemfillError(f"--fills {fills!r}: use none, phrase, often or auto")
+        if fills not in FILL_PATTERNS and fills not in ("sections", "auto"):
+            raise StemfillError(f"--fills {fills!r}: use none, phrase, often, sections or auto")
         if "drums" not in add:
             raise StemfillError("--fills applies to drums, which is not being added (--add drums)")
         req.fills = None if fills == "auto" else fills
@@ -388,7 +396,10 @@ def resolve_controls(req: ControlRequest, add: list[str], cfg: ControlConfig,
                 raw = level - LOW_NOTE[s] if name == "register" else level
                 unit = float(cfg.to_unit(s, attr, float(raw)))
             out.setdefault(s, StemControls()).values[attr] = unit
-    if req.fills is not None:
+    if req.fills == "sections":
+        out.setdefault("drums", StemControls()).fill_sections = True
+        out["drums"].fill_every = None  # over a --like file's fill rate
+    elif req.fills is not None:
         out.setdefault("drums", StemControls()).fill_every = FILL_PATTERNS[req.fills]
     return out
 

@@ -321,6 +321,11 @@ def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed:
     overlap = overlap or window // 4
     hears = model.context_planes > 0
     other = encode_context(work, length=T, groups=groups) if hears else None
+    for s, c in list(asked.items()):
+        if c.fill_sections:  # fills before the section changes the known parts show
+            from stemfill.pianoroll.sections import fill_bars
+
+            asked[s] = dc_replace(c, fill_sections=False, fill_bars=tuple(fill_bars(roll, known, other)))
     planes = control_planes(asked, T, roll.shape[1]) if asked else None
     filled = fill_roll(model, roll, known, steps=steps, seed=seed, guidance=guidance, candidates=candidates,
                        window=window, overlap=overlap, other=other, controls=planes)
