@@ -5,7 +5,8 @@ as well, as the windows themselves? With and without the model's ``partial_mass`
     python bench/seams.py --cases bass+guitar --partial-mass on --songs 8   # one case, one setting
 
 Takes the split's songs that have drums, bass and guitar (from the chunks' manifest), removes the stem(s)
-of each case, fills the whole song with ``fill_roll`` (two passes; stemfill/pianoroll/fill.py), and prints, per
+of each case, fills the whole song with ``fill_roll`` (two passes; stemfill/pianoroll/fill.py; a model that hears
+the song's other tracks gets them, as in ``stemfill midi``), and prints, per
 setting: note starts a bar (steps where a generated note starts) inside first-pass windows and inside
 the second-pass gaps, the real part's in the same places, and the agreement F1s over the whole song
 (scored per 192-step segment, as the harness does).
@@ -24,7 +25,8 @@ from stemfill.evaluation import metrics as M
 from stemfill.pianoroll.fill import WINDOW, fill_roll, gap_steps, load_model
 from stemfill.song.io import read_song
 from stemfill.pianoroll.grid import BASS_LOW, GUITAR_LOW, STEPS_PER_BEAT
-from stemfill.pianoroll.roll import encode
+from stemfill.pianoroll.roll import encode, encode_context
+from stemfill.song.stems import classify_song
 from stemfill.song.song import STEMS
 
 CASES = (("bass", [1]), ("guitar", [2]), ("bass+guitar", [1, 2]))
@@ -51,8 +53,14 @@ def main() -> None:
     settings = {"both": (False, True), "on": (True,), "off": (False,)}[a.partial_mass]
     manifest = json.loads((Path(a.data) / "manifest.json").read_text())
     picked = [s for s in manifest["songs"] if s["split"] == a.split and set(s["stems"]) >= set(STEMS)][:a.songs]
-    rolls = [encode(read_song(Path(s["root"]) / s["path"])) for s in picked]  # root: as given to convert
     model = load_model(a.model)
+    rolls, others = [], []
+    for s in picked:  # root: as given to convert
+        song = read_song(Path(s["root"]) / s["path"])
+        groups = classify_song(song)
+        rolls.append(encode(song, groups=groups))
+        # the song's other tracks, as `stemfill midi` passes them to a model that hears them
+        others.append(encode_context(song, length=rolls[-1].shape[-1], groups=groups) if model.context_planes else None)
     print(f"{len(rolls)} {a.split} songs with drums, bass and guitar ({a.data}); seed {a.seed}\n")
     print("| case | stem | partial_mass | starts/bar in windows | in gaps | real (windows / gaps) "
           "| mean pitch in windows | in gaps | real (windows / gaps) | onset F1 | pc F1 | frame F1 | seconds |\n"
@@ -64,11 +72,11 @@ def main() -> None:
             pit = {c: np.zeros(8) for c in missing}  # pitch sum and count: gen/real in windows, in gaps
             f1s = {c: [] for c in missing}
             t0 = time.perf_counter()
-            for roll in rolls:
+            for roll, other in zip(rolls, others):
                 T = roll.shape[-1]
                 known = np.ones((3, T), dtype=bool)
                 known[missing] = False
-                out = fill_roll(model, roll, known, seed=a.seed)
+                out = fill_roll(model, roll, known, seed=a.seed, other=other)
                 gap = gap_steps(T)
                 n = T // WINDOW
                 seg = lambda x: x[:, :n * WINDOW].reshape(x.shape[0], n, WINDOW).transpose(1, 0, 2)  # noqa: E731
