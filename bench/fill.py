@@ -114,7 +114,7 @@ def main() -> None:
         for what, where, cmd in rows:
             runs = [run_once(cmd, env) for _ in range(a.runs)]
             notes = re.findall(r"\((\d+) notes\)", runs[-1][3])
-            ran = re.findall(r"\[(onnxruntime|torch)\]$", runs[-1][3].strip().splitlines()[-1] if runs[-1][3].strip() else "")
+            ran = re.findall(r" with (onnxruntime|torch): added ", runs[-1][3])
             results.append((what, where, runs, "+".join(notes), "".join(ran)))
             print(f"  {what} {where}: " + ", ".join(f"{w:.2f}" for w, _, _, _ in runs) + " s", flush=True)
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end\n")

@@ -212,8 +212,8 @@ def midi_cmd(
     write_song(res.song, out, source=inp, report=notes)
     for line in notes:  # what the tab writer chose or could not keep (tunings, dropped notes)
         typer.echo(f"note: {out}: {line}", err=True)
-    typer.echo(f"wrote {out}: added " + ", ".join(f"{t.name} ({len(t.notes)} notes)" for t in res.added)
-               + _key_words(res) + f" [{ENGINE_WORDS[res.engine]}]")
+    typer.echo(f"wrote {out} with {ENGINE_WORDS[res.engine]}: added "
+               + ", ".join(f"{t.name} ({len(t.notes)} notes)" for t in res.added) + _key_words(res))
     if plot is not None:
         from stemfill.pianoroll.plot import plot_fill
 

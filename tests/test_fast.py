@@ -226,7 +226,7 @@ def test_engine_choice(tiny_folder, tmp_path, monkeypatch):
 
 def test_cli_reports_the_engine(tiny_folder, tmp_path):
     src = write_song(toy_song(bars=4), tmp_path / "song.mid")
-    for engine, word in (("auto", "[onnxruntime]"), ("torch", "[torch]"), ("onnx", "[onnxruntime]")):
+    for engine, word in (("auto", "with onnxruntime:"), ("torch", "with torch:"), ("onnx", "with onnxruntime:")):
         out = tmp_path / f"{engine}.mid"
         r = CliRunner().invoke(app, ["midi", str(src), "--add", "bass", "--model", str(tiny_folder), "-o", str(out),
                                      "--engine", engine])
