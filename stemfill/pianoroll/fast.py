@@ -48,12 +48,14 @@ LogitsFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (planes (B, n, P, L
 
 
 def threads() -> int:
-    """Network calls at once: OMP_NUM_THREADS where set, else the CPU count."""
+    """Network calls at once: OMP_NUM_THREADS where set, else the CPUs this process may run on."""
     try:
         n = int(os.environ.get("OMP_NUM_THREADS", "0"))
     except ValueError:
         n = 0
-    return max(1, n or os.cpu_count() or 1)
+    if n < 1:
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, n)
 
 
 @dataclass
