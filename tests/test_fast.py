@@ -240,3 +240,11 @@ def test_numpy_sampler_refuses_other_objectives():
     nm = fast.OnnxModel(DiffusionConfig(objective="atassi"), SamplingConfig(), 0, 0, None, _np_logits(*_fake_weights()))
     with pytest.raises(StemfillError, match="bernoulli"):
         nm.sample(np.zeros((1, C, P, L), bool), np.ones((1, C, P, L), bool))
+
+
+def test_onnx_logits_do_not_depend_on_the_thread_count(tiny_folder):
+    x = (np.random.default_rng(0).random((11, 11, 48, 96)) < 0.1).astype(np.float32)
+    t = np.linspace(0, 1, 11).astype(np.float32)
+    one = fast.onnx_logits(tiny_folder / "model.onnx", 1)(x, t)
+    for n in (2, 3):
+        assert np.array_equal(fast.onnx_logits(tiny_folder / "model.onnx", n)(x, t), one)
