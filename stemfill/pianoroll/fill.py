@@ -28,6 +28,10 @@ only drums known, a one-step fill draws the two parts independently, and they ra
 That second pass samples with ``model.sampling.chain_guidance`` (the shipped 2.0: classifier-free
 guidance on the context, so the guitar follows the new bass more closely; docs/model-card.md says
 how it was chosen) unless the caller passes ``guidance``, which then holds for both passes.
+
+The model is a torch ``BinaryDiffusion`` or an ``fast.OnnxModel`` (the network on onnxruntime, the sampler in
+numpy; ``fast.load_fill_model`` picks one): the windows, passes and song side here are the same for both, and
+torch is imported only where a torch model runs.
 """
 
 from __future__ import annotations
