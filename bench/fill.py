@@ -1,19 +1,21 @@
 """Wall time, CPU time and peak memory of `stemfill midi` as a user runs it: the whole process.
 
     python bench/fill.py [SONG] [--add bass|bass,guitar] [--runs 5] [--minutes 20] [--model PATH]
-                         [--steps N] [--candidates K] [--threads N] [--options "--density high"]
+                         [--steps N] [--candidates K] [--threads N] [--engine auto|onnx|torch]
+                         [--options "--density high"]
 
 Every run starts a fresh ``python -m stemfill.cli midi SONG --add ...`` (start-up, imports, model
 load, read, fill, write) and takes its wall time, CPU time (user + sys) and peak RSS from the
 kernel (``os.wait4``). The table gives the median of ``--runs`` runs (and the fastest) for:
 
-* ``imports``: ``python -c "import stemfill.pianoroll.fill"`` (torch and the fill module), the
-  fixed cost of any fill;
+* ``imports``: ``python -c "import stemfill.pianoroll.fill, ENGINE"`` (the fill module and what runs the
+  network: onnxruntime or torch, as ``--engine`` says; auto counts onnxruntime), the fixed cost of any fill;
 * the song (default: ../shared/data/midi/All The Small Things.mid);
 * a synthetic long song, the same song repeated bar-aligned to at least ``--minutes`` minutes
   (0: skip), to show that time grows linearly with the song and memory does not.
 
-The stem is ``--replace``d where the song already has one. Peak RSS includes torch itself.
+The stem is ``--replace``d where the song already has one. Peak RSS includes the engine itself. ``--engine``
+goes to `stemfill midi` (default: its own choice, STEMFILL_ENGINE or auto).
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=0, help="0 = the model's own default")
     ap.add_argument("--candidates", type=int, default=0, help="0 = the model's own default")
     ap.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS for the runs (0: torch's default)")
+    ap.add_argument("--engine", default="", help="`stemfill midi --engine`: auto, onnx or torch (default: its own)")
     ap.add_argument("--options", default="", help="more `stemfill midi` options, e.g. \"--density high\" (controls)")
     a = ap.parse_args()
 
@@ -96,9 +99,11 @@ def main() -> None:
             cmd += ["--model", a.model] if a.model else []
             cmd += ["--steps", str(a.steps)] if a.steps else []
             cmd += ["--candidates", str(a.candidates)] if a.candidates else []
+            cmd += ["--engine", a.engine] if a.engine else []
             return cmd + shlex.split(a.options)
 
-        rows = [("imports (torch + fill module)", "", [sys.executable, "-c", "import stemfill.pianoroll.fill"])]
+        lib = "torch" if a.engine == "torch" else "onnxruntime"
+        rows = [(f"imports ({lib} + fill module)", "", [sys.executable, "-c", f"import stemfill.pianoroll.fill, {lib}"])]
         for path, s in songs:
             what = f"`stemfill midi --add {' --add '.join(adds)}{' ' + a.options if a.options else ''}`"
             rows.append((what, f"{path.name}: {s.seconds(s.end) / 60:.1f} min, {s.n_bars} bars", fill_cmd(path)))
@@ -109,14 +114,15 @@ def main() -> None:
         for what, where, cmd in rows:
             runs = [run_once(cmd, env) for _ in range(a.runs)]
             notes = re.findall(r"\((\d+) notes\)", runs[-1][3])
-            results.append((what, where, runs, "+".join(notes)))
+            ran = re.findall(r" with (onnxruntime|torch): added ", runs[-1][3])
+            results.append((what, where, runs, "+".join(notes), "".join(ran)))
             print(f"  {what} {where}: " + ", ".join(f"{w:.2f}" for w, _, _, _ in runs) + " s", flush=True)
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end\n")
-    print("| what | song | wall s, median (fastest) | CPU s, median | peak RSS MB, median | notes added |")
-    print("|---|---|---:|---:|---:|---:|")
-    for what, where, runs, notes in results:
+    print("| what | song | engine | wall s, median (fastest) | CPU s, median | peak RSS MB, median | notes added |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    for what, where, runs, notes, ran in results:
         wall, cpu, rss = (statistics.median(r[i] for r in runs) for i in range(3))
-        print(f"| {what} | {where} | {wall:.2f} ({min(r[0] for r in runs):.2f}) | {cpu:.2f} | {rss:.0f} | {notes} |")
+        print(f"| {what} | {where} | {ran} | {wall:.2f} ({min(r[0] for r in runs):.2f}) | {cpu:.2f} | {rss:.0f} | {notes} |")
 
 
 if __name__ == "__main__":

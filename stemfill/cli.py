@@ -112,6 +112,9 @@ def _key_words(res) -> str:
             "model": f" in {name}, chosen by the model: no bass or guitar to follow (set one with --key)"}[res.key_source]
 
 
+ENGINE_WORDS = {"onnx": "onnxruntime", "torch": "torch"}  # what ran the network, as `midi` reports it
+
+
 def _default_out(inp: Path, add: List[str]) -> Path:
     ext = inp.suffix.lower()
     ext = ext if ext in (".mid", ".midi", ".gp5") else (".mid" if ext == ".kar" else ".gp5")
@@ -142,6 +145,7 @@ def midi_cmd(
     like: Optional[Path] = typer.Option(None, "--like", help="Play the new part in the style of this file's same stem (MIDI or Guitar Pro): its density, syncopation, register and groove."),
     like_bars: Optional[str] = typer.Option(None, "--like-bars", help="Bars of the --like file to take the style from. " + BARS_HELP),
     style: Optional[str] = typer.Option(None, "--style", help="Drums in a named groove, as --like a built-in bar: rock, reggae, funk, metal, swing, disco, halftime, punk."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="What runs the network: auto (onnxruntime where the model folder has model.onnx and no controls or candidates are asked for, else torch), onnx or torch (default: STEMFILL_ENGINE, else auto). The two draw different noise: a seed gives another fill on each."),
 ) -> None:
     """Add missing stems (drums / bass / guitar) to a song with the diffusion model."""
     from stemfill.files import check_output_path
@@ -152,6 +156,10 @@ def midi_cmd(
 
     if bars:
         parse_bars(bars)  # the syntax, before anything is read
+    from stemfill.pianoroll.fast import ENGINES
+
+    if engine is not None and engine.lower() not in ENGINES:
+        raise StemfillError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
     if like_bars:
         parse_bars(like_bars)
     if like_bars and like is None:
@@ -183,9 +191,10 @@ def midi_cmd(
         from stemfill.pianoroll.styles import style_roll
 
         reference = style_roll(style)
-    from stemfill.pianoroll.fill import fill_song, load_model
+    from stemfill.pianoroll.fast import load_fill_model
+    from stemfill.pianoroll.fill import fill_song
 
-    m = load_model(model_path)
+    m = load_fill_model(model_path, engine, controls=not request.empty(), candidates=candidates)
     controls = None
     if not request.empty():
         if m.controls is None:
@@ -203,8 +212,8 @@ def midi_cmd(
     write_song(res.song, out, source=inp, report=notes)
     for line in notes:  # what the tab writer chose or could not keep (tunings, dropped notes)
         typer.echo(f"note: {out}: {line}", err=True)
-    typer.echo(f"wrote {out}: added " + ", ".join(f"{t.name} ({len(t.notes)} notes)" for t in res.added)
-               + _key_words(res))
+    typer.echo(f"wrote {out} with {ENGINE_WORDS[res.engine]}: added "
+               + ", ".join(f"{t.name} ({len(t.notes)} notes)" for t in res.added) + _key_words(res))
     if plot is not None:
         from stemfill.pianoroll.plot import plot_fill
 
@@ -214,6 +223,19 @@ def midi_cmd(
         from stemfill.audio.render import render_song_file
 
         typer.echo(f"wrote {audio} ({render_song_file(res.song, audio, sf2)['seconds']:.1f} s)")
+
+
+@app.command("export-onnx")
+@friendly
+def export_onnx_cmd(
+    model: Optional[Path] = typer.Argument(None, help="Model folder or its .safetensors (default: the shipped model)."),
+) -> None:
+    """Write model.onnx beside a model's weights: the network for `stemfill midi`'s onnxruntime engine."""
+    from stemfill.pianoroll.export import export_onnx
+    from stemfill.pianoroll.model import default_model_path
+
+    path, diff = export_onnx(model if model is not None else default_model_path())
+    typer.echo(f"wrote {path} (max |logit difference| from torch on a random batch: {diff:.1e})")
 
 
 @app.command("train")

@@ -21,13 +21,15 @@ shares already. Training computes the real part's attributes and gives each one 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from stemfill.pianoroll.grid import BEATS_PER_BAR, STEPS_PER_BEAT
 from stemfill.song.song import STEMS
+
+if TYPE_CHECKING:  # torch is imported inside the functions that take tensors: filling with onnxruntime needs none
+    import torch
 
 BAR = BEATS_PER_BAR * STEPS_PER_BEAT  # steps of one 4/4 bar
 SLOTS = ("density", "syncopation", "register", "polyphony", "groove")  # per stem, in plane order
@@ -60,7 +62,9 @@ class ControlConfig:
         q = self.quantiles.get(f"{stem}.{attr}")
         if not q:
             raise ValueError(f"no quantiles for {stem}.{attr} in this model's control config")
-        if isinstance(raw, torch.Tensor):
+        if type(raw).__module__.startswith("torch"):  # a tensor (torch is imported only where one is used)
+            import torch
+
             return torch.from_numpy(_percentile(raw.detach().cpu().numpy(), q).astype(np.float32)).to(raw.device)
         return _percentile(np.asarray(raw, dtype=float), q)
 
@@ -84,6 +88,9 @@ def _percentile(v: np.ndarray, q) -> np.ndarray:
 def onsets(roll: torch.Tensor) -> torch.Tensor:
     """(B, 3, P, L) bool roll -> its note starts: drums are onset rolls already; bass and guitar start where
     a cell turns on (the codec's one-step gap separates repeated notes)."""
+    import torch
+    import torch.nn.functional as F
+
     x = roll.bool()
     prev = F.pad(x[:, 1:], (1, 0))[..., :-1]
     return torch.cat([x[:, :1], x[:, 1:] & ~prev], dim=1)
@@ -94,6 +101,8 @@ def bar_attributes(roll: torch.Tensor) -> tuple[dict[tuple[str, str], torch.Tens
 
     Returns ({(stem, attr): (B, n_bars) float}, plays (B, 3, n_bars) bool: the stem starts a note in that
     bar). Attributes other than density are 0 in bars where the stem plays nothing."""
+    import torch
+
     on = onsets(roll).float()
     B, C, P, L = on.shape
     nb = L // BAR
@@ -152,6 +161,8 @@ def training_planes(x0: torch.Tensor, target: torch.Tensor, cfg: ControlConfig,
     x0 (B, 3, P, L) the real chunk; target (B, 3) bool: the stems the model fills. Each attribute of a
     target stem is given (its real per-bar value, mapped by ``cfg``) with probability ``cfg.given_prob``,
     its groove with ``cfg.groove_prob``; everything else is 0 (auto)."""
+    import torch
+
     B, C, P, L = x0.shape
     raw, plays = bar_attributes(x0)
     grooves = groove(x0)
@@ -185,6 +196,8 @@ def training_planes(x0: torch.Tensor, target: torch.Tensor, cfg: ControlConfig,
 
 def _bars_to_steps(v: torch.Tensor, L: int) -> torch.Tensor:
     """(B, n_bars) -> (B, L): each bar's value on its steps (steps past the last whole bar take the last)."""
+    import torch
+
     steps = v.repeat_interleave(BAR, dim=-1)
     if steps.shape[-1] < L:
         steps = torch.cat([steps, steps[..., -1:].expand(-1, L - steps.shape[-1])], -1)
@@ -193,6 +206,8 @@ def _bars_to_steps(v: torch.Tensor, L: int) -> torch.Tensor:
 
 def fit_quantiles(rolls: np.ndarray, max_chunks: int = 4000, seed: int = 0) -> dict[str, list[float]]:
     """Quantiles of every non-share attribute over the bars where its stem plays, from chunks (N, 3, P, L)."""
+    import torch
+
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(rolls), min(max_chunks, len(rolls)), replace=False)
     vals: dict[tuple[str, str], list[np.ndarray]] = {}
@@ -271,6 +286,8 @@ def control_planes(requests: dict[str, StemControls], T: int, P: int, start: int
 def reference_controls(roll: np.ndarray, stem: str, cfg: ControlConfig) -> StemControls:
     """Style by example: the attributes (median over the bars it plays) and groove of ``stem`` in a
     reference roll (3, P, T). Empty controls where the reference's stem plays nothing."""
+    import torch
+
     c = STEMS.index(stem)
     T = roll.shape[-1] // BAR * BAR
     if T == 0:

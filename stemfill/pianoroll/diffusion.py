@@ -46,75 +46,16 @@ guidance; ``guidance`` > 1 at sampling mixes the two predictions in logit space.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stemfill.pianoroll.grid import BASS_LOW, GUITAR_LOW, STEPS_PER_BEAT, WINDOW
+# the configs live in a torch-free module (the onnxruntime fill path reads them); imported here under their old names
+from stemfill.pianoroll.config import (DECODES, OBJECTIVES, SAMPLING_KEYS, DiffusionConfig,  # noqa: F401
+                                       SamplingConfig)
 from stemfill.pianoroll.unet import one_thread_per_op
 
-OBJECTIVES = ("bernoulli", "atassi")
-DECODES = ("threshold", "count")
-
-
-@dataclass
-class DiffusionConfig:
-    """The trained noise process and the data it was trained on; fixed once the model is trained."""
-
-    objective: str = "bernoulli"
-    density: tuple[float, ...] = (0.02, 0.03, 0.03)  # per-channel prior r; train.py estimates it from data
-    atassi_T: int = 100
-    cond_drop: float = 0.1  # context dropout in training (classifier-free guidance)
-    context_drop: float = 0.3  # training: share of samples that lose the other tracks' context (tabs have none)
-    pos_weight: float = 1.0  # BCE weight of positive cells (bernoulli)
-    max_remove: int = 2  # stems removed per training sample: 1..max_remove
-    remove_only: str = ""  # the paper's setting: always remove this one stem (one model per instrument)
-    window: int = WINDOW  # chunk length it was trained on (steps); whole-song filling uses it
-    steps_per_beat: int = STEPS_PER_BEAT  # the roll grid it was trained on ...
-    bass_low: int = BASS_LOW  # ... and its pitch range: MIDI pitch of the bass's and the guitar's row 0
-    guitar_low: int = GUITAR_LOW
-
-    def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"DiffusionConfig: objective {self.objective!r} is not one of {OBJECTIVES}")
-        self.density = tuple(float(d) for d in self.density)
-
-
-@dataclass
-class SamplingConfig:
-    """How a trained model samples (``BinaryDiffusion.sample``) and how fill.py drives it. Saved beside the
-    weights (config.json's ``"sampling"``); changing them needs no training. The shipped model's values were
-    chosen on the valid split (docs/model-card.md)."""
-
-    sample_steps: int = 8  # default sampling steps (bernoulli: any; atassi: <= atassi_T)
-    guidance: float = 1.0  # default guidance scale at sampling (1 = off)
-    threshold: float = 0.5  # the last step keeps a cell where the predicted P(note) >= threshold
-    decode: str = "threshold"  # last step: "threshold" (P >= threshold) or "count" (the expected number of notes)
-    candidates: int = 1  # default fills sampled per window by fill.py (the best by consensus is kept)
-    min_note: tuple[int, ...] = (0, 0, 0)  # count decoding, per channel: drop generated notes shorter than this (steps)
-    line: tuple[bool, ...] = (False, False, False)  # count decoding, per channel: decode as one line (decode_line)
-    line_starts: float = 1.25  # line decoding plays this x the summed rise of P note starts (see decode_line)
-    line_starts_free: float | None = None  # ... where another pitched channel is being filled too (None: line_starts)
-    line_sounding: float = 0.3  # line decoding: a note stops where P(any pitch sounding) < this
-    line_scale: bool = False  # line decoding, where only drums are known: notes keep to one diatonic scale (diatonic_rows)
-    partial_mass: bool = False  # channels known over part of the window: take the expected count from a whole-channel fill
-    chain_pitched: bool = False  # fill.py: with bass and guitar both missing, fill the bass, then the guitar given it
-    chain_guidance: float | None = None  # fill.py: guidance of that second (guitar given the new bass) pass; None: guidance
-    control_guidance: float = 1.0  # models with controls: how far past the fill without them the controls push
-    control_steer: float = 0.0  # models with controls: steer the prediction toward the requested attributes (steer.py; 0 off)
-
-    def __post_init__(self) -> None:
-        if self.decode not in DECODES:
-            raise ValueError(f"SamplingConfig: decode {self.decode!r} is not one of {DECODES}")
-        if int(self.candidates) < 1:
-            raise ValueError(f"SamplingConfig: candidates must be >= 1, got {self.candidates}")
-        self.min_note = tuple(int(v) for v in self.min_note)
-        self.line = tuple(bool(v) for v in self.line)
-
-
-SAMPLING_KEYS = frozenset(f.name for f in fields(SamplingConfig))  # config.json's "sampling" keys
 
 
 def cosine_abar(t: torch.Tensor, s: float = 0.008) -> torch.Tensor:

@@ -28,30 +28,74 @@ only drums known, a one-step fill draws the two parts independently, and they ra
 That second pass samples with ``model.sampling.chain_guidance`` (the shipped 2.0: classifier-free
 guidance on the context, so the guitar follows the new bass more closely; docs/model-card.md says
 how it was chosen) unless the caller passes ``guidance``, which then holds for both passes.
+
+The model is a torch ``BinaryDiffusion`` or an ``fast.OnnxModel`` (the network on onnxruntime, the sampler in
+numpy; ``fast.load_fill_model`` picks one): the windows, passes and song side here are the same for both, and
+torch is imported only where a torch model runs.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from dataclasses import replace as dc_replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from stemfill.errors import StemfillError
 from stemfill.pianoroll.controls import StemControls, control_planes
+from stemfill.pianoroll.fast import engine_name
 from stemfill.pianoroll.key import check_key_request, chosen_key, fit_key, key_is_free, other_tracks_key
-from stemfill.pianoroll.model import load_model  # noqa: F401  (re-exported for the evaluation harness)
 from stemfill.song.bars import bar_span
 from stemfill.pianoroll.grid import CHANNEL, WINDOW
 from stemfill.pianoroll.roll import decode_stem, encode, encode_context, n_steps, new_track, ticks_to_step
 from stemfill.song.song import STEMS, Song, Track
 from stemfill.song.stems import classify_song
 
+if TYPE_CHECKING:  # torch is imported where the torch engine runs (fast.py has the other one)
+    import torch
+
 OVERLAP = 48  # known steps on each side of a pass-2 window
 BATCH = 32  # windows per forward pass
+
+
+def load_model(path, device="cpu"):
+    """``model.load_model`` (the torch model), here for the evaluation harness."""
+    from stemfill.pianoroll.model import load_model as load
+
+    return load(path, device)
+
+
+def _on_onnx(model) -> bool:
+    return engine_name(model) == "onnx"
+
+
+def _inference(fn):
+    """Run ``fn(model, ...)`` under ``torch.inference_mode`` where the model is a torch one."""
+
+    @functools.wraps(fn)
+    def run(model, *args, **kwargs):
+        if _on_onnx(model):
+            return fn(model, *args, **kwargs)
+        import torch
+
+        model.eval()
+        with torch.inference_mode():
+            return fn(model, *args, **kwargs)
+
+    return run
+
+
+def _generator(model, seed: int):
+    """The sampler's random source: numpy's for the onnxruntime engine, a CPU torch.Generator for torch."""
+    if _on_onnx(model):
+        return np.random.default_rng(int(seed))
+    import torch
+
+    return torch.Generator().manual_seed(int(seed))
 
 
 def _known_full(known: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -68,6 +112,8 @@ def consensus(x: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
     candidate's mean F1 of its generated cells against the other K - 1 candidates' (higher = closer to
     what the model usually plays here). With K = 2 the two scores tie and the first is kept: MBR needs
     K >= 3."""
+    import torch
+
     g = (x & free).float()
     inter = g @ g.transpose(1, 2)  # (N, K, K) shared cells
     size = g.sum(-1)
@@ -108,6 +154,10 @@ def _sample_batched(model, ctx: np.ndarray, known: np.ndarray, steps, generator,
     ``controls``: their control planes (N, control_planes, P, L), for a model that has controls."""
     if select not in ("mbr", "score"):
         raise StemfillError(f"select must be 'mbr' or 'score', got {select!r}")
+    if _on_onnx(model):
+        return _sample_onnx(model, ctx, known, steps, generator, guidance, candidates, batch, other, controls)
+    import torch
+
     dev = model.r.device
     out = np.empty_like(ctx)
     per = max(1, batch // max(1, candidates))
@@ -134,7 +184,19 @@ def _sample_batched(model, ctx: np.ndarray, known: np.ndarray, steps, generator,
     return out
 
 
-@torch.inference_mode()
+def _sample_onnx(model, ctx, known, steps, rng, guidance, candidates: int, batch: int, other, controls) -> np.ndarray:
+    """``_sample_batched`` on the onnxruntime engine (``fast.OnnxModel.sample``): one candidate, no controls."""
+    if candidates != 1 or controls is not None:
+        raise StemfillError("the onnxruntime engine fills one candidate without controls; use the torch engine")
+    out = np.empty_like(ctx)
+    for i in range(0, len(ctx), batch):
+        o = other[i:i + batch] if other is not None else None
+        out[i:i + batch] = model.sample(ctx[i:i + batch], known[i:i + batch], steps=steps, rng=rng,
+                                        guidance=guidance, other=o)
+    return out
+
+
+@_inference
 def fill_chunks(model, rolls: np.ndarray, known: np.ndarray, steps: int | None = None, seed: int = 0,
                 guidance: float | None = None, candidates: int | None = None, batch: int = BATCH,
                 select: str = "mbr", other: np.ndarray | None = None,
@@ -147,8 +209,7 @@ def fill_chunks(model, rolls: np.ndarray, known: np.ndarray, steps: int | None =
     """
     rolls = np.asarray(rolls, dtype=bool)
     kn = np.ascontiguousarray(_known_full(known, rolls.shape))
-    g = torch.Generator().manual_seed(int(seed))
-    model.eval()
+    g = _generator(model, seed)
     out = _sample_windows(model, rolls & kn, kn, steps, g, guidance, _candidates(model, candidates), batch, select,
                           other, controls if model.control_planes else None)
     return np.where(kn, rolls, out)
@@ -180,7 +241,7 @@ def gap_steps(T: int, window: int = WINDOW, overlap: int = OVERLAP) -> np.ndarra
     return gap[:T]
 
 
-@torch.inference_mode()
+@_inference
 def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = None, seed: int = 0,
               guidance: float | None = None, candidates: int | None = None, window: int = WINDOW,
               overlap: int = OVERLAP, batch: int = BATCH, other: np.ndarray | None = None,
@@ -204,8 +265,7 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
     if controls is not None and model.control_planes:
         Q = np.zeros((controls.shape[0], P, T_pad), dtype=np.float32)
         Q[..., :T] = controls[..., :T]
-    g = torch.Generator().manual_seed(int(seed))
-    model.eval()
+    g = _generator(model, seed)
     candidates = _candidates(model, candidates)
     for starts in (pass1, pass2):
         todo = [s for s in starts if not K[..., s:s + window].all()]
@@ -237,6 +297,7 @@ class FillResult:
     generated: np.ndarray  # (3, T) bool: the steps each channel generated
     key: tuple[int, bool] | None = None  # (tonic pitch class, minor) of a new bass/guitar that no bass or
     key_source: str | None = None  # guitar of the song's set: "given" (key=), "other tracks", or "model"
+    engine: str = "torch"  # what ran the network: "torch" or "onnx" (onnxruntime, ``fast.py``)
 
 
 def _split_tracks(song: Song, groups: dict[str, list[int]], stems: list[str], span, replace: bool):
@@ -284,6 +345,8 @@ def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed:
     (``follow_other``); a model that hears them (``context_planes``) is left to follow them itself.
     ``controls``: how each added stem should play (``controls.StemControls``, e.g. from ``parse_controls``);
     stems not in it, and attributes not set, are left to the model.
+    ``model``: a torch ``BinaryDiffusion`` or an onnxruntime ``fast.OnnxModel`` (``fast.load_fill_model``
+    picks one); the latter hands controls and candidates > 1 to the torch model of the same folder.
     The tracks are classified into stems once, here, and the key is decided once (``FillResult.key``).
     """
     stems = list(dict.fromkeys(add))
@@ -299,6 +362,8 @@ def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed:
                                 "use a model trained with `stemfill train --controls`")
         if stray := sorted(set(asked) - set(stems)):
             raise StemfillError(f"controls given for {', '.join(stray)}, which is not being added")
+    if _on_onnx(model) and (asked or _candidates(model, candidates) != 1):
+        model = model.torch_model()  # steering controls and choosing among candidates run on torch
     span = bar_span(song, bars) if bars else None
     kept, groups = _split_tracks(song, classify_song(song), stems, span, replace)
     work = _copy_song(song, kept)
@@ -345,7 +410,7 @@ def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed:
         notes = decode_stem(filled[c] & ~known[c][None, :], s, resolution=song.resolution)
         added.append(new_track(s, notes))
     work.tracks.extend(added)
-    return FillResult(work, added, filled, ~known, chosen, source if chosen is not None else None)
+    return FillResult(work, added, filled, ~known, chosen, source if chosen is not None else None, engine_name(model))
 
 
 def save_roll_pngs(panels, path: str | Path, max_width: float = 24.0) -> Path:

@@ -19,15 +19,19 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from stemfill.errors import ModelError
 from stemfill.pianoroll.controls import ControlConfig
-from stemfill.pianoroll.diffusion import SAMPLING_KEYS, BinaryDiffusion, DiffusionConfig, SamplingConfig
+from stemfill.pianoroll.config import DiffusionConfig, SamplingConfig, split_sampling
 from stemfill.files import atomic_path, atomic_write_bytes
 from stemfill.pianoroll.grid import BASS_LOW, GUITAR_LOW, N_PITCHES
-from stemfill.pianoroll.unet import UNet, UNetConfig
+
+if TYPE_CHECKING:  # torch is imported where a model is built: the onnxruntime fill path reads configs only
+    import torch
+
+    from stemfill.pianoroll.diffusion import BinaryDiffusion
+    from stemfill.pianoroll.unet import UNetConfig
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -48,6 +52,9 @@ def build_model(unet: UNetConfig | dict | None = None, diffusion: DiffusionConfi
                 sampling: SamplingConfig | dict | None = None) -> BinaryDiffusion:
     """A model of these configs; ``controls`` says what its control planes mean (models that have them);
     ``sampling`` None: the default ``SamplingConfig``."""
+    from stemfill.pianoroll.diffusion import BinaryDiffusion
+    from stemfill.pianoroll.unet import UNet, UNetConfig
+
     ucfg = UNetConfig(**unet) if isinstance(unet, dict) else (unet or UNetConfig())
     dcfg = DiffusionConfig(**diffusion) if isinstance(diffusion, dict) else (diffusion or DiffusionConfig())
     scfg = SamplingConfig(**sampling) if isinstance(sampling, dict) else sampling
@@ -64,15 +71,6 @@ def model_config(model: BinaryDiffusion) -> dict:
     if getattr(model, "controls", None) is not None:
         cfg["controls"] = asdict(model.controls)
     return cfg
-
-
-def split_sampling(cfg: dict) -> dict:
-    """A saved model config (config.json, or a checkpoint's "config") with its sampling settings in the
-    "sampling" section: sampling keys found inside "diffusion" (the older layout) move there. Where a key is
-    in both, the "sampling" section's value holds."""
-    diffusion = dict(cfg["diffusion"])
-    moved = {k: diffusion.pop(k) for k in list(diffusion) if k in SAMPLING_KEYS}
-    return {**cfg, "diffusion": diffusion, "sampling": {**moved, **(cfg.get("sampling") or {})}}
 
 
 def from_config(cfg: dict) -> BinaryDiffusion:
@@ -120,6 +118,8 @@ def _load_state(model: BinaryDiffusion, state: dict, where: Path) -> BinaryDiffu
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> BinaryDiffusion:
     """Load a model folder, a ``.safetensors`` (with config.json beside it) or a ``ckpt.pt`` (EMA weights)."""
+    import torch
+
     p = Path(path)
     if not p.exists():
         raise ModelError(f"{p}: no such model file or folder")
@@ -161,6 +161,8 @@ def _placed(model: BinaryDiffusion, device: str | torch.device) -> BinaryDiffusi
     """``model`` on ``device``. On the CPU the convolution weights take the channels-last layout, oneDNN's
     own, as the activations do in ``UNet.infer``: the same logits, without a copy of the weights into that
     layout at every layer."""
+    import torch
+
     model = model.to(device)
     if model.r.device.type == "cpu":
         model.net.to(memory_format=torch.channels_last)

@@ -366,12 +366,16 @@ def midi_bytes(song: Song) -> bytes:
             (0, 0, 0, mido.MetaMessage("track_name", name=track.name)),
             (0, 1, 0, mido.Message("program_change", channel=channel, program=track.program)),
         ]
+        # mido checks every value of every message it makes (most of the time of writing a long part): the
+        # notes' values are checked once here, as mido would, and their messages made unchecked
+        checked = _notes_in_range(track.notes)
         for n in track.notes:
             # at one tick, note-offs (2) come before note-ons (3), so touching notes stay apart, and
             # note-ons go in order of their ends, so first-in first-out pairing finds each its own end
-            on = mido.Message("note_on", channel=channel, note=n.pitch, velocity=max(1, n.velocity))
+            on = mido.Message("note_on", skip_checks=checked, channel=channel, note=n.pitch, velocity=max(1, n.velocity))
             events.append((n.start, 3, n.end, on))
-            events.append((n.end, 2, 0, mido.Message("note_off", channel=channel, note=n.pitch, velocity=0)))
+            off = mido.Message("note_off", skip_checks=checked, channel=channel, note=n.pitch, velocity=0)
+            events.append((n.end, 2, 0, off))
         mid.tracks.append(_delta_track(events))
 
     buf = io.BytesIO()
@@ -403,6 +407,12 @@ def assign_channels(tracks: list[Track]) -> list[int]:
     return out
 
 
+def _notes_in_range(notes) -> bool:
+    """Every note's pitch and (at least 1) velocity is a MIDI data byte with integer ticks: what mido checks."""
+    return all(isinstance(n.start, int) and isinstance(n.end, int) and 0 <= n.pitch <= 127
+               and isinstance(n.pitch, int) and isinstance(n.velocity, int) and n.velocity <= 127 for n in notes)
+
+
 def _delta_track(events: list[tuple[int, int, int, object]]):
     """Sort (tick, order, sub-order, message) and turn absolute ticks into deltas; end with end_of_track."""
     import mido
@@ -410,7 +420,10 @@ def _delta_track(events: list[tuple[int, int, int, object]]):
     track = mido.MidiTrack()
     now = 0
     for tick, _order, _sub, msg in sorted(events, key=lambda e: e[:3]):
-        msg.time = tick - now
+        if type(tick) is int and tick >= now:  # a valid delta: set it without mido's check
+            vars(msg)["time"] = tick - now
+        else:
+            msg.time = tick - now
         track.append(msg)
         now = tick
     track.append(mido.MetaMessage("end_of_track", time=0))

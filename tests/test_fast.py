@@ -1,0 +1,250 @@
+"""The torch-free fill path (pianoroll/fast.py, export.py): the numpy sampler against torch's given the same
+logits and noise, ONNX export parity (a tiny model and the shipped one), and the engine choice end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from symbolic_toy import toy_song
+from torch import nn
+from typer.testing import CliRunner
+
+import stemfill
+from stemfill.cli import app
+from stemfill.errors import StemfillError
+from stemfill.pianoroll import fast
+from stemfill.pianoroll.config import DiffusionConfig, SamplingConfig
+from stemfill.pianoroll.diffusion import BinaryDiffusion, decode_line, diatonic_rows
+from stemfill.pianoroll.fill import fill_roll, fill_song
+from stemfill.pianoroll.model import build_model, load_model, save_pretrained
+from stemfill.pianoroll.train import PRESETS
+from stemfill.pianoroll.unet import UNetConfig
+from stemfill.song.io import read_song, write_song
+
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed: the ONNX fill path is not available")
+
+DEFAULT = Path(stemfill.__file__).parent / "models" / "default"
+B, C, P, L = 4, 3, 48, 48
+N_PLANES = 11  # 9 + 2 context planes
+
+
+def _fake_weights(seed: int = 0):
+    """Logits = W + sum_j A[j] * plane_j + (t > 0.5) / 4: dyadic numbers, so that both engines compute them (and
+    their guided mixes) exactly and equal logits stay equal."""
+    rng = np.random.default_rng(seed)
+    W = (np.round(rng.normal(size=(C, P, L)) * 16) / 16 - 1.5).astype(np.float32)
+    A = (np.round(rng.normal(size=(N_PLANES, C)) * 4) / 8).astype(np.float32)
+    return W, A
+
+
+def _np_logits(W, A):
+    def logits(planes: np.ndarray, t: np.ndarray) -> np.ndarray:
+        out = np.broadcast_to(W, (len(planes),) + W.shape).copy()
+        for j in range(planes.shape[1]):
+            out += A[j][None, :, None, None] * planes[:, j:j + 1]
+        return out + ((t > 0.5) / 4).astype(np.float32)[:, None, None, None]
+    return logits
+
+
+class FakeNet(nn.Module):
+    """Torch's side of ``_np_logits`` (torch leaves out absent trailing planes: they count as zero)."""
+
+    def __init__(self, W, A):
+        super().__init__()
+        self.config = UNetConfig(context_planes=2)
+        self.W, self.A = torch.from_numpy(W), torch.from_numpy(A)
+
+    def forward(self, planes, t):
+        out = self.W.expand(len(planes), *self.W.shape).clone()
+        for j in range(planes.shape[1]):
+            out += self.A[j][None, :, None, None] * planes[:, j:j + 1]
+        return out + ((t > 0.5) / 4).float()[:, None, None, None]
+
+    infer = forward
+
+
+def _inputs(seed: int = 1):
+    rng = np.random.default_rng(seed)
+    ctx = rng.random((B, C, P, L)) < 0.05
+    known = np.ones((B, C, P, L), dtype=bool)
+    known[0, 1:] = False  # bass and guitar both missing (pitched_open)
+    known[1, 1] = False  # the bass alone
+    known[2, 1, :, 12:36] = False  # the bass over a span (partial_mass)
+    known[3, 2, :, :30] = False  # the guitar over a span
+    other = (rng.random((B, 2, P, L)) < 0.05).astype(np.float32)
+    return ctx, known, other
+
+
+SAMPLINGS = {
+    "threshold": SamplingConfig(sample_steps=1, decode="threshold", threshold=0.3),
+    "count": SamplingConfig(sample_steps=1, decode="count"),
+    "count_min_note": SamplingConfig(sample_steps=1, decode="count", min_note=(0, 2, 3)),
+    "line": SamplingConfig(sample_steps=1, decode="count", min_note=(0, 2, 2), line=(False, True, False)),
+    "line_scale_free": SamplingConfig(sample_steps=1, decode="count", min_note=(0, 2, 2), line=(False, True, True),
+                                      line_scale=True, line_starts_free=1.75),
+    "partial_mass": SamplingConfig(sample_steps=1, decode="count", line=(False, True, False), partial_mass=True),
+    "guidance": SamplingConfig(sample_steps=1, decode="count", guidance=2.0, partial_mass=True),
+    "shipped": SamplingConfig(**json.loads((DEFAULT / "config.json").read_text())["sampling"]),
+    "steps": SamplingConfig(sample_steps=3, decode="count", line=(False, True, False), partial_mass=True,
+                            guidance=1.5),
+}
+
+
+@pytest.mark.parametrize("name", list(SAMPLINGS))
+def test_numpy_sampler_makes_torchs_notes_given_the_same_logits_and_noise(name, monkeypatch):
+    sc = SAMPLINGS[name]
+    W, A = _fake_weights()
+    dc = DiffusionConfig(density=(0.05, 0.04, 0.06))
+    ctx, known, other = _inputs()
+    seed = 7
+
+    draws = np.random.default_rng(seed)
+
+    def bernoulli(p, generator=None):  # torch's noise from the numpy sampler's stream
+        return torch.from_numpy((draws.random(tuple(p.shape), dtype=np.float32) < p.numpy()).astype(np.float32))
+
+    monkeypatch.setattr(torch, "bernoulli", bernoulli)
+    tm = BinaryDiffusion(FakeNet(W, A), dc, sc)
+    want = tm.sample(torch.from_numpy(ctx), torch.from_numpy(known), other=torch.from_numpy(other)).numpy()
+    nm = fast.OnnxModel(dc, sc, 2, 0, None, _np_logits(W, A))
+    got = nm.sample(ctx, known, rng=np.random.default_rng(seed), other=other)
+    assert got.dtype == bool and np.array_equal(got[known], ctx[known])  # known cells bit-exact
+    assert (got & ~known).any()  # it plays something
+    assert np.array_equal(got, want), f"{(got != want).sum()} cells differ"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_decoders_match_torch(seed):
+    rng = np.random.default_rng(seed)
+    p = (rng.random((B, C, P, L)) ** 6).astype(np.float32)
+    known = np.zeros((B, C, P, L), dtype=bool)
+    known[:, 0] = True
+    known[1, 1, :, :20] = True
+    want = BinaryDiffusion.decode(torch.from_numpy(p), torch.from_numpy(known), (0, 2, 3)).numpy()
+    assert np.array_equal(fast.decode_count(p, known, (0, 2, 3)), want)
+    pc = p[:, 1]
+    kn = known[:, 1].all(1)
+    assert np.array_equal(fast.diatonic_rows(pc), diatonic_rows(torch.from_numpy(pc)).numpy())
+    rows = fast.diatonic_rows(pc)
+    starts = np.array([1.25, 1.75, 1.25, 1.0], dtype=np.float32)
+    want = decode_line(torch.from_numpy(pc), torch.from_numpy(kn), torch.from_numpy(starts), 0.3, 2,
+                       rows=torch.from_numpy(rows)).numpy()
+    assert np.array_equal(fast.decode_line(pc, kn, starts, 0.3, 2, rows=rows), want)
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model(UNetConfig(**PRESETS["tiny"], prior_logit=0.5, context_planes=2),
+                        DiffusionConfig(density=(0.3, 0.3, 0.3)),
+                        sampling=SamplingConfig(sample_steps=2, decode="count", line=(False, True, False),
+                                                partial_mass=True, chain_pitched=True, chain_guidance=2.0))
+    with torch.no_grad():  # an untrained net predicts the same everywhere: give it weights that react
+        for prm in model.net.parameters():
+            prm.add_(torch.randn_like(prm) * 0.1)
+    folder = save_pretrained(model, tmp_path_factory.mktemp("tiny") / "model")
+    path, diff = fast_export(folder)
+    assert path == folder / "model.onnx" and diff < 1e-4
+    return folder
+
+
+def fast_export(folder):
+    from stemfill.pianoroll.export import export_onnx
+
+    return export_onnx(folder)
+
+
+def test_exported_tiny_model_matches_torch_at_other_batches_and_lengths(tiny_folder):
+    from stemfill.pianoroll.export import onnx_parity
+
+    model = load_model(tiny_folder)
+    for batch, length in ((1, 96), (5, 384)):
+        assert onnx_parity(model, tiny_folder / "model.onnx", batch=batch, length=length) < 1e-4
+
+
+def test_shipped_onnx_matches_the_shipped_weights():
+    """stemfill/models/default/model.onnx is the shipped safetensors' network (regenerate it with
+    `stemfill export-onnx` after changing the weights)."""
+    import onnx
+
+    from stemfill.pianoroll.export import onnx_parity
+
+    graph = onnx.load(str(DEFAULT / "model.onnx"))
+    assert [i.name for i in graph.graph.input] == ["planes", "t"]
+    model = load_model(DEFAULT)
+    n_weights = sum(int(np.prod(i.dims)) for i in graph.graph.initializer)
+    controls_in = model.net.conv_in.weight[:, 11:].numel()  # the control planes' input weights, unused there
+    assert n_weights >= model.net.n_params() - controls_in > 2_000_000  # the weights are in the file
+    assert onnx_parity(model, DEFAULT / "model.onnx", batch=2) < 1e-3
+
+
+def test_fill_song_on_onnx_end_to_end(tiny_folder):
+    song = toy_song(bars=12, stems=("drums",))
+    om = fast.load_fill_model(tiny_folder, "auto")
+    assert fast.engine_name(om) == "onnx"
+    res = fill_song(song, ["bass", "guitar"], om, seed=3)
+    assert res.engine == "onnx" and all(t.notes for t in res.added)
+    again = fill_song(song, ["bass", "guitar"], fast.load_fill_model(tiny_folder, "onnx"), seed=3)
+    assert [t.notes for t in again.added] == [t.notes for t in res.added]  # a seed, the same fill
+    tm = fast.load_fill_model(tiny_folder, "torch")
+    assert fast.engine_name(tm) == "torch" and fill_song(song, ["bass"], tm).engine == "torch"
+    # candidates > 1 on an onnx model: handed to the torch model of the same folder
+    assert fill_song(song, ["bass"], om, candidates=2).engine == "torch"
+
+
+def test_fill_roll_keeps_known_cells_on_onnx(tiny_folder):
+    om = fast.load_onnx_model(tiny_folder)
+    rng = np.random.default_rng(0)
+    roll = rng.random((3, 48, 700)) < 0.04
+    known = np.ones((3, 700), dtype=bool)
+    known[1, 100:600] = False
+    out = fill_roll(om, roll, known, seed=1)
+    assert np.array_equal(out[known[:, None, :].repeat(48, 1)], roll[known[:, None, :].repeat(48, 1)])
+    assert (out & ~known[:, None, :]).any()
+
+
+def test_engine_choice(tiny_folder, tmp_path, monkeypatch):
+    assert fast.onnx_unsupported(tiny_folder) is None
+    assert "controls" in fast.onnx_unsupported(tiny_folder, controls=True)
+    assert "candidates" in fast.onnx_unsupported(tiny_folder, candidates=3)
+    torch.manual_seed(0)
+    bare = save_pretrained(build_model(UNetConfig(**PRESETS["tiny"])), tmp_path / "bare")  # no model.onnx
+    assert "model.onnx" in fast.onnx_unsupported(bare)
+    assert fast.engine_name(fast.load_fill_model(bare)) == "torch"
+    with pytest.raises(StemfillError, match="cannot fill with onnxruntime"):
+        fast.load_fill_model(bare, "onnx")
+    monkeypatch.setenv(fast.ENGINE_ENV, "torch")
+    assert fast.engine_name(fast.load_fill_model(tiny_folder)) == "torch"
+    monkeypatch.setenv(fast.ENGINE_ENV, "nope")
+    with pytest.raises(StemfillError, match="unknown engine"):
+        fast.load_fill_model(tiny_folder)
+
+
+def test_cli_reports_the_engine(tiny_folder, tmp_path):
+    src = write_song(toy_song(bars=4), tmp_path / "song.mid")
+    for engine, word in (("auto", "with onnxruntime:"), ("torch", "with torch:"), ("onnx", "with onnxruntime:")):
+        out = tmp_path / f"{engine}.mid"
+        r = CliRunner().invoke(app, ["midi", str(src), "--add", "bass", "--model", str(tiny_folder), "-o", str(out),
+                                     "--engine", engine])
+        assert r.exit_code == 0, r.output
+        assert word in r.output and len(read_song(out).tracks) == 3
+    r = CliRunner().invoke(app, ["midi", str(src), "--add", "bass", "--model", str(tiny_folder), "--engine", "gpu"])
+    assert r.exit_code == 1 and "unknown engine" in r.output
+
+
+def test_numpy_sampler_refuses_other_objectives():
+    nm = fast.OnnxModel(DiffusionConfig(objective="atassi"), SamplingConfig(), 0, 0, None, _np_logits(*_fake_weights()))
+    with pytest.raises(StemfillError, match="bernoulli"):
+        nm.sample(np.zeros((1, C, P, L), bool), np.ones((1, C, P, L), bool))
+
+
+def test_onnx_logits_do_not_depend_on_the_thread_count(tiny_folder):
+    x = (np.random.default_rng(0).random((11, 11, 48, 96)) < 0.1).astype(np.float32)
+    t = np.linspace(0, 1, 11).astype(np.float32)
+    one = fast.onnx_logits(tiny_folder / "model.onnx", 1)(x, t)
+    for n in (2, 3):
+        assert np.array_equal(fast.onnx_logits(tiny_folder / "model.onnx", n)(x, t), one)
