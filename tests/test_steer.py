@@ -11,7 +11,7 @@ from stemfill.pianoroll.diffusion import DiffusionConfig, SamplingConfig, full_m
 from stemfill.pianoroll.fill import fill_chunks
 from stemfill.pianoroll.grid import N_PITCHES
 from stemfill.pianoroll.model import build_model
-from stemfill.pianoroll.steer import FILL_OFF, FILL_ON, soft_starts, steer
+from stemfill.pianoroll.steer import CRASH_ON, FILL_OFF, FILL_ON, soft_starts, steer
 from stemfill.pianoroll.unet import UNetConfig
 from symbolic_toy import toy_rolls
 
@@ -70,6 +70,8 @@ def test_syncopation_register_and_fills_move_their_own_measure():
     last = s[..., BAR - 12:][:, [1, 2, 3, 7, 8, 9]].sum((1, 3))  # snare and tom starts in each bar's last beat
     assert (last[0, [1, 3]] >= FILL_ON - 0.5).all() and (last[0, [0, 2]] <= FILL_OFF + 0.5).all()
     assert (last[1] <= FILL_OFF + 0.5).all()
+    crash = s[:, [10, 13, 14], :, :2].sum((1, 3))  # crash, china, splash starts on each downbeat
+    assert crash[0, 2] >= CRASH_ON - 0.3  # the fill of bar 1 leads into a crash (bar 3's: in the next window)
     # register on a pitched stem: the mean row of the soft starts follows the request, density stays
     kn, ctx = _setup(2, missing=2)
     out = steer(p, kn, ctx, _planes([{"guitar": StemControls({"register": 0.1})},

@@ -24,12 +24,11 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from stemfill.pianoroll.controls import BAR, SNARE_ROWS, TOM_ROWS, bar_attributes
+from stemfill.pianoroll.controls import BAR, CRASH_ROWS, SNARE_ROWS, TOM_ROWS, bar_attributes
 from stemfill.pianoroll.grid import STEPS_PER_BEAT
 from stemfill.song.song import STEMS
 
 PHRASE_BARS = 4
-CRASH_ROWS = (10, 13, 14)  # roll.DRUM_KIT: crash, china, splash
 FILL_ROWS = SNARE_ROWS + TOM_ROWS  # snare, side stick, clap; low, mid, high tom
 CRASH_TOLERANCE = 1  # steps either side of the downbeat
 

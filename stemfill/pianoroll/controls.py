@@ -43,6 +43,7 @@ N_CONTROL_PLANES = PLANES_PER_STEM * len(STEMS)
 SHARES = ("fill", "groove")  # values already in [0, 1] with a meaning of their own: not mapped by quantiles
 TOM_ROWS = (7, 8, 9)  # roll.DRUM_KIT: low, mid, high tom
 SNARE_ROWS = (1, 2, 3)  # snare, side stick, clap
+CRASH_ROWS = (10, 13, 14)  # crash, china, splash
 QUANTILE_POINTS = 21  # 0 %, 5 %, ..., 100 %
 LEVELS = {"low": 0.15, "mid": 0.5, "high": 0.85}  # named levels as percentiles of real parts
 

@@ -16,8 +16,9 @@ measured softly on P(note):
 Each requested stem and bar gets a few logit offsets, one per requested attribute: a bias over the
 whole bar (density); over its off-beat steps (syncopation; bass and guitar: over the first 16th of each
 beat, the other way, so that held notes keep sounding across the off-beat steps); a tilt across pitch
-rows (register); a bias on the tom rows (toms); and on the snare and tom rows of the last beat and the
-toms of the beat before (fills). They are fitted (Adam, ``ITERS`` steps) so the soft attributes meet
+rows (register); a bias on the tom rows (toms); on the snare and tom rows of the last beat and the
+toms of the beat before (fills); and on the crash rows of the next downbeat (a requested fill leads into
+a crash). They are fitted (Adam, ``ITERS`` steps) so the soft attributes meet
 the targets, then fitted once more aiming past the targets by what the decoded notes missed them by,
 and added to the logits of the unknown cells times ``SamplingConfig.control_steer`` (0: off, 1: the
 fitted offsets). A density request keeps the model's bar-to-bar contour (``with_contour``); a steered
@@ -34,17 +35,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stemfill.pianoroll.controls import (ATTRIBUTES, BAR, SLOTS, SNARE_ROWS, TOM_ROWS, ControlConfig, bar_attributes,
-                                         slot_index)
+from stemfill.pianoroll.controls import (ATTRIBUTES, BAR, CRASH_ROWS, SLOTS, SNARE_ROWS, TOM_ROWS, ControlConfig,
+                                         bar_attributes, slot_index)
 from stemfill.pianoroll.grid import STEPS_PER_BEAT
 from stemfill.song.song import STEMS
 
-STEERED = ("density", "syncopation", "register", "toms", "fill")  # attributes steering acts on
+STEERED = ("density", "syncopation", "register", "toms", "fill", "crash")  # attributes steering acts on
 ITERS = 100  # Adam steps fitting the offsets
 LR = 0.3
 MAX_OFFSET = 8.0  # logit offsets are clamped to +-this
 FILL_ON = 3.5  # soft snare/tom starts in the last beat that make a fill (bar_attributes: >= 3 hard starts)
 FILL_OFF = 1.0  # ... and at most this many where a bar must not end in a fill
+CRASH_ON = 1.0  # soft crash starts on the downbeat after a requested fill (the fill leads into a crash)
+CRASH_STEPS = 2  # the downbeat's first steps that count (phrase.CRASH_TOLERANCE is 1 either side)
 MAX_MISS = {"syncopation": 0.25, "toms": 0.25, "register": 6.0}  # the most a second fit aims past its target
 ROUNDS = 2  # fits: the second aims past the target by what the decoded notes of the first missed
 
@@ -75,6 +78,11 @@ def bar_targets(planes: torch.Tensor, cfg: ControlConfig, n_bars: int) -> dict[t
                 q = np.asarray(cfg.quantiles[f"{stem}.{attr}"], dtype=float)
                 raw = np.interp(unit, np.linspace(0.0, 1.0, len(q)), q).astype(np.float32)
             out[(c, attr)] = (torch.from_numpy(raw).to(planes.device), g)
+    if (0, "fill") in out:  # a crash on the downbeat after each requested fill in the window
+        fill, g = out[(0, "fill")]
+        after = F.pad((fill > 0.5) & g, (1, 0))[:, :-1]
+        if bool(after.any()):
+            out[(0, "crash")] = (after.float(), after)
     return out
 
 
@@ -149,7 +157,7 @@ def _corrected(goal: dict, targets: dict, notes: torch.Tensor) -> dict:
     out = {}
     for (c, attr), (target, given) in targets.items():
         g_t, _ = goal[(c, attr)]
-        if attr == "fill":
+        if attr in ("fill", "crash"):
             out[(c, attr)] = (g_t, given)
             continue
         got = raw[(STEMS[c], attr)].to(target.device)
@@ -191,6 +199,9 @@ def _fit(p: torch.Tensor, known: torch.Tensor, ctx: torch.Tensor, targets: dict,
         drum_rows[list(SNARE_ROWS + TOM_ROWS)] = 1.0
         tom_rows[list(TOM_ROWS)] = 1.0
         fill_cells = (drum_rows[:, None] * last_beat + tom_rows[:, None] * (last2 - last_beat))[None, :, None, :]
+        crash_rows = torch.zeros(P, device=dev)
+        crash_rows[[r for r in CRASH_ROWS if r < P]] = 1.0
+        crash_cells = (crash_rows[:, None] * (step < CRASH_STEPS).float())[None, :, None, :]
         params = {c: torch.zeros(B, len(STEERED), nb, device=dev, requires_grad=True) for c in channels}
         active = {c: torch.zeros(1, len(STEERED), 1, device=dev) for c in channels}
         for c, attr in targets:  # only the offsets of the attributes with a target move
@@ -209,7 +220,8 @@ def _fit(p: torch.Tensor, known: torch.Tensor, ctx: torch.Tensor, targets: dict,
                  + a[:, 1, None, :, None] * sync_cells[c]
                  + a[:, 2, None, :, None] * tilt[None, :, None, None]
                  + a[:, 3, None, :, None] * tom_rows[None, :, None, None]
-                 + a[:, 4, None, :, None] * fill_cells)
+                 + a[:, 4, None, :, None] * fill_cells
+                 + a[:, 5, None, :, None] * crash_cells)
             return o
 
         def channel_p(c: int) -> torch.Tensor:
@@ -245,13 +257,18 @@ def _fit(p: torch.Tensor, known: torch.Tensor, ctx: torch.Tensor, targets: dict,
                     elif attr == "toms":
                         err = s[:, list(TOM_ROWS)].sum((1, 3)) / safe - target
                         w = 1.0 / 0.05 ** 2
-                    else:  # fill
+                    elif attr == "fill":
                         hits = (s[:, list(SNARE_ROWS + TOM_ROWS)] * last_beat).sum((1, 3))
                         toms2 = (s[:, list(TOM_ROWS)] * last2).sum((1, 3))
                         on = target > 0.5
                         err = torch.where(on, F.relu(FILL_ON - hits),
                                           F.relu(hits - FILL_OFF) + F.relu(toms2 - FILL_OFF))
                         w = 1.0
+                    elif attr == "crash":
+                        err = F.relu(CRASH_ON - s[:, list(CRASH_ROWS), :, :CRASH_STEPS].sum((1, 3)))
+                        w = 1.0
+                    else:
+                        raise ValueError(f"steering has no measure for {attr!r}")
                     loss = loss + w * (err ** 2 * given).sum() / max(1, B)
                 target, given = planes_[(c, "density")]
                 loss = loss + 4.0 * ((torch.log1p(count) - torch.log1p(target)) ** 2 * given).sum() / max(1, B)
