@@ -156,10 +156,9 @@ def midi_cmd(
 
     if bars:
         parse_bars(bars)  # the syntax, before anything is read
-    from stemfill.pianoroll.fast import ENGINES
+    from stemfill.pianoroll.fast import check_engine
 
-    if engine is not None and engine.lower() not in ENGINES:
-        raise StemfillError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+    engine = check_engine(engine)  # before anything is read
     if like_bars:
         parse_bars(like_bars)
     if like_bars and like is None:

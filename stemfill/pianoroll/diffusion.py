@@ -333,8 +333,8 @@ class BinaryDiffusion(nn.Module):
 
     def steer(self, p: torch.Tensor, known: torch.Tensor, ctx: torch.Tensor, controls: torch.Tensor) -> torch.Tensor:
         """P moved toward the attributes requested in ``controls`` (``steer.steer``), by ``control_steer``.
-        Channels decoded as a line count their soft starts as the line decoder will (``line_starts``); the targets are corrected
-        once by what the decoder (``decode_last``) makes of the first fit."""
+        Channels decoded as a line count their soft starts as the line decoder will (``line_starts``); the
+        targets are corrected once by what the decoder (``decode_last``) makes of the first fit."""
         from stemfill.pianoroll.steer import steer
 
         sc = self.sampling

@@ -393,14 +393,20 @@ def onnx_unsupported(path: str | os.PathLike, controls: bool = False, candidates
     return None
 
 
+def check_engine(engine: str | None) -> str:
+    """The engine asked for (None: ``STEMFILL_ENGINE``, else auto), lower-cased; StemfillError if unknown."""
+    name = (engine or os.environ.get(ENGINE_ENV) or "auto").lower()
+    if name not in ENGINES:
+        raise StemfillError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")
+    return name
+
+
 def load_fill_model(path: str | os.PathLike, engine: str | None = None, controls: bool = False,
                     candidates: int | None = None):
     """The model ``fill.fill_song`` runs for this request: an ``OnnxModel`` or a torch ``BinaryDiffusion``
     (``engine``: auto, onnx or torch; None: ``STEMFILL_ENGINE``, else auto). ``engine="onnx"`` where it cannot
     fill as asked is a StemfillError with the reason."""
-    engine = (engine or os.environ.get(ENGINE_ENV) or "auto").lower()
-    if engine not in ENGINES:
-        raise StemfillError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+    engine = check_engine(engine)
     if engine != "torch":
         why = onnx_unsupported(path, controls, candidates)
         if why is None:
