@@ -1,10 +1,10 @@
 """Whole songs: do filled drums mark phrases as the real drummer does, do filled parts follow the song's
 density contour, and what is the Note-F1 (USMA's definition) per 4-bar segment?
 
-    python bench/phrase.py --data CHUNKS [--model M] [--songs N] [--no-band] [--fills none|phrase|often|sections]
-                           [--seed S] [--json OUT]
+    python bench/phrase.py --data CHUNKS [--model M] [--split test|valid] [--songs N] [--no-band]
+                           [--fills none|phrase|often|sections] [--seed S] [--json OUT]
 
-Songs: the test split of the chunk folder's manifest (the first ``--songs`` of a seeded shuffle; 0: all),
+Songs: the test (or ``--split valid``) split of the chunk folder's manifest (the first ``--songs`` of a seeded shuffle; 0: all),
 and the band split (``stemfill.datasets.chunks.BAND``: onyxite test songs and the multi-track guitarpro
 songs, all of them), each read whole from its file (the manifest's root + path). For every song and every
 stem it has (drums, bass, guitar), that one stem is removed and filled over the whole song by
@@ -52,15 +52,15 @@ def song_file(entry: dict, data: Path) -> Path:
     raise FileNotFoundError(f"{entry['root']}/{rel}: not found from {Path.cwd()}, {ROOT} or {data.resolve().parent}")
 
 
-def pick_songs(manifest: dict, n: int, seed: int, band: bool) -> dict[str, list[dict]]:
-    """{set name: manifest entries}: "test" (the first ``n`` of a seeded shuffle of the test split; 0: all)
+def pick_songs(manifest: dict, n: int, seed: int, band: bool, split: str = "test") -> dict[str, list[dict]]:
+    """{set name: manifest entries}: ``split`` (the first ``n`` of a seeded shuffle of that split; 0: all)
     and, with ``band``, "band" (all of it)."""
     from stemfill.datasets.chunks import BAND, in_split
 
     songs = manifest["songs"]
-    test = [s for s in songs if in_split(s, "test")]
-    order = np.random.default_rng(seed).permutation(len(test))
-    sets = {"test": [test[i] for i in (order[:n] if n else order)]}
+    held = [s for s in songs if in_split(s, split)]
+    order = np.random.default_rng(seed).permutation(len(held))
+    sets = {split: [held[i] for i in (order[:n] if n else order)]}
     if band:
         sets["band"] = [s for s in songs if in_split(s, BAND)]
     return sets
@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True, help="chunk folder (its manifest lists the songs and splits)")
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder (default: the shipped default)")
-    ap.add_argument("--songs", type=int, default=20, help="test-split songs (seeded pick; 0: all)")
+    ap.add_argument("--songs", type=int, default=20, help="songs of --split (seeded pick; 0: all)")
+    ap.add_argument("--split", default="test", choices=("test", "valid"), help="the split to fill songs of")
     ap.add_argument("--no-band", action="store_true", help="leave out the band split")
     ap.add_argument("--fills", choices=("none", "phrase", "often", "sections"), help="ask the filled drums for fills "
                     "(a model with control planes only)")
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.fills is not None and not model.control_planes:
             raise StemfillError(f"{a.model}: this model has no control planes, so --fills cannot be passed to it; "
                                 "use a model trained with `stemfill train --controls`")
-        sets = pick_songs(read_manifest(a.data), a.songs, a.seed, not a.no_band)
+        sets = pick_songs(read_manifest(a.data), a.songs, a.seed, not a.no_band, a.split)
     except StemfillError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

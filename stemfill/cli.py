@@ -145,6 +145,7 @@ def midi_cmd(
     like: Optional[Path] = typer.Option(None, "--like", help="Play the new part in the style of this file's same stem (MIDI or Guitar Pro): its density, syncopation, register and groove."),
     like_bars: Optional[str] = typer.Option(None, "--like-bars", help="Bars of the --like file to take the style from. " + BARS_HELP),
     style: Optional[str] = typer.Option(None, "--style", help="Drums in a named groove, as --like a built-in bar: rock, reggae, funk, metal, swing, disco, halftime, punk."),
+    temperature: List[str] = typer.Option([], "--temperature", help="How far the new part strays from the model's likeliest notes: 0 always plays them (plainest), 1 draws notes as often as the model expects them (toms, crashes, passing notes); one number or per stem as drums=1 (default: the model's own)."),
     engine: Optional[str] = typer.Option(None, "--engine", help="What runs the network: auto (onnxruntime where the model folder has model.onnx and no controls or candidates are asked for, else torch), onnx or torch (default: STEMFILL_ENGINE, else auto). The two draw different noise: a seed gives another fill on each."),
 ) -> None:
     """Add missing stems (drums / bass / guitar) to a song with the diffusion model."""
@@ -169,6 +170,13 @@ def midi_cmd(
         if like is not None:
             raise StemfillError("--style and --like both name a part to play like; give one")
         style = check_style(style, list(add))
+    from stemfill.pianoroll.config import parse_temperature
+
+    if temperature:  # the syntax, before anything is read (the model's own values are filled in below)
+        try:
+            parse_temperature(temperature, list(add), ())
+        except ValueError as e:
+            raise StemfillError(str(e)) from None
     request = parse_controls(list(add), {"density": density, "complexity": complexity, "register": register},
                              fills=fills, like=str(like) if like else style, like_bars=like_bars)
     out = out or _default_out(inp, list(add))
@@ -194,6 +202,11 @@ def midi_cmd(
     from stemfill.pianoroll.fill import fill_song
 
     m = load_fill_model(model_path, engine, controls=not request.empty(), candidates=candidates)
+    if temperature:
+        import dataclasses
+
+        m.sampling = dataclasses.replace(m.sampling, temperature=parse_temperature(temperature, list(add),
+                                                                                   m.sampling.temperature))
     controls = None
     if not request.empty():
         if m.controls is None:

@@ -329,6 +329,49 @@ def test_count_decoding_plays_the_expected_number_of_notes():
     assert not x[0, 0].any()  # expected count 0 -> nothing
 
 
+def test_temperature_draws_cells_in_proportion_to_p():
+    from stemfill.pianoroll.diffusion import gumbel
+
+    p = torch.zeros(1, 3, 2, 1)
+    p[0, 0, 0] = 0.8  # a common drum (row 0) and a rare one: the count (1) goes to row 0 when nothing is drawn
+    p[0, 0, 1] = 0.2
+    known = torch.zeros_like(p, dtype=torch.bool)
+    g = torch.Generator().manual_seed(0)
+    draws = 4000
+    rare = {}
+    for t in (0.0, 0.5, 1.0):
+        noise = gumbel((draws,) + p.shape[1:], g)
+        x = BinaryDiffusion.decode(p.expand(draws, -1, -1, -1), known.expand(draws, -1, -1, -1), (), (t, 0.0, 0.0), noise)
+        assert (x[:, 0].flatten(1).sum(1) == 1).all()  # the expected count is kept whatever is drawn
+        rare[t] = float(x[:, 0, 1].mean())
+    assert rare[0.0] == 0
+    assert abs(rare[1.0] - 0.2) < 0.025  # in proportion to P
+    assert abs(rare[0.5] - 0.04 / 0.68) < 0.015  # in proportion to P^2
+    x = BinaryDiffusion.decode(p, known, (), (1.0, 0.0, 0.0), None)  # no noise: the likeliest, as temperature 0
+    assert x[0, 0, 0].all() and not x[0, 0, 1].any()
+
+
+def test_line_temperature_draws_the_pitch_not_the_rhythm():
+    from stemfill.pianoroll.diffusion import decode_line, gumbel
+
+    p = torch.zeros(1, 3, 48)
+    p[0, 0, :] = 0.6  # the root, most of the mass
+    p[0, 2, :] = 0.3  # a fifth
+    p[0, :, ::12] += 0.5  # four note starts: rises at steps 0, 12, 24, 36
+    p = p.clamp(max=1.0)
+    kn = torch.zeros(1, 48, dtype=torch.bool)
+    base = decode_line(p, kn, starts=1.0)
+    g = torch.Generator().manual_seed(1)
+    pitches = []
+    for _ in range(200):
+        x = decode_line(p, kn, starts=1.0, temperature=1.0, noise=gumbel(p.shape, g))
+        assert ((x.sum(1) > 0) >= (base.sum(1) > 0)).all() and (x[0, :, ::12].sum(0) == 1).all()  # the same starts
+        pitches += x[0].argmax(0)[::12].tolist()
+    assert base[0].argmax(0)[::12].tolist() == [0, 0, 0, 0]
+    share = pitches.count(2) / len(pitches)
+    assert 0.2 < share < 0.45  # the fifth in about its share of the mass (1/3)
+
+
 def test_consensus_picks_the_candidate_closest_to_the_others():
     from stemfill.pianoroll.fill import consensus
 

@@ -18,7 +18,8 @@ from stemfill.cli import app
 from stemfill.errors import StemfillError
 from stemfill.pianoroll import fast
 from stemfill.pianoroll.config import DiffusionConfig, SamplingConfig
-from stemfill.pianoroll.diffusion import BinaryDiffusion, decode_line, diatonic_rows
+from stemfill.pianoroll import diffusion
+from stemfill.pianoroll.diffusion import BinaryDiffusion, decode_line, diatonic_rows, gumbel
 from stemfill.pianoroll.fill import fill_roll, fill_song
 from stemfill.pianoroll.model import build_model, load_model, save_pretrained
 from stemfill.pianoroll.train import PRESETS
@@ -89,6 +90,8 @@ SAMPLINGS = {
     "partial_mass": SamplingConfig(sample_steps=1, decode="count", line=(False, True, False), partial_mass=True),
     "guidance": SamplingConfig(sample_steps=1, decode="count", guidance=2.0, partial_mass=True),
     "shipped": SamplingConfig(**json.loads((DEFAULT / "config.json").read_text())["sampling"]),
+    "temperature": SamplingConfig(sample_steps=2, decode="count", min_note=(0, 2, 2), line=(False, True, False),
+                                  temperature=(1.0, 0.7, 0.5), partial_mass=True),
     "steps": SamplingConfig(sample_steps=3, decode="count", line=(False, True, False), partial_mass=True,
                             guidance=1.5),
 }
@@ -108,6 +111,7 @@ def test_numpy_sampler_makes_torchs_notes_given_the_same_logits_and_noise(name, 
         return torch.from_numpy((draws.random(tuple(p.shape), dtype=np.float32) < p.numpy()).astype(np.float32))
 
     monkeypatch.setattr(torch, "bernoulli", bernoulli)
+    monkeypatch.setattr(diffusion, "gumbel", lambda shape, g: torch.from_numpy(fast.gumbel(tuple(shape), draws)))
     tm = BinaryDiffusion(FakeNet(W, A), dc, sc)
     want = tm.sample(torch.from_numpy(ctx), torch.from_numpy(known), other=torch.from_numpy(other)).numpy()
     nm = fast.OnnxModel(dc, sc, 2, 0, None, _np_logits(W, A))
@@ -134,6 +138,21 @@ def test_decoders_match_torch(seed):
     want = decode_line(torch.from_numpy(pc), torch.from_numpy(kn), torch.from_numpy(starts), 0.3, 2,
                        rows=torch.from_numpy(rows)).numpy()
     assert np.array_equal(fast.decode_line(pc, kn, starts, 0.3, 2, rows=rows), want)
+    noise = fast.gumbel(p.shape, rng)  # drawn cells (temperature > 0) from the same noise
+    temp = (1.0, 0.5, 0.0)
+    want = BinaryDiffusion.decode(torch.from_numpy(p), torch.from_numpy(known), (0, 2, 3), temp,
+                                  torch.from_numpy(noise)).numpy()
+    assert np.array_equal(fast.decode_count(p, known, (0, 2, 3), temp, noise), want)
+    want = decode_line(torch.from_numpy(pc), torch.from_numpy(kn), torch.from_numpy(starts), 0.3, 2,
+                       rows=torch.from_numpy(rows), temperature=0.8, noise=torch.from_numpy(noise[:, 1])).numpy()
+    assert np.array_equal(fast.decode_line(pc, kn, starts, 0.3, 2, rows=rows, temperature=0.8, noise=noise[:, 1]), want)
+
+
+def test_gumbel_noise_is_standard_gumbel():
+    a = gumbel((200_000,), torch.Generator().manual_seed(0)).numpy()
+    b = fast.gumbel((200_000,), np.random.default_rng(0))
+    for x in (a, b):  # mean = Euler's constant, variance = pi^2 / 6
+        assert abs(x.mean() - 0.5772) < 0.01 and abs(x.var() - np.pi ** 2 / 6) < 0.03
 
 
 @pytest.fixture(scope="module")
@@ -248,3 +267,22 @@ def test_onnx_logits_do_not_depend_on_the_thread_count(tiny_folder):
     one = fast.onnx_logits(tiny_folder / "model.onnx", 1)(x, t)
     for n in (2, 3):
         assert np.array_equal(fast.onnx_logits(tiny_folder / "model.onnx", n)(x, t), one)
+
+
+def test_cli_temperature(tiny_folder, tmp_path):
+    src = write_song(toy_song(bars=4), tmp_path / "song.mid")
+    notes = {}
+    for engine in ("onnx", "torch"):
+        for t in ("0", "drums=1"):
+            out = tmp_path / f"{engine}-{t}.mid"
+            r = CliRunner().invoke(app, ["midi", str(src), "--add", "drums", "--replace", "--model", str(tiny_folder),
+                                         "-o", str(out), "--engine", engine, "--temperature", t])
+            assert r.exit_code == 0, r.output
+            notes[engine, t] = [(n.start, n.pitch) for n in read_song(out).stem_tracks("drums")[0].notes]
+        assert notes[engine, "0"] != notes[engine, "drums=1"]  # drawn hits differ from the likeliest ones
+    for bad, words in (("3", "outside 0 to 2"), ("bass=1", "bass is not being added"), ("loud", "use a number"),
+                       ("keys=1", "unknown stem")):
+        out = tmp_path / "bad.mid"
+        r = CliRunner().invoke(app, ["midi", str(src), "--add", "drums", "--replace", "--model", str(tiny_folder),
+                                     "-o", str(out), "--temperature", bad])
+        assert r.exit_code != 0 and words in r.output and not out.exists(), r.output

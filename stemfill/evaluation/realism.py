@@ -114,7 +114,7 @@ def _rest_pitch_classes(rolls: np.ndarray, c: int, other: np.ndarray | None) -> 
 def feature_names(stem: str, steps_per_beat: int = STEPS_PER_BEAT) -> list[str]:
     """Names of the columns ``segment_features`` returns for ``stem``."""
     names = [f"pos/{i}" for i in range(M.bar_steps(steps_per_beat))]
-    names += ["density", "onset_times", "empty_bars", "co_onset", "groove"]
+    names += ["density", "onset_times", "empty_bars", "co_onset", "groove", "bar_repeat", "rows_used"]
     if stem == "drums":
         names += [f"kit/{k}" for k in _KIT] + ["hits_per_onset"]
     else:
@@ -131,7 +131,9 @@ def segment_features(rolls, c: int, steps_per_beat: int = STEPS_PER_BEAT, other=
     * ``pos/i``: share of the stem's onset times at step i of the bar (4/4, ``steps_per_beat`` a beat);
     * ``density`` notes (drum hits) a bar, ``onset_times`` distinct onset times a bar, ``empty_bars``
       share of bars with nothing sounding, ``co_onset`` share of onset times on which the rest of the
-      chunk (other stems, context) also starts a note, ``groove`` groove consistency (0 when undefined);
+      chunk (other stems, context) also starts a note, ``groove`` groove consistency (0 when undefined),
+      ``bar_repeat`` how much each bar repeats the one before, counting which row (drum class or pitch)
+      starts where (``bar_repeat``), ``rows_used`` distinct rows (drum classes, pitches) that start notes;
     * drums: ``kit/<class>`` share of hits per kit class, ``hits_per_onset``;
     * pitched: ``interval/<lo>`` share of |interval| (semitones, between the lowest notes of successive
       onset times) in each ``INTERVAL_EDGES`` bin, ``duration/<lo>`` share of note lengths (steps) in each
@@ -157,7 +159,9 @@ def segment_features(rolls, c: int, steps_per_beat: int = STEPS_PER_BEAT, other=
     rest = _rest_onsets(rolls, c, other)
     co = M._div(np.bincount(bt, weights=rest[bt, tt].astype(np.float64), minlength=B), n_times)
     groove = np.nan_to_num(np.asarray(M.groove_consistency(x, stem, spb), dtype=np.float64))
-    cols.append(np.stack([M.note_density(x, stem, spb), n_times / bars, M.empty_bar_rate(x, spb), co, groove], 1))
+    on = M.onsets(x, stem)
+    cols.append(np.stack([M.note_density(x, stem, spb), n_times / bars, M.empty_bar_rate(x, spb), co, groove,
+                          bar_repeat(on, bar), on.any(axis=2).sum(axis=1)], 1))
 
     if stem == "drums":
         hits = x[:, :len(_KIT)].sum(axis=2).astype(np.float64)  # (B, kit classes); the rows below stay empty
@@ -182,6 +186,22 @@ def segment_features(rolls, c: int, steps_per_beat: int = STEPS_PER_BEAT, other=
         shared = M._div((own_pc & rest_pc).sum(axis=(1, 2)), (own_pc & rest_on).sum(axis=(1, 2)))
         cols.append(np.stack([log_dur, M._div(n_notes, n_times), mean, low, high, upc, shared], 1))
     return np.concatenate([np.asarray(v, dtype=np.float64).reshape(B, -1) for v in cols], axis=1)
+
+
+def bar_repeat(on: np.ndarray, bar: int) -> np.ndarray:
+    """(B,) mean Jaccard similarity of the (row, step-in-bar) onset sets of successive full bars of an onset
+    batch (B, P, L), over the pairs where either bar has an onset; 0 where none has. Unlike ``groove``
+    (onset times only) it sees which drum or pitch plays: a groove kept on the hi-hat repeats, one that
+    moves hits between classes at random from bar to bar does not."""
+    B, P, L = on.shape
+    n = L // bar
+    if n < 2:
+        return np.zeros(B)
+    b = on[..., : n * bar].reshape(B, P, n, bar)
+    inter = (b[:, :, 1:] & b[:, :, :-1]).sum(axis=(1, 3)).astype(np.float64)  # (B, n - 1)
+    union = (b[:, :, 1:] | b[:, :, :-1]).sum(axis=(1, 3)).astype(np.float64)
+    pairs = (union > 0).sum(axis=1)
+    return M._div(np.where(union > 0, inter / np.maximum(union, 1), 0).sum(axis=1), pairs)
 
 
 # --------------------------------------------------------------------------- the two-sample test

@@ -57,6 +57,7 @@ class SamplingConfig:
     chain_guidance: float | None = None  # fill.py: guidance of that second (guitar given the new bass) pass; None: guidance
     control_guidance: float = 1.0  # models with controls: how far past the fill without them the controls push
     control_steer: float = 0.0  # models with controls: steer the prediction toward the requested attributes (steer.py; 0 off)
+    temperature: tuple[float, ...] = (0.0, 0.0, 0.0)  # count decoding, per channel: 0 keeps the likeliest cells; > 0 draws them (gumbel_rank)
 
     def __post_init__(self) -> None:
         if self.decode not in DECODES:
@@ -65,6 +66,9 @@ class SamplingConfig:
             raise ValueError(f"SamplingConfig: candidates must be >= 1, got {self.candidates}")
         self.min_note = tuple(int(v) for v in self.min_note)
         self.line = tuple(bool(v) for v in self.line)
+        self.temperature = tuple(float(v) for v in self.temperature)
+        if any(v < 0 for v in self.temperature):
+            raise ValueError(f"SamplingConfig: temperature must be >= 0, got {self.temperature}")
 
 
 SAMPLING_KEYS = frozenset(f.name for f in fields(SamplingConfig))  # config.json's "sampling" keys
@@ -77,3 +81,34 @@ def split_sampling(cfg: dict) -> dict:
     diffusion = dict(cfg["diffusion"])
     moved = {k: diffusion.pop(k) for k in list(diffusion) if k in SAMPLING_KEYS}
     return {**cfg, "diffusion": diffusion, "sampling": {**moved, **(cfg.get("sampling") or {})}}
+
+
+MAX_TEMPERATURE = 2.0
+
+
+def parse_temperature(values: list[str], add: list[str], current: tuple[float, ...]) -> tuple[float, ...]:
+    """``stemfill midi --temperature`` values ("0.7", or per stem "drums=1", comma-separated or repeated) over
+    the model's own per-channel ``current``. A bare number applies to every stem being added. ValueError with
+    one line where a value is wrong."""
+    from stemfill.song.song import STEMS
+
+    out = [float(v) for v in current] + [0.0] * (len(STEMS) - len(current))
+    for value in values:
+        for part in str(value).split(","):
+            part = part.strip()
+            stem, _, level = part.rpartition("=")
+            stem = stem.strip()
+            if stem and stem not in STEMS:
+                raise ValueError(f"--temperature {part!r}: unknown stem {stem!r}; choose from {', '.join(STEMS)}")
+            if stem and stem not in add:
+                raise ValueError(f"--temperature {part!r}: {stem} is not being added (--add {stem})")
+            try:
+                t = float(level)
+            except ValueError:
+                raise ValueError(f"--temperature {part!r}: use a number from 0 to {MAX_TEMPERATURE:g}, "
+                                 "or STEM=NUMBER") from None
+            if not 0 <= t <= MAX_TEMPERATURE:
+                raise ValueError(f"--temperature {part!r}: {t:g} is outside 0 to {MAX_TEMPERATURE:g}")
+            for s in [stem] if stem else add:
+                out[STEMS.index(s)] = t
+    return tuple(out)

@@ -279,10 +279,11 @@ class BinaryDiffusion(nn.Module):
                 p = torch.sigmoid(self.guided_logits(x, known, ctx, t, guidance, other, controls))
                 if k == 1 and sc.partial_mass:
                     p = self.partial_mass(p, x, known, ctx, t, guidance, other, controls)
-                if controls is not None and sc.control_steer > 0 and self.controls is not None:
-                    p = self.steer(p, known, ctx, controls)
                 if k == 1:
-                    x = self.decode_last(p, known, ctx)
+                    noise = self.decode_noise(p.shape, g)
+                    if controls is not None and sc.control_steer > 0 and self.controls is not None:
+                        p = self.steer(p, known, ctx, controls, noise)
+                    x = self.decode_last(p, known, ctx, noise)
                     break
                 ab_t = cosine_abar(t).view(b, 1, 1, 1)
                 ab_s = cosine_abar(torch.full((b,), (k - 1) / steps, device=dev)).view(b, 1, 1, 1)
@@ -318,20 +319,34 @@ class BinaryDiffusion(nn.Module):
         p[rows] = torch.where(known[rows], p[rows], (p[rows] * ratio[..., None, None]).clamp(max=1.0))
         return p
 
-    def decode_last(self, p: torch.Tensor, known: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
-        """The last step's P(note) -> notes (B, C, P, L) float {0, 1}, as ``SamplingConfig.decode`` says."""
+    def decode_noise(self, shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor | None:
+        """Gumbel noise (``shape``, drawn on the CPU from ``g``) for the last step's decoding where a channel's
+        ``temperature`` is above 0; None (nothing drawn, so the generator moves as before) where none is."""
+        sc = self.sampling
+        if sc.decode != "count" or not any(v > 0 for v in sc.temperature):
+            return None
+        return gumbel(shape, g).to(self.r.device)
+
+    def decode_last(self, p: torch.Tensor, known: torch.Tensor, ctx: torch.Tensor,
+                    noise: torch.Tensor | None = None) -> torch.Tensor:
+        """The last step's P(note) -> notes (B, C, P, L) float {0, 1}, as ``SamplingConfig.decode`` says.
+        ``noise``: Gumbel noise of P's shape (``decode_noise``) for channels decoded at a ``temperature``."""
         sc = self.sampling
         if sc.decode != "count":
             return (p >= sc.threshold).float()
-        x = self.decode(p, known, sc.min_note)
+        temp = sc.temperature if noise is not None else ()
+        x = self.decode(p, known, sc.min_note, temp, noise)
         for c in (i for i, on in enumerate(sc.line) if on and i < x.shape[1]):
             pc = torch.where(known[:, c], ctx[:, c].float(), p[:, c])
             free = pitched_open(known, c)
+            tc = temp[c] if c < len(temp) else 0.0
             x[:, c] = decode_line(pc, known[:, c].all(1), self.line_starts(free), sc.line_sounding,
-                                  sc.min_note[c] if c < len(sc.min_note) else 0, rows=self.line_rows(pc, free))
+                                  sc.min_note[c] if c < len(sc.min_note) else 0, rows=self.line_rows(pc, free),
+                                  temperature=tc, noise=noise[:, c] if tc > 0 else None)
         return x
 
-    def steer(self, p: torch.Tensor, known: torch.Tensor, ctx: torch.Tensor, controls: torch.Tensor) -> torch.Tensor:
+    def steer(self, p: torch.Tensor, known: torch.Tensor, ctx: torch.Tensor, controls: torch.Tensor,
+              noise: torch.Tensor | None = None) -> torch.Tensor:
         """P moved toward the attributes requested in ``controls`` (``steer.steer``), by ``control_steer``.
         Channels decoded as a line count their soft starts as the line decoder will (``line_starts``); the
         targets are corrected once by what the decoder (``decode_last``) makes of the first fit."""
@@ -342,7 +357,7 @@ class BinaryDiffusion(nn.Module):
                  if on and c < p.shape[1] and sc.decode == "count"}
 
         def notes(q: torch.Tensor) -> torch.Tensor:
-            return torch.where(known, ctx.float(), self.decode_last(q, known, ctx))
+            return torch.where(known, ctx.float(), self.decode_last(q, known, ctx, noise))
 
         return steer(p, known, ctx, controls, self.controls, float(sc.control_steer), scale, decode=notes)
 
@@ -363,9 +378,15 @@ class BinaryDiffusion(nn.Module):
         return diatonic_rows(p) | ~free[:, None]
 
     @staticmethod
-    def decode(p: torch.Tensor, known: torch.Tensor, min_note=()) -> torch.Tensor:
+    def decode(p: torch.Tensor, known: torch.Tensor, min_note=(), temperature=(),
+               noise: torch.Tensor | None = None) -> torch.Tensor:
         """Expected-count decoding: per (window, channel) keep the round(sum of P(note)) most likely unknown
         cells, so a fill plays as many notes as the model expects even where no single cell is > 0.5.
+
+        ``temperature[c]`` > 0 (with ``noise``, Gumbel noise of P's shape): channel c's cells are drawn
+        instead, that many without replacement, each with probability in proportion to P^(1/temperature)
+        (``gumbel_rank``); the likeliest cells then no longer always win, so rarer notes (toms, a crash)
+        sound about as often as the model expects them.
 
         ``min_note[c]`` > 1: drop channel c's generated runs shorter than that many steps (one-step
         blips of a scattered guess; the shipped model uses (0, 2, 2))."""
@@ -373,8 +394,13 @@ class BinaryDiffusion(nn.Module):
         q = torch.where(known, torch.zeros_like(p), p)
         r = q.flatten(2)
         n = r.sum(-1).round().long().clamp(0, P * L)  # (B, C) expected number of notes
-        kth = r.sort(-1, descending=True).values.gather(-1, (n - 1).clamp_min(0).unsqueeze(-1))
-        x = ((r >= kth) & (n > 0).unsqueeze(-1) & (r > 0)).view_as(p)
+        key = r
+        if noise is not None and any(v > 0 for v in temperature):
+            temp = torch.tensor([float(temperature[i]) if i < len(temperature) else 0.0 for i in range(c)],
+                                device=p.device, dtype=p.dtype).view(1, c, 1)
+            key = torch.where(temp > 0, gumbel_rank(r, noise.flatten(2), temp), r)
+        kth = key.sort(-1, descending=True).values.gather(-1, (n - 1).clamp_min(0).unsqueeze(-1))
+        x = ((key >= kth) & (n > 0).unsqueeze(-1) & (r > 0)).view_as(p)
         for ch, m in enumerate(min_note):  # drop runs shorter than m steps (a morphological opening in time)
             if ch < c and m > 1 and L >= m:
                 v = x[:, ch].reshape(-1, 1, L).float()
@@ -414,6 +440,19 @@ class BinaryDiffusion(nn.Module):
         return -total / len(times)
 
 
+def gumbel(shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor:
+    """Standard Gumbel noise -log(-log U), U uniform on (0, 1), drawn on the CPU from ``g``."""
+    u = torch.rand(shape, generator=g).clamp(1e-10, 1 - 1e-7)
+    return -torch.log(-torch.log(u))
+
+
+def gumbel_rank(v: torch.Tensor, noise: torch.Tensor, temperature: float | torch.Tensor) -> torch.Tensor:
+    """Keys to rank by: log v + temperature x Gumbel noise; v <= 0 gets -inf (never taken). The top k keys
+    are k draws without replacement, each in proportion to v^(1/temperature) (the Gumbel top-k trick):
+    temperature 1 draws in proportion to v, toward 0 it keeps the largest v."""
+    return torch.where(v > 0, torch.log(v.clamp_min(1e-30)) + temperature * noise, torch.full_like(v, -math.inf))
+
+
 def pitched_open(known: torch.Tensor, c: int) -> torch.Tensor:
     """(B,) windows where a pitched channel other than ``c`` (drums are channel 0) has cells to fill too, so
     no pitched part tells channel ``c`` its harmony or phrasing (only drums are known: the bass is being
@@ -444,7 +483,8 @@ def diatonic_rows(p: torch.Tensor) -> torch.Tensor:
 
 
 def decode_line(p: torch.Tensor, known_steps: torch.Tensor, starts: float | torch.Tensor = 1.25, sounding: float = 0.3,
-                min_note: int = 0, rows: torch.Tensor | None = None) -> torch.Tensor:
+                min_note: int = 0, rows: torch.Tensor | None = None, temperature: float = 0.0,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
     """Decode one mostly monophonic channel (bass: 97 % of its sounding steps hold one note) as a line.
 
     p: (B, P, L) P(note) with the known cells set to the context (0/1); known_steps: (B, L) steps
@@ -462,7 +502,9 @@ def decode_line(p: torch.Tensor, known_steps: torch.Tensor, starts: float | torc
        ``min_note`` steps. A note running into a start of the same pitch ends one step early (the
        roll codec's rule for repeated notes).
     3. Pitch. Each note takes the row with the most P mass over its sounding steps (among ``rows``
-       (B, P), where given).
+       (B, P), where given). With ``temperature`` > 0 and ``noise`` (B, P, L) Gumbel noise, the row is
+       drawn instead, in proportion to its mass^(1/temperature) (``gumbel_rank``; note k reads the noise
+       at step k - 1), so a line need not always return to its likeliest pitch.
     """
     B, P, L = p.shape
     dev = p.device
@@ -493,6 +535,10 @@ def decode_line(p: torch.Tensor, known_steps: torch.Tensor, starts: float | torc
     mass_p.scatter_add_(1, seg.unsqueeze(-1).expand(B, L, P), (p * alive.unsqueeze(1)).transpose(1, 2))
     if rows is not None:  # (B, P) the rows a note may take
         mass_p = torch.where(rows.bool()[:, None, :], mass_p, torch.full_like(mass_p, -1.0))
+    if temperature > 0 and noise is not None:
+        g = F.pad(noise.transpose(1, 2), (0, 0, 1, 0))  # (B, L + 1, P): note k's noise is step k - 1's
+        floor = torch.where(mass_p < 0, torch.full_like(mass_p, -2e30), torch.full_like(mass_p, -1e30))
+        mass_p = torch.where(mass_p > 0, torch.log(mass_p.clamp_min(1e-30)) + temperature * g, floor)
     pitch = mass_p.argmax(-1).gather(1, seg)  # (B, L)
     alive &= ~(F.pad(onset, (0, 1))[..., 1:] & (F.pad(pitch, (0, 1), value=-1)[..., 1:] == pitch))
     x = torch.zeros_like(p)

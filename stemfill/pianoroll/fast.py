@@ -108,7 +108,7 @@ class OnnxModel:
             if k == 1 and sc.partial_mass:
                 p = self.partial_mass(p, x, known, ctx, t, guidance, other)
             if k == 1:
-                x = self.decode_last(p, known, ctx)
+                x = self.decode_last(p, known, ctx, self.decode_noise(p.shape, rng))
                 break
             ab_t = cosine_abar(t).reshape(b, 1, 1, 1)
             ab_s = cosine_abar(np.full(b, (k - 1) / steps, dtype=np.float32)).reshape(b, 1, 1, 1)
@@ -156,20 +156,30 @@ class OnnxModel:
         return p
 
     # --- the last step -------------------------------------------------------
-    def decode_last(self, p: np.ndarray, known: np.ndarray, ctx: np.ndarray) -> np.ndarray:
+    def decode_noise(self, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray | None:
+        """``BinaryDiffusion.decode_noise``: Gumbel noise for channels decoded at a ``temperature``, else None."""
+        sc = self.sampling
+        if sc.decode != "count" or not any(v > 0 for v in sc.temperature):
+            return None
+        return gumbel(shape, rng)
+
+    def decode_last(self, p: np.ndarray, known: np.ndarray, ctx: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
         """``BinaryDiffusion.decode_last``: P(note) -> notes (B, C, P, L) float32 {0, 1}."""
         sc = self.sampling
         if sc.decode != "count":
             return (p >= sc.threshold).astype(np.float32)
-        x = decode_count(p, known, sc.min_note)
+        temp = sc.temperature if noise is not None else ()
+        x = decode_count(p, known, sc.min_note, temp, noise)
         for c in (i for i, on in enumerate(sc.line) if on and i < x.shape[1]):
             pc = np.where(known[:, c], ctx[:, c].astype(np.float32), p[:, c])
             free = pitched_open(known, c)
             f = sc.line_starts if sc.line_starts_free is None else sc.line_starts_free
             starts = np.where(free, np.float32(f), np.float32(sc.line_starts))
             rows = diatonic_rows(pc) | ~free[:, None] if sc.line_scale else None
+            tc = temp[c] if c < len(temp) else 0.0
             x[:, c] = decode_line(pc, known[:, c].all(1), starts, sc.line_sounding,
-                                  sc.min_note[c] if c < len(sc.min_note) else 0, rows=rows)
+                                  sc.min_note[c] if c < len(sc.min_note) else 0, rows=rows,
+                                  temperature=tc, noise=noise[:, c] if tc > 0 else None)
         return x
 
 
@@ -194,17 +204,36 @@ def posterior(x_t, p0, ab_t, ab_s, r) -> np.ndarray:
     return np.clip(num / np.maximum(num + like0 * (1 - p1), np.float32(1e-12)), 0, 1).astype(np.float32)
 
 
-def decode_count(p: np.ndarray, known: np.ndarray, min_note=()) -> np.ndarray:
-    """``BinaryDiffusion.decode``: per (window, channel) the round(sum of P) likeliest unknown cells; channel c's
-    generated runs shorter than ``min_note[c]`` steps dropped. Returns float32 {0, 1}."""
+def gumbel(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """``diffusion.gumbel``: standard Gumbel noise, float32."""
+    u = np.clip(rng.random(shape, dtype=np.float32), np.float32(1e-10), np.float32(1 - 1e-7))
+    return (-np.log(-np.log(u))).astype(np.float32)
+
+
+def gumbel_rank(v: np.ndarray, noise: np.ndarray, temperature) -> np.ndarray:
+    """``diffusion.gumbel_rank``: log v + temperature x noise; v <= 0 gets -inf."""
+    with np.errstate(divide="ignore"):
+        key = np.log(np.maximum(v, np.float32(1e-30))) + np.float32(temperature) * noise
+    return np.where(v > 0, key, np.float32(-np.inf)).astype(np.float32)
+
+
+def decode_count(p: np.ndarray, known: np.ndarray, min_note=(), temperature=(), noise: np.ndarray | None = None) -> np.ndarray:
+    """``BinaryDiffusion.decode``: per (window, channel) the round(sum of P) likeliest unknown cells (drawn, for a
+    channel with ``temperature`` > 0, by ``gumbel_rank`` on ``noise``); channel c's generated runs shorter than
+    ``min_note[c]`` steps dropped. Returns float32 {0, 1}."""
     b, c, P, L = p.shape
     r = np.where(known, np.float32(0), p).reshape(b, c, P * L)
     n = np.clip(np.round(r.sum(-1)), 0, P * L).astype(np.int64)  # (B, C)
-    kth = np.empty((b, c, 1), dtype=r.dtype)  # the n-th largest value per (window, channel)
+    key = r
+    if noise is not None and any(v > 0 for v in temperature):
+        temp = np.array([float(temperature[i]) if i < len(temperature) else 0.0 for i in range(c)],
+                        dtype=np.float32).reshape(1, c, 1)
+        key = np.where(temp > 0, gumbel_rank(r, noise.reshape(b, c, P * L), temp), r)
+    kth = np.empty((b, c, 1), dtype=key.dtype)  # the n-th largest key per (window, channel)
     for i, j in np.ndindex(b, c):
         m = max(int(n[i, j]) - 1, 0)
-        kth[i, j, 0] = np.partition(r[i, j], P * L - 1 - m)[P * L - 1 - m]
-    x = ((r >= kth) & (n > 0)[..., None] & (r > 0)).reshape(b, c, P, L)
+        kth[i, j, 0] = np.partition(key[i, j], P * L - 1 - m)[P * L - 1 - m]
+    x = ((key >= kth) & (n > 0)[..., None] & (r > 0)).reshape(b, c, P, L)
     for ch, m in enumerate(min_note):  # drop runs shorter than m steps (a morphological opening in time)
         if ch < c and m > 1 and L >= m:
             x[:, ch] = _opening(x[:, ch], m)
@@ -248,7 +277,7 @@ def diatonic_rows(p: np.ndarray) -> np.ndarray:
 
 
 def decode_line(p: np.ndarray, known_steps: np.ndarray, starts, sounding: float = 0.3, min_note: int = 0,
-                rows: np.ndarray | None = None) -> np.ndarray:
+                rows: np.ndarray | None = None, temperature: float = 0.0, noise: np.ndarray | None = None) -> np.ndarray:
     """``diffusion.decode_line`` in numpy (its docstring has the method): p (B, P, L) with the known cells set
     to the context; known_steps (B, L); ``starts`` a float or (B,). Returns (B, P, L) float32 {0, 1}."""
     B, P, L = p.shape
@@ -284,6 +313,12 @@ def decode_line(p: np.ndarray, known_steps: np.ndarray, starts, sounding: float 
     np.add.at(mass_p.reshape(B * (L + 1), P), (seg + (L + 1) * np.arange(B)[:, None]).ravel(), vals.reshape(-1, P))
     if rows is not None:
         mass_p = np.where(np.asarray(rows, dtype=bool)[:, None, :], mass_p, np.float32(-1.0))
+    if temperature > 0 and noise is not None:
+        g = np.pad(noise.transpose(0, 2, 1), ((0, 0), (1, 0), (0, 0)))  # (B, L + 1, P): note k reads step k - 1
+        floor = np.where(mass_p < 0, np.float32(-2e30), np.float32(-1e30))
+        with np.errstate(divide="ignore"):
+            mass_p = np.where(mass_p > 0, np.log(np.maximum(mass_p, np.float32(1e-30))) + np.float32(temperature) * g,
+                              floor).astype(np.float32)
     pitch = np.take_along_axis(mass_p.argmax(-1), seg, -1)  # (B, L)
     next_onset = np.concatenate([onset[:, 1:], np.zeros((B, 1), bool)], -1)
     next_pitch = np.concatenate([pitch[:, 1:], np.full((B, 1), -1)], -1)
