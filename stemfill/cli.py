@@ -69,12 +69,13 @@ def convert(
     jobs: int = typer.Option(0, "--jobs", "-j", help="Worker processes (0: one per CPU)."),
     require_all: bool = typer.Option(False, "--require-all", help="Keep only songs and chunks with drums, bass and guitar."),
     seed: int = typer.Option(0, "--seed", help="Seed of the train/valid/test split (by song content hash)."),
+    guitar_variants: int = typer.Option(0, "--guitar-variants", min=0, help="Songs with two or more guitar tracks: also write up to N variants, each with one guitar track as the stem and the other guitars as context (training only; evaluation reads the songs as they are). 0: none."),
 ) -> None:
     """Convert songs into chunked piano-roll shards for training (resumable; broken files are skipped)."""
     from stemfill.datasets.convert import convert as run_convert
 
     run_convert(inputs, out, chunk_len=chunk_len, hop=hop, jobs=jobs or None, require_all=require_all, seed=seed,
-                progress=sys.stderr.isatty(), log=lambda line: typer.echo(line, err=True))
+                guitar_variants=guitar_variants, progress=sys.stderr.isatty(), log=lambda line: typer.echo(line, err=True))
 
 
 @app.command()

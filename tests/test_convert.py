@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -519,3 +520,183 @@ def test_reader_warnings_reach_the_log_and_the_manifest(tmp_path):
     by = {s["path"]: s for s in _manifest(tmp_path / "out")["songs"]}
     assert by["hanging.mid"]["warnings"] == ["1 note dropped: 1 note-on never ended"]
     assert "warnings" not in by["clean.mid"]
+
+
+# --- guitar variants (convert --guitar-variants) ------------------------------------------
+
+def band_song(seed: int, bars: int = 8, lead_from: int = 4, double: bool = False, one_guitar: bool = False,
+              title: str = ""):
+    """Drums, bass (a random line), a rhythm guitar (8th-note chords, every bar), a lead guitar (quarter notes
+    from bar ``lead_from``, higher up), an organ; ``double``: a third guitar playing the rhythm guitar's notes."""
+    from stemfill.song.song import Note, Song, Track
+
+    q = 480
+    rng = np.random.default_rng(seed)
+    roots = rng.integers(0, 12, size=bars)
+    drums = [Note(b * 4 * q + k * q, q // 4, 36 if k % 2 == 0 else 38, 100) for b in range(bars) for k in range(4)]
+    bass = [Note(b * 4 * q + k * q, q - 40, 36 + int(rng.integers(0, 12)), 90) for b in range(bars) for k in range(4)]
+    rhythm = [Note(b * 4 * q + k * q // 2, q // 2 - 40, 48 + int(roots[b]) + iv, 90)
+              for b in range(bars) for k in range(8) for iv in (0, 7)]
+    lead = [Note(b * 4 * q + k * q, q - 40, 67 + int(rng.integers(0, 10)), 90) for b in range(lead_from, bars)
+            for k in range(4)]
+    organ = [Note(b * 4 * q, 4 * q - 40, 72 + int(roots[b]), 70) for b in range(bars)]
+    tracks = [Track(name="Drums", is_drum=True, notes=drums), Track(name="Bass", program=33, notes=bass),
+              Track(name="Rhythm Guitar", program=29, notes=rhythm), Track(name="Organ", program=16, notes=organ)]
+    if not one_guitar:
+        tracks.append(Track(name="Lead Guitar", program=27, notes=lead))
+    if double:
+        tracks.append(Track(name="Guitar Double", program=30, notes=list(rhythm)))
+    return Song(tracks=tracks, resolution=q, title=title or f"band {seed}")
+
+
+def _split_of_song(song) -> str:
+    from stemfill.song.midi import midi_bytes
+
+    return C.split_of(hashlib.sha256(midi_bytes(song)).hexdigest())
+
+
+@pytest.fixture
+def bands(tmp_path) -> Path:
+    """guitarpro/ (a band-split folder name): six two-guitar songs (three train, one test, two valid),
+    one one-guitar song, one with a doubled guitar, and a re-titled copy of train song two0 that its hash
+    puts in valid (the leak check moves it to train)."""
+    from stemfill.song.midi import write_midi
+
+    d = tmp_path / "guitarpro"
+    d.mkdir()
+    for i, seed in enumerate([0, 1, 2, 6, 16, 17]):
+        write_midi(band_song(seed), d / f"two{i}.mid")
+    write_midi(band_song(10, one_guitar=True), d / "one.mid")
+    write_midi(band_song(11, double=True), d / "double.mid")
+    write_midi(band_song(0, title="band 0 (copy 6)"), d / "copy.mid")
+    return d
+
+
+def _guitar(song, tracks, T):
+    g = R.encode(song, length=T, groups={"drums": [], "bass": [], "guitar": tracks})[2]
+    return C.cut_at(g[None], C.chunk_offsets(T, 192, 96), 192)[:, 0]
+
+
+def test_guitar_variants_put_each_guitar_in_turn_as_the_stem(bands, tmp_path):
+    from stemfill.song.io import read_song
+
+    out, off = tmp_path / "mg", tmp_path / "off"
+    rep = C.convert([bands], out, jobs=1, guitar_variants=3)
+    C.convert([bands], off, jobs=1)
+    m = _manifest(out)
+    assert m["config"]["guitar_variants"] == 3
+    by = {s["path"]: s for s in m["songs"]}
+    for e in [by[f"two{i}.mid"] for i in range(6)] + [by["copy.mid"]]:
+        # most notes first: the rhythm guitar (track 2), then the lead (track 4); each where the lead plays
+        assert [(v["variant"], v["track"], v["name"], v["n_chunks"]) for v in e["variants"]] == \
+            [(1, 2, "Rhythm Guitar", 2), (2, 4, "Lead Guitar", 2)]
+        assert e["variant_shard"] == f"shards/{e['id']}.variants.npz" and e["n_chunks"] == 3
+        song = read_song(bands / e["path"])
+        T = e["n_steps"]
+        rolls, offs, ctx, var = load_shard(out / e["variant_shard"], with_context=True, with_variant=True)
+        r0, o0, c0 = load_shard(out / e["shard"], with_context=True)
+        assert var.tolist() == [1, 1, 2, 2] and offs.tolist() == [96, 192] * 2
+        for k, (t, other) in enumerate([(2, 4), (4, 2)]):
+            at = var == k + 1
+            assert np.array_equal(rolls[at][:, 2], _guitar(song, [t], T)[1:])  # one guitar is the stem,
+            assert np.array_equal(rolls[at][:, :2], r0[1:, :2])  # drums and bass as in variant 0,
+            # the other guitar sounds (same rows: CONTEXT_LOW == GUITAR_LOW) and starts in the context beside the organ
+            assert np.array_equal(ctx[at][:, 0], c0[1:, 0] | _guitar(song, [other], T)[1:])
+            starts = C.cut_at(R.encode_context(song, length=T, groups={"other": [other]}), offs[at], 192)[:, 1]
+            assert np.array_equal(ctx[at][:, 1], c0[1:, 1] | starts) and starts.any()
+        # variant 0 is what a convert without variants writes
+        ro, oo, co = load_shard(off / e["shard"], with_context=True)
+        assert np.array_equal(r0, ro) and np.array_equal(o0, oo) and np.array_equal(c0, co)
+    assert "variants" not in by["one.mid"] and "variant_shard" not in by["one.mid"]
+    # the doubled rhythm guitar's variants would have their answer in the context: only the lead's is written
+    assert [(v["track"], v["n_chunks"]) for v in by["double.mid"]["variants"]] == [(4, 2)]
+    n_var = sum(v["n_chunks"] for s in m["songs"] for v in s.get("variants", ()))
+    assert rep.n_variant_chunks == n_var == 7 * 4 + 2 and sum(m["counts"]["variant_chunks"].values()) == n_var
+    assert m["counts"]["chunks"] == _manifest(off)["counts"]["chunks"]
+    assert "guitar variants:" in rep.summary()
+
+    # every variant sits in its song's split: a split's chunks with variants are its songs' and no other's,
+    # also where the leak check moved a song (the valid copy of a train song, with its variants)
+    assert {s["split"] for s in m["songs"]} == set(SPLITS)
+    assert by["copy.mid"]["split"] == "train" and by["copy.mid"]["leak"]["from"] == "valid"
+    for split in SPLITS:
+        songs = [s for s in m["songs"] if s["split"] == split]
+        ch = load_chunks(out, split, variants=True)
+        assert {ch.songs[i]["hash"] for i in np.unique(ch.song_index)} == {s["hash"] for s in songs}
+        assert len(ch) == sum(s["n_chunks"] + C.n_variant_chunks(s) for s in songs)
+        assert int((ch.variant > 0).sum()) == sum(C.n_variant_chunks(s) for s in songs)
+        plain = load_chunks(out, split)
+        assert plain.variant is None and np.array_equal(plain.rolls, load_chunks(off, split).rolls)
+
+    # a second run does nothing; another --guitar-variants converts again; 0 removes the variant shards
+    assert C.convert([bands], out, jobs=1, guitar_variants=3).done == 9
+    rep = C.convert([bands], out, jobs=1, guitar_variants=1)
+    assert rep.converted == 9 and all(len(s.get("variants", ())) <= 1 for s in _manifest(out)["songs"])
+    rep = C.convert([bands], out, jobs=1, guitar_variants=0)
+    assert rep.converted == 9 and rep.n_variant_chunks == 0
+    assert not list((out / "shards").glob("*.variants.npz"))
+    assert "guitar variants" not in rep.summary()
+
+
+def test_guitar_variants_off_and_old_folders(bands, tmp_path):
+    out = tmp_path / "off"
+    rep = C.convert([bands], out, jobs=1)  # the default: no variants
+    m = _manifest(out)
+    assert m["config"]["guitar_variants"] == 0 and rep.n_variant_chunks == 0
+    assert not any("variants" in s or "variant_shard" in s for s in m["songs"])
+    assert not list((out / "shards").glob("*.variants.npz"))
+    assert np.array_equal(load_chunks(out, None, variants=True).rolls, load_chunks(out, None).rolls)
+    # a folder written before the option existed (no guitar_variants in its config) is reused as it is
+    del m["config"]["guitar_variants"]
+    (out / "manifest.json").write_text(json.dumps(m))
+    assert C.convert([bands], out, jobs=1).done == 9
+    assert load_chunks(out, None, variants=True).variant is None
+    with pytest.raises(StemfillError, match="guitar_variants"):
+        C.convert([bands], tmp_path / "bad", jobs=1, guitar_variants=-1)
+
+
+def test_cli_convert_guitar_variants(bands, tmp_path):
+    from typer.testing import CliRunner
+
+    from stemfill.cli import app
+
+    res = CliRunner().invoke(app, ["convert", str(bands), "-o", str(tmp_path / "c"), "--jobs", "1",
+                                   "--guitar-variants", "2"])
+    assert res.exit_code == 0, res.output
+    assert "guitar variants:" in res.output and _manifest(tmp_path / "c")["config"]["guitar_variants"] == 2
+
+
+def test_evaluation_reads_only_the_songs_as_they_are_and_training_reads_the_variants(bands, tmp_path, monkeypatch):
+    from stemfill.datasets.chunks import BAND
+    from stemfill.evaluation.harness import run
+    from stemfill.pianoroll import train as T
+
+    out, off = tmp_path / "mg", tmp_path / "off"
+    C.convert([bands], out, jobs=1, guitar_variants=3)
+    C.convert([bands], off, jobs=1)
+    m = _manifest(out)
+    for split in (BAND,) + SPLITS:
+        report, _ = run(out, split, systems=("real",), kinds=("single",))
+        report_off, _ = run(off, split, systems=("real",), kinds=("single",))
+        assert report["config"]["n_chunks"] == report_off["config"]["n_chunks"] == \
+            sum(s["n_chunks"] for s in load_chunks(out, split).songs)
+        for res in (report, report_off):
+            for case in res["results"]["real"].values():
+                case.pop("fill_seconds", None)
+        assert json.dumps(report["results"]) == json.dumps(report_off["results"])
+
+    n_train = sum(s["n_chunks"] + C.n_variant_chunks(s) for s in m["songs"] if s["split"] == "train")
+    assert any(C.n_variant_chunks(s) for s in m["songs"] if s["split"] == "train")
+    rolls, other = T.load_split(str(out), "train", variants=True)
+    assert len(rolls) == len(other) == n_train
+    calls = []
+    real = T.load_split
+
+    def spy(data, split, *a, **k):
+        calls.append((split, k.get("variants", False)))
+        return real(data, split, *a, **k)
+
+    monkeypatch.setattr(T, "load_split", spy)
+    T.train(T.TrainConfig(data=str(out), out=str(tmp_path / "run"), size="tiny", steps=1, batch=2, device="cpu"),
+            progress=False, until=0)
+    assert calls == [("train", True), ("valid", False)]

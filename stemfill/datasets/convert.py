@@ -7,7 +7,10 @@ One pass over a set of folders/files:
 3. per song (in worker processes): ``read_song`` -> ``roll.encode`` -> cut into chunks of
    ``chunk_len`` steps every ``hop`` steps -> keep chunks where at least ``min_stems`` stems
    have notes -> one shard per song (``chunks.save_shard``, atomic),
-4. write ``OUT/manifest.json`` atomically at the end (also when interrupted). While running,
+4. with ``guitar_variants`` N > 0, for a song with two or more guitar tracks: up to N more chunk
+   sets (``guitar_variants``) in which one guitar track alone is the guitar stem and the song's
+   other guitar tracks are context, in one more shard per song,
+5. write ``OUT/manifest.json`` atomically at the end (also when interrupted). While running,
    each finished song is appended to ``OUT/manifest.journal`` (one JSON line, ~20 us), so a
    run killed outright (``kill -9``, the out-of-memory killer) resumes from every song it
    finished; the journal is folded into the manifest and removed at the end.
@@ -22,6 +25,16 @@ files, different bytes, the same notes: at least half of its bars appear note fo
 there) into that split, so a test song never has its twin in train. A second run
 with the same config reuses every shard whose manifest entry matches (hash and config) and
 reads nothing but the files' bytes (for the hashes).
+
+Guitar variants: a song's own chunks (variant 0) take every track ``classify_song`` calls a
+guitar, together, as the guitar stem. A variant k >= 1 takes one of them (tracks with notes, most
+notes first; at most ``guitar_variants``) and moves the rest into the context planes, as any other
+pitched track. Only chunks where that guitar has notes, differs from variant 0's guitar and is not
+doubled by the others are written; a variant with none is not written. Variants live in ``shards/<hash16>.variants.npz``
+(``variant`` per chunk) and under the song's manifest entry (``variants``, ``variant_shard``),
+so they share the song's split and move with it in ``leak_check``, which compares variant 0
+only. ``load_chunks`` reads variant 0 unless asked for the variants (the trainer does), so
+evaluation scores the same chunks with or without them.
 
 A file that fails to read (any StemfillError) or crashes a worker (any other exception) is
 recorded under ``skipped`` with a one-line reason; the batch goes on.
@@ -54,6 +67,8 @@ FORMAT = 2  # bump when the shard content for a given config changes (2: the oth
 CHUNK_LEN = WINDOW  # a chunk is one model window
 HOP = CHUNK_LEN // 2
 MIN_STEMS = 2
+DOUBLED = 0.8  # a variant chunk whose guitar sounds mostly (this share of its cells) where the others do is left out
+GUITAR_VARIANTS = 0  # off by default: the training data stays the recorded recipes' until a run shows they help
 MAX_BARS = 2000  # longer "songs" are almost always broken tick values; skip them
 SPLIT = (0.8, 0.1, 0.1)
 MANIFEST = "manifest.json"
@@ -63,7 +78,13 @@ _PARENT_CHECK_S = 0.5  # how often a pool worker checks that the convert process
 
 # config keys that change what a shard holds; a manifest entry is reused only if they match
 SHARD_KEYS = ("format", "steps_per_beat", "n_pitches", "bass_low", "guitar_low", "stems",
-              "chunk_len", "hop", "min_stems", "require_all", "max_bars")
+              "chunk_len", "hop", "min_stems", "require_all", "max_bars", "guitar_variants")
+OLD_DEFAULTS = {"guitar_variants": 0}  # what a manifest written before a key existed meant by its absence
+
+
+def same_config(old: dict, new: dict) -> bool:
+    """Whether shards written under config ``old`` hold what ``new`` would write."""
+    return all(old.get(k, OLD_DEFAULTS.get(k)) == new[k] for k in SHARD_KEYS)
 
 
 @dataclass(frozen=True)
@@ -76,6 +97,7 @@ class ConvertConfig:
     split: tuple[float, float, float] = SPLIT
     steps_per_beat: int = STEPS_PER_BEAT
     max_bars: int = MAX_BARS
+    guitar_variants: int = GUITAR_VARIANTS  # at most this many extra chunk sets per song, one per guitar track
 
     def __post_init__(self) -> None:
         if self.chunk_len <= 0:
@@ -88,6 +110,8 @@ class ConvertConfig:
             raise StemfillError(f"split {self.split} must be three fractions (train, valid, test) summing to 1")
         if self.steps_per_beat <= 0:
             raise StemfillError(f"steps_per_beat {self.steps_per_beat} must be > 0")
+        if self.guitar_variants < 0:
+            raise StemfillError(f"guitar_variants {self.guitar_variants} must be >= 0 (0: none)")
 
     def as_manifest(self) -> dict:
         d = asdict(self)
@@ -105,9 +129,11 @@ class Report:
     converted: int = 0  # songs read and written this run
     done: int = 0  # songs already converted by an earlier run (no work)
     n_songs: int = 0  # songs in the manifest
-    n_chunks: int = 0  # chunks over all songs in the manifest
+    n_chunks: int = 0  # chunks over all songs in the manifest (variant 0)
+    n_variant_chunks: int = 0  # guitar-variant chunks over all songs in the manifest
     split_songs: dict = field(default_factory=dict)
     split_chunks: dict = field(default_factory=dict)
+    split_variant_chunks: dict = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     seconds: float = 0.0
 
@@ -117,6 +143,9 @@ class Report:
         parts = [f"{self.n_files} files: {self.converted} converted", f"{self.done} already done",
                  f"{len(self.skipped)} skipped"]
         splits = ", ".join(f"{s} {self.split_songs.get(s, 0)} songs/{self.split_chunks.get(s, 0)} chunks" for s in SPLITS)
+        if self.n_variant_chunks:
+            splits += "; guitar variants: " + ", ".join(f"{s} {self.split_variant_chunks.get(s, 0)} chunks"
+                                                         for s in SPLITS)
         return (f"{'; '.join(parts)} in {self.seconds:.1f} s ({rate:.1f} files/s); "
                 f"{self.n_songs} songs, {self.n_chunks} chunks ({splits}) -> {self.out / MANIFEST}")
 
@@ -195,6 +224,64 @@ def cut_chunks(roll: np.ndarray, chunk_len: int, hop: int, min_stems: int) -> tu
     return chunks[keep], offs[keep]
 
 
+def variant_tracks(song, groups: dict[str, list[int]], n: int) -> list[int]:
+    """The guitar tracks that lead a guitar variant: those with notes, most notes first (then in track
+    order), at most ``n``; none where fewer than two guitar tracks have notes."""
+    tracks = [i for i in groups["guitar"] if song.tracks[i].notes]
+    if n <= 0 or len(tracks) < 2:
+        return []
+    return sorted(tracks, key=lambda i: (-len(song.tracks[i].notes), i))[:n]
+
+
+def guitar_variants(song, groups: dict[str, list[int]], roll: np.ndarray, context: np.ndarray, cfg: dict):
+    """(entries, (rolls, offsets, context, variant)) of the song's guitar variants (module doc), or ([], None).
+
+    Variant k's chunks sit at the song's usual chunk offsets; one is kept where at least ``min_stems``
+    stems sound, its guitar has notes, differs from variant 0's guitar there and is not doubled by the
+    other guitars (less than ``DOUBLED`` of its sounding cells also sound in them: else the answer would
+    sit in the context)."""
+    from stemfill.pianoroll import roll as R
+
+    tracks = variant_tracks(song, groups, cfg.get("guitar_variants", 0))
+    if not tracks:
+        return [], None
+    spb, n_steps, length = cfg["steps_per_beat"], roll.shape[-1], cfg["chunk_len"]
+    g = STEMS.index("guitar")
+    offs = chunk_offsets(n_steps, length, cfg["hop"])
+    full = cut_at(roll, offs, length)
+    rest = np.delete(full, g, axis=1).any(axis=(2, 3)).sum(axis=1)  # drums and bass sounding, per chunk
+    entries, parts = [], []
+
+    def guitar(idx: list[int]) -> np.ndarray:  # (N, P, L): these tracks' guitar channel at the chunk offsets
+        alone = R.encode(song, steps_per_beat=spb, length=n_steps, groups={"drums": [], "bass": [], "guitar": idx})
+        return cut_at(alone[g:g + 1], offs, length)[:, 0]
+
+    for t in tracks:
+        moved = [i for i in groups["guitar"] if i != t]
+        gtr = guitar([t])
+        has = gtr.any(axis=(1, 2))
+        doubled = (gtr & guitar(moved)).sum(axis=(1, 2)) >= DOUBLED * gtr.sum(axis=(1, 2))
+        keep = has & (rest + has >= cfg["min_stems"]) & (gtr != full[:, g]).any(axis=(1, 2)) & ~doubled
+        if not keep.any():
+            continue
+        chunks = full[keep].copy()
+        chunks[:, g] = gtr[keep]
+        ctx = context | R.encode_context(song, steps_per_beat=spb, length=n_steps, groups={"other": moved})
+        k = len(entries) + 1
+        entries.append({"variant": k, "track": t, "name": song.tracks[t].name, "n_chunks": int(keep.sum()),
+                        "chunk_stems": {s: int(chunks[:, i].any(axis=(1, 2)).sum()) for i, s in enumerate(STEMS)}})
+        parts.append((chunks, offs[keep], cut_at(ctx, offs[keep], length), np.full(int(keep.sum()), k)))
+    if not parts:
+        return [], None
+    return entries, tuple(np.concatenate(a) for a in zip(*parts))
+
+
+def variant_shard(shard: str | Path) -> str:
+    """The guitar variants' shard beside a song's shard: ``shards/<hash16>.variants.npz``."""
+    p = Path(shard)
+    return p.with_name(p.stem + ".variants.npz").as_posix()
+
+
 # --- the worker -------------------------------------------------------------------------
 
 def convert_file(path: str, content_hash: str, shard: str, config: dict) -> dict:
@@ -239,6 +326,11 @@ def _convert_file(path: Path, content_hash: str, shard: Path, cfg: dict) -> dict
         return _filtered(f"no {cfg['chunk_len']}-step chunk with at least {cfg['min_stems']} stems sounding "
                          f"(stems in song: {', '.join(present)})")
     context = R.encode_context(song, steps_per_beat=spb, length=n_steps, groups=groups)
+    variants, vdata = guitar_variants(song, groups, roll, context, cfg)
+    if vdata is not None:
+        save_shard(Path(variant_shard(shard)), *vdata[:3], variant=vdata[3])
+    else:
+        Path(variant_shard(shard)).unlink(missing_ok=True)  # one an earlier config wrote
     save_shard(shard, chunks, offsets, cut_at(context, offsets, cfg["chunk_len"]))
     ts = song.time_signatures[0]
     return {
@@ -250,6 +342,7 @@ def _convert_file(path: Path, content_hash: str, shard: Path, cfg: dict) -> dict
         "n_steps": int(roll.shape[-1]),
         "n_chunks": int(len(chunks)),
         "chunk_stems": {s: int(chunks[:, i].any(axis=(1, 2)).sum()) for i, s in enumerate(STEMS)},
+        **({"variants": variants} if variants else {}),
         **({"warnings": list(song.warnings)} if song.warnings else {}),  # what the reader could not read as written
     }
 
@@ -266,12 +359,18 @@ def _load_previous(out: Path) -> dict:
         return {}  # a corrupt manifest: convert everything again
 
 
+def n_variant_chunks(entry: dict) -> int:
+    return sum(v["n_chunks"] for v in entry.get("variants", ()))
+
+
 def _write_manifest(out: Path, config: dict, songs: list[dict], skipped: list[dict], checked: bool = False) -> None:
     songs = sorted(songs, key=lambda s: (s["root"], s["path"]))
     skipped = sorted(skipped, key=lambda s: (s["root"], s["path"]))
     counts = {s: sum(1 for e in songs if e["split"] == s) for s in SPLITS}
     chunks = {s: sum(e["n_chunks"] for e in songs if e["split"] == s) for s in SPLITS}
-    m = {"config": config, "counts": {"songs": counts, "chunks": chunks}, "songs": songs, "skipped": skipped,
+    variant_chunks = {s: sum(n_variant_chunks(e) for e in songs if e["split"] == s) for s in SPLITS}
+    m = {"config": config, "counts": {"songs": counts, "chunks": chunks, "variant_chunks": variant_chunks},
+         "songs": songs, "skipped": skipped,
          **({"leak_check": LEAK_RULE} if checked else {})}
     atomic_write_bytes(out / MANIFEST, (json.dumps(m, indent=1, ensure_ascii=False) + "\n").encode())
 
@@ -291,7 +390,7 @@ def _read_journal(out: Path, config: dict) -> tuple[list[dict], list[dict]] | No
             continue
     if not records or not isinstance(records[0], dict) or not isinstance(records[0].get("config"), dict):
         return None
-    if any(records[0]["config"].get(k) != config[k] for k in SHARD_KEYS):
+    if not same_config(records[0]["config"], config):
         return None
     songs = [r["song"] for r in records[1:] if isinstance(r, dict) and isinstance(r.get("song"), dict)]
     skipped = [r["skipped"] for r in records[1:] if isinstance(r, dict) and isinstance(r.get("skipped"), dict)]
@@ -330,17 +429,19 @@ def convert(
     split: tuple[float, float, float] = SPLIT,
     min_stems: int = MIN_STEMS,
     steps_per_beat: int = STEPS_PER_BEAT,
+    guitar_variants: int = GUITAR_VARIANTS,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> Report:
     """Convert song files/folders into chunk shards + ``OUT/manifest.json``; see the module doc.
 
-    ``jobs``: worker processes (None: one per CPU; 1: in this process). ``log`` receives one
+    ``jobs``: worker processes (None: one per CPU; 1: in this process). ``guitar_variants``: at most this
+    many guitar variants per song with two or more guitar tracks (0: none). ``log`` receives one
     line per skipped file (``skipping <file>: <reason>``) and the closing summary.
     """
     t0 = time.perf_counter()
     cfg = ConvertConfig(chunk_len=chunk_len, hop=hop, min_stems=min_stems, require_all=require_all, seed=seed,
-                        split=tuple(split), steps_per_beat=steps_per_beat)
+                        split=tuple(split), steps_per_beat=steps_per_beat, guitar_variants=guitar_variants)
     config = cfg.as_manifest()
     out = Path(out)
     in_paths = [Path(i) for i in inputs]
@@ -353,7 +454,7 @@ def convert(
 
     prev = _load_previous(out)
     prev_cfg = prev.get("config", {})
-    same_cfg = all(prev_cfg.get(k) == config[k] for k in SHARD_KEYS)
+    same_cfg = same_config(prev_cfg, config)
     prev_songs = {s["hash"]: s for s in prev.get("songs", [])} if same_cfg else {}
     prev_filtered = {s["hash"]: s for s in prev.get("skipped", []) if s.get("kind") == "filtered"} if same_cfg else {}
     journal = _read_journal(out, config)  # what a run killed before writing its manifest had finished
@@ -391,7 +492,8 @@ def convert(
         base = {"id": h[:16], "path": r, "root": str(root), "hash": h, "split": split_of(h, seed, cfg.split),
                 "shard": f"{SHARDS}/{h[:16]}.npz"}
         old = prev_songs.get(h)
-        if old is not None and (out / old["shard"]).exists():
+        if old is not None and (out / old["shard"]).exists() and \
+                ("variant_shard" not in old or (out / old["variant_shard"]).exists()):
             songs.append({**old, **base})
             report.done += 1
         elif h in prev_filtered:
@@ -407,8 +509,10 @@ def convert(
             record = {"skipped": skipped[-1]}
         else:
             report.converted += 1
-            songs.append({"id": h[:16], "path": r, "root": str(root), "hash": h,
-                          "split": split_of(h, seed, cfg.split), **result, "shard": f"{SHARDS}/{h[:16]}.npz"})
+            shard = f"{SHARDS}/{h[:16]}.npz"
+            songs.append({"id": h[:16], "path": r, "root": str(root), "hash": h, "split": split_of(h, seed, cfg.split),
+                          **result, "shard": shard, **({"variant_shard": variant_shard(shard)}
+                                                       if result.get("variants") else {})})
             record = {"song": songs[-1]}
             for w in result.get("warnings", ()):
                 say(f"warning: {r}: {w}")
@@ -449,6 +553,8 @@ def convert(
     report.n_chunks = sum(s["n_chunks"] for s in songs)
     report.split_songs = {s: sum(1 for e in songs if e["split"] == s) for s in SPLITS}
     report.split_chunks = {s: sum(e["n_chunks"] for e in songs if e["split"] == s) for s in SPLITS}
+    report.n_variant_chunks = sum(n_variant_chunks(e) for e in songs)
+    report.split_variant_chunks = {s: sum(n_variant_chunks(e) for e in songs if e["split"] == s) for s in SPLITS}
     report.seconds = time.perf_counter() - t0
     say(report.summary())
     return report

@@ -146,12 +146,13 @@ def training_batch(rolls: np.ndarray, cfg: TrainConfig, rng: np.random.Generator
     return torch.from_numpy(base), known, torch.from_numpy(shift_context(other, shifts))
 
 
-def load_split(data: str, split: str, max_chunks: int = 0, seed: int = 0):
-    """(rolls, context planes) of a split's chunks that have notes; None for a missing valid split."""
+def load_split(data: str, split: str, max_chunks: int = 0, seed: int = 0, variants: bool = False):
+    """(rolls, context planes) of a split's chunks that have notes; None for a missing valid split.
+    ``variants``: with the songs' guitar variants (``stemfill convert --guitar-variants``), each one chunk more."""
     from stemfill.datasets.chunks import load_chunks
 
     try:
-        ch = load_chunks(data, split)
+        ch = load_chunks(data, split, variants=variants)
     except StemfillError:
         if split == "train":
             raise
@@ -304,8 +305,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, until: 
         cfg = saved
 
     grid = data_grid(cfg.data)
-    train_rolls, train_other = load_split(cfg.data, "train", cfg.max_chunks, cfg.seed)
-    valid = load_split(cfg.data, "valid")
+    train_rolls, train_other = load_split(cfg.data, "train", cfg.max_chunks, cfg.seed, variants=True)
+    valid = load_split(cfg.data, "valid")  # as evaluation reads it: no guitar variants
     valid_rolls = valid_other = None
     if valid is not None:
         pick = np.random.default_rng(0).permutation(len(valid[0]))[:cfg.val_chunks]
