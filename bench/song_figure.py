@@ -2,10 +2,11 @@
 filled drums and their notes a bar, with the section changes the song's other parts show.
 
     python bench/song_figure.py SONG -o docs/img/song-drums.png [--bars A-B] [--model M] [--seed S]
-                                [--temperature T] [--fills none|sections]
+                                [--temperature T] [--fills none [sections]]
 
 The drums are filled as ``stemfill midi SONG --add drums --replace`` fills them (``fill.fill_roll``: the model
-hears the bass, the guitar and the song's other tracks). Dashed lines: the phrase starts that
+hears the bass, the guitar and the song's other tracks), once per ``--fills`` value (none: as the model
+plays them; sections: with a fill asked for in the bar before each section change). Dashed lines: the phrase starts that
 ``sections.section_starts`` marks as section changes. Crashes (crash, china, splash) are drawn as dots on
 the drum rows' top, so a crash on a section's downbeat shows. Prints the section starts and the crash and
 notes-a-bar counts it drew.
@@ -30,7 +31,8 @@ def main(argv=None) -> int:
     ap.add_argument("--bars", help="bars to draw, A-B (1-based, B included; default: all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--temperature", type=float, help="the drums' decoding temperature (default: the model's own)")
-    ap.add_argument("--fills", choices=("none", "sections"), default="none")
+    ap.add_argument("--fills", nargs="+", choices=("none", "sections"), default=["none"],
+                    help="one row of filled drums per value")
     a = ap.parse_args(argv)
 
     import dataclasses
@@ -45,7 +47,7 @@ def main(argv=None) -> int:
     from stemfill.pianoroll.grid import CHANNEL
     from stemfill.pianoroll.model import load_model
     from stemfill.pianoroll.roll import DRUM_KIT, encode, encode_context, n_steps
-    from stemfill.pianoroll.sections import PHRASE_BARS, fill_bars, section_starts
+    from stemfill.pianoroll.sections import fill_bars, section_starts
     from stemfill.song.io import read_song
     from stemfill.song.stems import classify_song
 
@@ -65,11 +67,14 @@ def main(argv=None) -> int:
         return 1
     known = np.ones((real.shape[0], T), dtype=bool)
     known[c] = False
-    planes = None
-    if a.fills == "sections":
-        planes = control_planes({"drums": StemControls(fill_bars=tuple(fill_bars(real, known, other)))}, T, real.shape[1])
-    filled = fill_roll(model, real, known, seed=a.seed, other=other, controls=planes)
-    starts = section_starts(real, known, other)  # phrase indices
+    fills = {}
+    for mode in dict.fromkeys(a.fills):
+        planes = None
+        if mode == "sections":
+            bars = tuple(fill_bars(real, known, other))
+            planes = control_planes({"drums": StemControls(fill_bars=bars)}, T, real.shape[1])
+        fills[mode] = fill_roll(model, real, known, seed=a.seed, other=other, controls=planes)[c]
+    starts = section_starts(real, known, other)
     n_bars = -(-T // BAR)
     lo, hi = 1, n_bars
     if a.bars:
@@ -79,16 +84,19 @@ def main(argv=None) -> int:
 
     crash_rows = [i for i, k in enumerate(DRUM_KIT) if k[0] in ("crash", "china", "splash")]
     pitched = real[1:].any(0) | (other[0] > 0 if other is not None else False)  # (P, T) everything else sounding
-    fig = Figure(figsize=(14, 7.5), dpi=110)
+    drums = {"real drums": (real[c], "#555555")}
+    colors = {"none": "#d62728", "sections": "#9467bd"}
+    drums.update({("filled drums" if m == "none" else "filled, --fills\nsections"): (v, colors[m]) for m, v in fills.items()})
+    fig = Figure(figsize=(14, 4.5 + 1.3 * len(drums)), dpi=110)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(4, 1, sharex=True, gridspec_kw={"height_ratios": [2.2, 1.2, 1.2, 0.9]})
+    axes = fig.subplots(2 + len(drums), 1, sharex=True, gridspec_kw={"height_ratios": [2.2] + [1.2] * len(drums) + [0.9]})
     rows_used = np.flatnonzero(pitched[:, s0:s1].any(1))
     r0, r1 = (int(rows_used[0]), int(rows_used[-1]) + 1) if len(rows_used) else (0, pitched.shape[0])
     axes[0].imshow(pitched[r0:r1, s0:s1], aspect="auto", origin="lower", cmap="Greys", interpolation="nearest",
                    extent=(s0 / BAR + 1, s1 / BAR + 1, r0, r1))
     axes[0].set_ylabel("bass, guitar,\nother tracks\n(pitch row)")
     names = [k[0] for k in DRUM_KIT]
-    for ax, roll, label, color in ((axes[1], real[c], "real drums", "#555555"), (axes[2], filled[c], "filled drums", "#d62728")):
+    for ax, (label, (roll, color)) in zip(axes[1:], drums.items()):
         ax.imshow(roll[: len(names), s0:s1], aspect="auto", origin="lower", interpolation="nearest",
                   cmap=_cmap(color), extent=(s0 / BAR + 1, s1 / BAR + 1, 0, len(names)))
         hits = np.flatnonzero(roll[crash_rows, s0:s1].any(0))
@@ -97,26 +105,25 @@ def main(argv=None) -> int:
         ax.set_yticks(np.arange(len(names)) + 0.5, names, fontsize=6)
         ax.set_ylabel(label)
     bars = np.arange(lo, hi + 1)
-    dens = {k: PH.bar_density(v, "drums") for k, v in (("real", real[c]), ("filled", filled[c]))}
-    for k, color in (("real", "#555555"), ("filled", "#d62728")):
-        axes[3].step(bars, dens[k][lo - 1: hi], where="post", color=color, label=f"{k} drums")
-    axes[3].set_ylabel("notes a bar")
-    axes[3].legend(loc="upper left", fontsize=7, ncol=2)
-    axes[3].set_xlabel("bar")
-    sec_bars = [int(p) * PHRASE_BARS + 1 for p in starts if lo <= int(p) * PHRASE_BARS + 1 <= hi]
+    dens = {k: PH.bar_density(v, "drums") for k, (v, _) in drums.items()}
+    for k, (_, color) in drums.items():
+        axes[-1].step(bars, dens[k][lo - 1: hi], where="post", color=color, label=k.replace("\n", " "))
+    axes[-1].set_ylabel("notes a bar")
+    axes[-1].legend(loc="upper left", fontsize=7, ncol=3)
+    axes[-1].set_xlabel("bar")
+    sec_bars = [int(b) + 1 for b in starts if lo <= int(b) + 1 <= hi]  # section_starts gives 0-based bars
     for ax in axes:
         for b in sec_bars:
             ax.axvline(b, color="#1f77b4", linestyle="--", linewidth=1)
     axes[0].set_title(f"{a.song.name}: drums taken out and filled again (dashed: section changes the other parts show)",
                       fontsize=10)
-    axes[3].set_xlim(lo, hi + 1)
+    axes[-1].set_xlim(lo, hi + 1)
     fig.tight_layout()
     with atomic_path(a.out) as tmp:
         fig.savefig(tmp, format="png")
-    crash = {k: [b for b in sec_bars if roll_crash(v, crash_rows, (b - 1) * BAR)] for k, v in (("real", real[c]), ("filled", filled[c]))}
-    print(f"wrote {a.out}: bars {lo}-{hi}; section starts at bars {sec_bars}; crash on those downbeats: "
-          f"real {crash['real']}, filled {crash['filled']}; notes a bar real {dens['real'][lo - 1:hi].mean():.1f}, "
-          f"filled {dens['filled'][lo - 1:hi].mean():.1f}")
+    crash = {k.replace("\n", " "): [b for b in sec_bars if roll_crash(v, crash_rows, (b - 1) * BAR)] for k, (v, _) in drums.items()}
+    print(f"wrote {a.out}: bars {lo}-{hi}; section starts at bars {sec_bars}; crash on those downbeats: {crash}; "
+          "notes a bar: " + ", ".join(f"{k.replace(chr(10), ' ')} {v[lo - 1:hi].mean():.1f}" for k, v in dens.items()))
     return 0
 
 
