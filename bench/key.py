@@ -37,7 +37,7 @@ from stemfill.evaluation import harness
 from stemfill.evaluation import metrics as M
 from stemfill.evaluation.baselines import get_system
 from stemfill.pianoroll import key as K
-from stemfill.pianoroll.fill import load_model
+from stemfill.pianoroll.model import load_model
 from stemfill.pianoroll.grid import CHANNEL
 
 BASS, GUITAR = CHANNEL["bass"], CHANNEL["guitar"]

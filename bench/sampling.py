@@ -23,7 +23,8 @@ import torch
 
 from stemfill.datasets.chunks import load_chunks
 from stemfill.evaluation import harness
-from stemfill.pianoroll.fill import fill_chunks, load_model
+from stemfill.pianoroll.fill import fill_chunks
+from stemfill.pianoroll.model import load_model
 
 
 class Setting:

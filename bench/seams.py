@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from stemfill.evaluation import metrics as M
-from stemfill.pianoroll.fill import WINDOW, fill_roll, gap_steps, load_model
+from stemfill.pianoroll.fill import WINDOW, fill_roll, gap_steps
+from stemfill.pianoroll.model import load_model
 from stemfill.song.io import read_song
 from stemfill.pianoroll.grid import BASS_LOW, GUITAR_LOW, STEPS_PER_BEAT
 from stemfill.pianoroll.roll import encode, encode_context

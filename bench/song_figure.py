@@ -35,14 +35,13 @@ def main(argv=None) -> int:
                     help="one row of filled drums per value")
     a = ap.parse_args(argv)
 
-    import dataclasses
-
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     from stemfill.evaluation import phrase as PH
     from stemfill.files import atomic_path
-    from stemfill.pianoroll.controls import BAR, StemControls, control_planes
+    from stemfill.pianoroll.config import with_temperature
+    from stemfill.pianoroll.controls import BAR, CRASH_ROWS, StemControls, control_planes
     from stemfill.pianoroll.fill import fill_roll
     from stemfill.pianoroll.grid import CHANNEL
     from stemfill.pianoroll.model import load_model
@@ -53,9 +52,7 @@ def main(argv=None) -> int:
 
     model = load_model(a.model)
     if a.temperature is not None:
-        t = list(model.sampling.temperature)
-        t[CHANNEL["drums"]] = a.temperature
-        model.sampling = dataclasses.replace(model.sampling, temperature=tuple(t))
+        model.sampling = with_temperature(model.sampling, {"drums": a.temperature})
     song = read_song(a.song)
     groups = classify_song(song)
     T = max(n_steps(song), 1)
@@ -82,7 +79,7 @@ def main(argv=None) -> int:
         lo, hi = int(x), int(y) if y else n_bars
     s0, s1 = (lo - 1) * BAR, min(hi * BAR, T)
 
-    crash_rows = [i for i, k in enumerate(DRUM_KIT) if k[0] in ("crash", "china", "splash")]
+    crash_rows = list(CRASH_ROWS)
     pitched = real[1:].any(0) | (other[0] > 0 if other is not None else False)  # (P, T) everything else sounding
     drums = {"real drums": (real[c], "#555555")}
     colors = {"none": "#d62728", "sections": "#9467bd"}
@@ -127,8 +124,10 @@ def main(argv=None) -> int:
     return 0
 
 
-def roll_crash(drums: np.ndarray, rows: list[int], step: int, tol: int = 1) -> bool:
-    """A crash, china or splash within ``tol`` steps of ``step``."""
+def roll_crash(drums: np.ndarray, rows: list[int], step: int) -> bool:
+    """A crash, china or splash within ``phrase.CRASH_TOLERANCE`` steps of ``step`` (as the phrase metrics count)."""
+    from stemfill.evaluation.phrase import CRASH_TOLERANCE as tol
+
     return bool(drums[rows, max(0, step - tol): step + tol + 1].any())
 
 

@@ -171,13 +171,12 @@ def midi_cmd(
         if like is not None:
             raise StemfillError("--style and --like both name a part to play like; give one")
         style = check_style(style, list(add))
-    from stemfill.pianoroll.config import parse_temperature
+    from stemfill.pianoroll.config import parse_temperature, with_temperature
 
-    if temperature:  # the syntax, before anything is read (the model's own values are filled in below)
-        try:
-            parse_temperature(temperature, list(add), ())
-        except ValueError as e:
-            raise StemfillError(str(e)) from None
+    try:  # before anything is read
+        temperatures = parse_temperature(temperature, list(add))
+    except ValueError as e:
+        raise StemfillError(str(e)) from None
     request = parse_controls(list(add), {"density": density, "complexity": complexity, "register": register},
                              fills=fills, like=str(like) if like else style, like_bars=like_bars)
     out = out or _default_out(inp, list(add))
@@ -203,11 +202,8 @@ def midi_cmd(
     from stemfill.pianoroll.fill import fill_song
 
     m = load_fill_model(model_path, engine, controls=not request.empty(), candidates=candidates)
-    if temperature:
-        import dataclasses
-
-        m.sampling = dataclasses.replace(m.sampling, temperature=parse_temperature(temperature, list(add),
-                                                                                   m.sampling.temperature))
+    if temperatures:
+        m.sampling = with_temperature(m.sampling, temperatures)
     controls = None
     if not request.empty():
         if m.controls is None:

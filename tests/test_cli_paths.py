@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 import stemfill.pianoroll.fill as fill_module
+import stemfill.pianoroll.fast as fast_module
 from stemfill.cli import app
 from stemfill.errors import StemfillError
 from stemfill.song.bars import BarRange, bar_span, parse_bars
@@ -25,7 +26,7 @@ def no_model(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("model work started before the output path was checked")
 
-    monkeypatch.setattr(fill_module, "load_model", boom)
+    monkeypatch.setattr(fast_module, "load_fill_model", boom)
     monkeypatch.setattr(fill_module, "fill_song", boom)
 
 

@@ -15,10 +15,9 @@ from stemfill.cli import app
 from stemfill.errors import StemfillError
 from stemfill.evaluation.metrics import onsets
 from stemfill.pianoroll.diffusion import DiffusionConfig, SamplingConfig
-from stemfill.pianoroll.fill import (fill_chunks, fill_roll, fill_song, gap_steps, load_model,
-                                     window_plan)
+from stemfill.pianoroll.fill import fill_chunks, fill_roll, fill_song, gap_steps, window_plan
 from stemfill.song.io import read_song, write_song
-from stemfill.pianoroll.model import build_model, save_pretrained
+from stemfill.pianoroll.model import build_model, load_model, save_pretrained
 from stemfill.pianoroll.grid import BASS_LOW
 from stemfill.pianoroll.roll import encode
 from stemfill.song.stems import classify_track

@@ -526,7 +526,8 @@ def test_real_band_excerpt_round_trips_exactly(real_data, tmp_path):
 
 def test_added_guitar_and_original_tracks_round_trip_exactly(real_data, tmp_path):
     """`stemfill midi EXCERPT --add guitar -o x.gp5` (the excerpt without its guitar): every note comes back."""
-    from stemfill.pianoroll.fill import fill_song, load_model
+    from stemfill.pianoroll.fill import fill_song
+    from stemfill.pianoroll.model import load_model
     from stemfill.song.midi import write_midi
     from stemfill.pianoroll.model import default_model_path
 

@@ -7,7 +7,7 @@ untouched (the harness checks that bit for bit; it never repairs a system's outp
 * ``random``    floor: each cell on with the training set's density for that stem and pitch row.
 * ``rule``      hand-written: rock groove, root-note bass, triads on the roots (docs/evaluation.md).
 * ``retrieval`` the training chunk whose known channels are nearest by cosine lends its stem.
-* ``model``     the diffusion model, through ``stemfill.pianoroll.fill`` (load_model, fill_chunks).
+* ``model``     the diffusion model, loaded by ``stemfill.pianoroll.model.load_model`` and filled by ``fill.fill_chunks``.
 * ``paper``     the paper's setting: three per-instrument models (Atassi objective, each trained to
                 fill its one stem given the other two), chained drums -> bass -> guitar.
 """

@@ -152,14 +152,14 @@ def segment_features(rolls, c: int, steps_per_beat: int = STEPS_PER_BEAT, other=
     bars = L / bar
     cols = []
 
-    bt, tt = _onset_times(x, stem)
+    on = M.onsets(x, stem)  # (B, P, L)
+    bt, tt = np.nonzero(on.any(axis=1))  # every distinct onset time, as _onset_times
     pos = np.bincount(bt * bar + tt % bar, minlength=B * bar).reshape(B, bar).astype(np.float64)
     n_times = pos.sum(axis=1)
     cols.append(M._div(pos, n_times[:, None]))
     rest = _rest_onsets(rolls, c, other)
     co = M._div(np.bincount(bt, weights=rest[bt, tt].astype(np.float64), minlength=B), n_times)
     groove = np.nan_to_num(np.asarray(M.groove_consistency(x, stem, spb), dtype=np.float64))
-    on = M.onsets(x, stem)
     cols.append(np.stack([M.note_density(x, stem, spb), n_times / bars, M.empty_bar_rate(x, spb), co, groove,
                           bar_repeat(on, bar), on.any(axis=2).sum(axis=1)], 1))
 

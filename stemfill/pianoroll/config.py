@@ -86,13 +86,13 @@ def split_sampling(cfg: dict) -> dict:
 MAX_TEMPERATURE = 2.0
 
 
-def parse_temperature(values: list[str], add: list[str], current: tuple[float, ...]) -> tuple[float, ...]:
-    """``stemfill midi --temperature`` values ("0.7", or per stem "drums=1", comma-separated or repeated) over
-    the model's own per-channel ``current``. A bare number applies to every stem being added. ValueError with
-    one line where a value is wrong."""
+def parse_temperature(values: list[str], add: list[str]) -> dict[str, float]:
+    """``stemfill midi --temperature`` values ("0.7", or per stem "drums=1", comma-separated or repeated) ->
+    {stem: temperature}; a bare number applies to every stem being added. ValueError with one line where a
+    value is wrong."""
     from stemfill.song.song import STEMS
 
-    out = [float(v) for v in current] + [0.0] * (len(STEMS) - len(current))
+    out: dict[str, float] = {}
     for value in values:
         for part in str(value).split(","):
             part = part.strip()
@@ -109,6 +109,17 @@ def parse_temperature(values: list[str], add: list[str], current: tuple[float, .
                                  "or STEM=NUMBER") from None
             if not 0 <= t <= MAX_TEMPERATURE:
                 raise ValueError(f"--temperature {part!r}: {t:g} is outside 0 to {MAX_TEMPERATURE:g}")
-            for s in [stem] if stem else add:
-                out[STEMS.index(s)] = t
-    return tuple(out)
+            out.update({s: t for s in ([stem] if stem else add)})
+    return out
+
+
+def with_temperature(sampling: SamplingConfig, temperatures: dict[str, float]) -> SamplingConfig:
+    """``sampling`` with the per-stem ``temperatures`` ({stem: value}) over its own."""
+    from dataclasses import replace
+
+    from stemfill.song.song import STEMS
+
+    t = list(sampling.temperature) + [0.0] * (len(STEMS) - len(sampling.temperature))
+    for stem, value in temperatures.items():
+        t[STEMS.index(stem)] = float(value)
+    return replace(sampling, temperature=tuple(t))

@@ -62,13 +62,6 @@ OVERLAP = 48  # known steps on each side of a pass-2 window
 BATCH = 32  # windows per forward pass
 
 
-def load_model(path, device="cpu"):
-    """``model.load_model`` (the torch model), here for the evaluation harness."""
-    from stemfill.pianoroll.model import load_model as load
-
-    return load(path, device)
-
-
 def _on_onnx(model) -> bool:
     return engine_name(model) == "onnx"
 
