@@ -247,6 +247,26 @@ def export_onnx_cmd(
     typer.echo(f"wrote {path} (max |logit difference| from torch on a random batch: {diff:.1e})")
 
 
+@app.command("average")
+@friendly
+def average_cmd(
+    models: List[Path] = typer.Argument(..., help="Two or more model folders of one architecture (the first one's config is kept)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Folder for the averaged model."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="One weight per model, summing to 1, e.g. 0.5,0.5 (default: equal)."),
+    note: Optional[str] = typer.Option(None, "--note", help="A line recorded in the new config.json."),
+) -> None:
+    """Average models' weights (a model soup; WiSE-FT between a model and its fine-tune)."""
+    from stemfill.errors import ModelError
+    from stemfill.pianoroll.soup import average_models, parse_weights
+
+    try:
+        w = parse_weights(weights, len(models))
+    except ValueError as e:
+        raise ModelError(str(e)) from None
+    path = average_models(models, w, out, note=note)
+    typer.echo(f"wrote {path} (weights {', '.join(f'{x:g}' for x in w)})")
+
+
 @app.command("train")
 @friendly
 def train_cmd(
