@@ -187,10 +187,9 @@ def real_tabs() -> dict[str, list]:
 def added_parts() -> dict[str, list]:
     """stem -> [(name, notes as read back from the written GP5, tuning, notes as generated)]."""
     from stemfill.pianoroll.fill import fill_song
-    from stemfill.pianoroll.model import load_model
+    from stemfill.pianoroll.model import default_model_path, load_model
     from stemfill.song.guitarpro import read_guitarpro, write_guitarpro
     from stemfill.song.io import read_song
-    from stemfill.pianoroll.model import default_model_path
 
     model = load_model(default_model_path())
     out: dict[str, list] = {"bass": [], "guitar": []}

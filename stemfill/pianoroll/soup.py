@@ -58,9 +58,9 @@ def average_models(paths: Sequence[str | os.PathLike], weights: Sequence[float] 
         raise ModelError(f"{out}: the output folder is one of the inputs; write the average elsewhere")
     models = [load_model(p) for p in srcs]
     first = models[0]
-    base_cfg = model_config(first)["unet"]
+    base_cfg = model_config(first)
     for p, m in zip(srcs[1:], models[1:]):
-        if model_config(m)["unet"] != base_cfg:
+        if model_config(m)["unet"] != base_cfg["unet"]:
             raise ModelError(f"{p}: another network config than {srcs[0]}; only one architecture averages")
     states = [m.state_dict() for m in models]
     mean = {}
@@ -76,7 +76,6 @@ def average_models(paths: Sequence[str | os.PathLike], weights: Sequence[float] 
     src_dir = srcs[0] if srcs[0].is_dir() else srcs[0].parent
     extra = {}
     if (src_dir / CONFIG).exists():  # keep the first model's non-network keys (data, trained_steps, ...)
-        extra = {k: v for k, v in json.loads((src_dir / CONFIG).read_text()).items()
-                 if k not in ("unet", "diffusion", "sampling", "controls")}
+        extra = {k: v for k, v in json.loads((src_dir / CONFIG).read_text()).items() if k not in base_cfg}
     extra["averaged"] = {"models": [str(p) for p in srcs], "weights": w, **({"note": note} if note else {})}
-    return save_pretrained(first.float(), out, extra=extra)
+    return save_pretrained(first, out, extra=extra)
