@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stemfill.errors import StemfillError
+from stemfill.generate.decoder import DrumDecoder, decode_roll_drums, drum_decoder_for
 from stemfill.pianoroll.controls import StemControls, control_planes
 from stemfill.pianoroll.fast import engine_name
 from stemfill.pianoroll.key import check_key_request, chosen_key, fit_key, key_is_free, other_tracks_key
@@ -119,11 +120,12 @@ def consensus(x: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
 
 def _sample_windows(model, ctx: np.ndarray, known: np.ndarray, steps, generator, guidance, candidates: int,
                     batch: int, select: str = "mbr", other: np.ndarray | None = None,
-                    controls: np.ndarray | None = None) -> np.ndarray:
+                    controls: np.ndarray | None = None, probs: list | None = None) -> np.ndarray:
     """Fill a stack of windows (N, 3, P, L). With the model's ``chain_pitched`` on, windows missing both bass
     and guitar get the bass first (from the joint fill) and then a guitar filled given it: in one step
     the two parts are drawn independently and need not share a key."""
-    out = _sample_batched(model, ctx, known, steps, generator, guidance, candidates, batch, select, other, controls)
+    out = _sample_batched(model, ctx, known, steps, generator, guidance, candidates, batch, select, other, controls,
+                          probs)
     if not model.sampling.chain_pitched:
         return out
     b, g = CHANNEL["bass"], CHANNEL["guitar"]
@@ -141,14 +143,15 @@ def _sample_windows(model, ctx: np.ndarray, known: np.ndarray, steps, generator,
 
 def _sample_batched(model, ctx: np.ndarray, known: np.ndarray, steps, generator, guidance, candidates: int,
                     batch: int, select: str = "mbr", other: np.ndarray | None = None,
-                    controls: np.ndarray | None = None) -> np.ndarray:
+                    controls: np.ndarray | None = None, probs: list | None = None) -> np.ndarray:
     """Fill a stack of windows (N, 3, P, L) in batches; with candidates > 1 keep one of K per window (``select``).
     ``other``: the windows' context planes (N, context_planes, P, L), for a model that hears them;
-    ``controls``: their control planes (N, control_planes, P, L), for a model that has controls."""
+    ``controls``: their control planes (N, control_planes, P, L), for a model that has controls; ``probs``: a list
+    that gets the drum channel's last-step P (N, P, L) where a pattern decoder needs it."""
     if select not in ("mbr", "score"):
         raise StemfillError(f"select must be 'mbr' or 'score', got {select!r}")
     if _on_onnx(model):
-        return _sample_onnx(model, ctx, known, steps, generator, guidance, candidates, batch, other, controls)
+        return _sample_onnx(model, ctx, known, steps, generator, guidance, candidates, batch, other, controls, probs)
     import torch
 
     dev = model.r.device
@@ -164,8 +167,12 @@ def _sample_batched(model, ctx: np.ndarray, known: np.ndarray, steps, generator,
             c, k = c.repeat_interleave(candidates, 0), k.repeat_interleave(candidates, 0)
             o = o.repeat_interleave(candidates, 0) if o is not None else None
             q = q.repeat_interleave(candidates, 0) if q is not None else None
+        got: list = []
         x = model.sample(c.to(dev), k.to(dev), steps=steps, generator=generator, guidance=guidance, other=o,
-                         controls=q)
+                         controls=q, probs=got if probs is not None else None)
+        if probs is not None:
+            pk = got[0] if got else np.zeros((len(x),) + tuple(x.shape[2:]), np.float32)
+            probs.append(pk.reshape(n, candidates, *pk.shape[1:])[:, 0] if candidates > 1 else pk)
         if candidates > 1:
             if select == "score":
                 s = model.score(x, k.to(dev), seed=int(torch.randint(2**31, (1,), generator=generator)))
@@ -177,7 +184,8 @@ def _sample_batched(model, ctx: np.ndarray, known: np.ndarray, steps, generator,
     return out
 
 
-def _sample_onnx(model, ctx, known, steps, rng, guidance, candidates: int, batch: int, other, controls) -> np.ndarray:
+def _sample_onnx(model, ctx, known, steps, rng, guidance, candidates: int, batch: int, other, controls,
+                 probs: list | None = None) -> np.ndarray:
     """``_sample_batched`` on the onnxruntime engine (``fast.OnnxModel.sample``): one candidate, no controls."""
     if candidates != 1 or controls is not None:
         raise StemfillError("the onnxruntime engine fills one candidate without controls; use the torch engine")
@@ -185,7 +193,7 @@ def _sample_onnx(model, ctx, known, steps, rng, guidance, candidates: int, batch
     for i in range(0, len(ctx), batch):
         o = other[i:i + batch] if other is not None else None
         out[i:i + batch] = model.sample(ctx[i:i + batch], known[i:i + batch], steps=steps, rng=rng,
-                                        guidance=guidance, other=o)
+                                        guidance=guidance, other=o, probs=probs)
     return out
 
 
@@ -193,18 +201,30 @@ def _sample_onnx(model, ctx, known, steps, rng, guidance, candidates: int, batch
 def fill_chunks(model, rolls: np.ndarray, known: np.ndarray, steps: int | None = None, seed: int = 0,
                 guidance: float | None = None, candidates: int | None = None, batch: int = BATCH,
                 select: str = "mbr", other: np.ndarray | None = None,
-                controls: np.ndarray | None = None) -> np.ndarray:
+                controls: np.ndarray | None = None, drums: DrumDecoder | None | str = "model") -> np.ndarray:
     """Fill the unknown cells of chunks. rolls: bool (N, 3, P, L); known: (N, 3), (N, 3, L) or (N, 3, P, L);
     ``other``: the chunks' context planes (N, context_planes, P, L) or None (the model hears none);
     ``controls``: control planes (N, control_planes, P, L) (``controls.control_planes``) or None (auto).
+
+    ``drums``: the drum decoder (``generate.decoder``): "model" (default) what the model's sampling config
+    says, None the cell decoder. Each chunk is 4/4 bars from its first step, one phrase.
 
     Returns a bool array like ``rolls`` whose known cells are the input's, bit for bit.
     """
     rolls = np.asarray(rolls, dtype=bool)
     kn = np.ascontiguousarray(_known_full(known, rolls.shape))
     g = _generator(model, seed)
+    dec = drum_decoder_for(model) if drums == "model" else drums
+    probs: list | None = [] if dec is not None else None
     out = _sample_windows(model, rolls & kn, kn, steps, g, guidance, _candidates(model, candidates), batch, select,
-                          other, controls if model.control_planes else None)
+                          other, controls if model.control_planes else None, probs)
+    if dec is not None:
+        p = np.concatenate(probs)
+        d = CHANNEL["drums"]
+        for i in range(len(out)):
+            free = ~kn[i, d].all(axis=0)
+            if free.any():
+                out[i, d] = decode_roll_drums(dec, out[i, d], p[i], free, seed=seed * 1_000_003 + i, sections=False)
     return np.where(kn, rolls, out)
 
 
@@ -238,10 +258,13 @@ def gap_steps(T: int, window: int = WINDOW, overlap: int = OVERLAP) -> np.ndarra
 def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = None, seed: int = 0,
               guidance: float | None = None, candidates: int | None = None, window: int = WINDOW,
               overlap: int = OVERLAP, batch: int = BATCH, other: np.ndarray | None = None,
-              controls: np.ndarray | None = None) -> np.ndarray:
+              controls: np.ndarray | None = None, drums: DrumDecoder | None | str = "model",
+              bars: list | None = None, fill_bars: list[int] | None = None) -> np.ndarray:
     """Fill the unknown cells of a whole-song roll (3, P, T); known: (3, T) or (3, P, T) bool;
     ``other``: the song's context planes (context_planes, P, T) (``roll.encode_context``) or None;
-    ``controls``: the song's control planes (control_planes, P, T) (``controls.control_planes``) or None."""
+    ``controls``: the song's control planes (control_planes, P, T) (``controls.control_planes``) or None.
+    ``drums``: the drum decoder, as ``fill_chunks``; ``bars``: the song's bars (``generate.plan.song_bars``;
+    default 4/4 from step 0) and ``fill_bars`` the bars asked to end in a fill, for the pattern decoder."""
     roll = np.asarray(roll, dtype=bool)
     C, P, T = roll.shape
     kn = np.broadcast_to(known[:, None, :] if known.ndim == 2 else known, roll.shape)
@@ -260,6 +283,10 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
         Q[..., :T] = controls[..., :T]
     g = _generator(model, seed)
     candidates = _candidates(model, candidates)
+    d = CHANNEL["drums"]
+    dec = drum_decoder_for(model) if drums == "model" else drums
+    dec = dec if dec is not None and not kn[d].all() else None
+    Pd = np.zeros((P, T_pad), dtype=np.float32) if dec is not None else None  # the drums' P where generated
     for starts in (pass1, pass2):
         todo = [s for s in starts if not K[..., s:s + window].all()]
         if not todo:
@@ -268,10 +295,19 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
         kw = np.stack([K[..., s:s + window] for s in todo])
         ow = np.stack([O[..., s:s + window] for s in todo]) if O is not None else None
         qw = np.stack([Q[..., s:s + window] for s in todo]) if Q is not None else None
-        out = _sample_windows(model, ctx, kw, steps, g, guidance, candidates, batch, other=ow, controls=qw)
-        for s, o in zip(todo, out):
+        probs: list | None = [] if dec is not None else None
+        out = _sample_windows(model, ctx, kw, steps, g, guidance, candidates, batch, other=ow, controls=qw,
+                              probs=probs)
+        pw = np.concatenate(probs) if probs else None
+        for j, (s, o) in enumerate(zip(todo, out)):
+            if pw is not None:
+                Pd[:, s:s + window] = np.where(~kw[j, d], pw[j], Pd[:, s:s + window])
             R[..., s:s + window] = o
             K[..., s:s + window] = True
+    if dec is not None:
+        free = ~kn[d].all(axis=0)
+        R[d, :, :T] = decode_roll_drums(dec, R[d, :, :T], Pd[:, :T], free, bars, roll & kn, kn, other,
+                                        seed=seed, forced_fills=set(fill_bars or ()))
     return np.where(kn, roll, R[..., :T])
 
 
