@@ -591,6 +591,8 @@ def test_full_song_gp_and_gp5_agree(shared_data):
     # fretted tracks keep their tuning; winds, voices, keys, strings and timpani do not (gp5 cannot tell)
     assert [t.name for t in gp7.tracks if t.tuning] == ["Emmpu(Acoustic)", "Emppu(Disto)", "Marco"]
     assert [classify_track(t) for t in gp7.tracks] == ["other"] * 3 + ["guitar"] * 2 + ["other", "bass"] + ["other"] * 3 + ["drums"]
+    # gp5 gives the voices, piano, strings, pipe and timpani strings too: their programs say they are none
+    assert [classify_track(t) for t in gp5.tracks] == [classify_track(t) for t in gp7.tracks]
     # velocity: GPIF has one dynamic per beat, gp5 one per note
     vel = lambda s: Counter((n.start, n.pitch, n.velocity) for t in s.tracks for n in t.notes)
     assert sum((vel(gp5) & vel(gp7)).values()) == 4411 - 121

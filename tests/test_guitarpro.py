@@ -755,3 +755,19 @@ def test_added_part_ends_with_the_songs_last_bar(tmp_path):
         assert r.exit_code == 0, r.output
         back = read_song(out)
         assert back.n_bars == 3 and back.end <= 3 * 4 * Q * back.resolution // Q
+
+
+@pytest.mark.parametrize("name", ["freedark-107b387a.gp3", "freedark-b72b8a5d.gp3"])
+def test_real_tabs_with_dead_grace_notes_write_gp5_with_every_note(shared_data, tmp_path, name):
+    """Full real tabs whose dead grace notes (fret -1) stopped the GP5 writer: a new part appended, the file
+    is written, PyGuitarPro parses it and every source note comes back."""
+    src = gpdir(shared_data) / name
+    song, added = with_new_guitar(read_guitarpro(src))
+    said: list[str] = []
+    out = write_song(song, tmp_path / "out.gp5", source=src, report=said)
+    assert any("dead grace note" in line and "fret 0, dead" in line for line in said)
+    gp.parse(str(out))
+    back = read_guitarpro(out)
+    n = len(song.tracks) - 1
+    assert [(t.name, spans(t)) for t in back.tracks[:n]] == [(t.name, spans(t)) for t in song.tracks[:n]]
+    assert [(x.start, x.pitch) for x in back.tracks[n].notes] == [(x.start, x.pitch) for x in added]
