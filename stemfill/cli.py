@@ -182,6 +182,8 @@ def midi_cmd(
     style: Optional[str] = typer.Option(None, "--style", help="Drums in a named groove, as --like a built-in bar: rock, reggae, funk, metal, swing, disco, halftime, punk."),
     temperature: List[str] = typer.Option([], "--temperature", help="How far the new part strays from the model's likeliest notes: 0 always plays them (plainest), 1 draws notes as often as the model expects them (toms, crashes, passing notes); one number or per stem as drums=1 (default: the model's own)."),
     engine: Optional[str] = typer.Option(None, "--engine", help="What runs the network: auto (onnxruntime where the model folder has model.onnx and no controls or candidates are asked for, else torch), onnx or torch (default: STEMFILL_ENGINE, else auto). The two draw different noise: a seed gives another fill on each."),
+    drum_decoder: Optional[str] = typer.Option(None, "--drum-decoder", help="How new drums become notes: patterns (whole real phrases from a library, chosen by the model and planned by the song's phrases and sections) or cells (the likeliest hits one by one); default: the model's own (the shipped model: patterns)."),
+    library: Optional[Path] = typer.Option(None, "--library", help="Drum pattern library for the pattern decoder (`stemfill library build`); default: the one shipped with the model. Implies --drum-decoder patterns."),
 ) -> None:
     """Add missing stems (drums / bass / guitar) to a song with the diffusion model."""
     from stemfill.files import check_output_path
@@ -195,6 +197,7 @@ def midi_cmd(
     from stemfill.pianoroll.fast import check_engine
 
     engine = check_engine(engine)  # before anything is read
+    drums_dec = _drum_decoder_option(drum_decoder, library, list(add))  # the library is read before the song
     if like_bars:
         parse_bars(like_bars)
     if like_bars and like is None:
@@ -251,7 +254,10 @@ def midi_cmd(
             controls = resolve_controls(request, stems, m.controls, reference, str(like))
     with _tty_progress("filling windows") as progress:
         res = fill_song(song, list(add), m, steps=steps, seed=seed, bars=bars, candidates=candidates, replace=replace,
-                        guidance=guidance, key=key, controls=controls, progress=progress)
+                        guidance=guidance, key=key, controls=controls, progress=progress,
+                        drums=drums_dec if drums_dec != "model" else "model")
+    for line in res.notes:
+        typer.echo(f"note: {inp}: {line}", err=True)
     from stemfill.song.bars import clip_track, last_bar_end
 
     end = last_bar_end(song)  # the new parts end where the song's last bar does: no bar added
@@ -275,6 +281,59 @@ def midi_cmd(
         from stemfill.audio.render import render_song_file
 
         typer.echo(f"wrote {audio} ({render_song_file(res.song, audio, sf2)['seconds']:.1f} s)")
+
+
+def _drum_decoder_option(which: Optional[str], library: Optional[Path], add: List[str]):
+    """--drum-decoder / --library -> what fill_song takes as ``drums``: "model", None (cells) or a DrumDecoder."""
+    if which is not None and which not in ("patterns", "cells"):
+        raise StemfillError(f"--drum-decoder {which!r}: choose patterns or cells")
+    if library is not None and which == "cells":
+        raise StemfillError("--library is for the pattern decoder; drop --drum-decoder cells")
+    if library is None:
+        return None if which == "cells" else "model" if which is None else _pattern_decoder(None)
+    if "drums" not in add:
+        raise StemfillError(f"{library}: --library plays drums, and drums are not being added (--add drums)")
+    return _pattern_decoder(library)
+
+
+def _pattern_decoder(library: Optional[Path]):
+    from stemfill.generate.decoder import DrumDecoder
+    from stemfill.generate.library import get_library
+
+    return DrumDecoder(get_library(library))
+
+
+library_app = typer.Typer(no_args_is_help=True, help="Drum pattern libraries for the pattern decoder.")
+app.add_typer(library_app, name="library")
+
+
+@library_app.command("build")
+@friendly
+def library_build_cmd(
+    inputs: List[Path] = typer.Argument(..., help="Song files or folders (MIDI, Guitar Pro) whose drum tracks to learn from."),
+    out: Path = typer.Option(..., "-o", "--out", help="The library file to write (.npz)."),
+    train_of: Optional[Path] = typer.Option(None, "--train-of", help="A chunk folder (`stemfill convert`): of the songs it holds, take only its train split (keep valid and test songs out of a library you measure)."),
+    min_velocity: int = typer.Option(0, "--min-velocity", min=0, max=127, help="Leave out softer hits (ghost notes)."),
+    min_count: int = typer.Option(1, "--min-count", min=1, help="Keep bars played at least this often (fills are always kept)."),
+) -> None:
+    """Build a drum pattern library from your own tabs and MIDI files (your band's style): every whole bar
+    of their drum tracks in its own meter, and every run of 4 bars as a phrase. Use it with
+    `stemfill midi --add drums --library LIB`."""
+    from stemfill.files import check_output_path
+    from stemfill.generate.library import build_library, library_inputs
+
+    out = check_output_path(out, *inputs, exts=(".npz",))
+    files = library_inputs(inputs, train_of)
+    if not files:
+        raise StemfillError(f"no song files under {', '.join(map(str, inputs))}")
+    lib = build_library(files, min_velocity=min_velocity, min_count=min_count,
+                        log=lambda line: typer.echo(f"warning: {line}", err=True))
+    if not (~lib.fill).any():
+        raise StemfillError(f"no drum bars in {', '.join(map(str, inputs))}: nothing to build a library from")
+    lib.save(out)
+    meters = ", ".join(f"{m} {int(((lib.meter == m) & ~lib.fill).sum())}" for m in lib.meters())
+    typer.echo(f"wrote {out}: {len(lib)} bar patterns ({int(lib.fill.sum())} fills; grooves by meter: {meters}), "
+               f"{len(lib.phrases)} phrases, from {sum(s['songs'] for s in lib.meta['sources'])} songs")
 
 
 @app.command("export-onnx")

@@ -93,15 +93,19 @@ def decode_drums(p: np.ndarray, free: np.ndarray, plan: Plan, lib: PatternLibrar
     Returns (hits (classes, T) bool, done (T,) bool: the steps decoded here; the rest are left to the caller)."""
     cfg = cfg or PatternConfig()
     rng = rng or np.random.default_rng(0)
-    C, T = p.shape
+    C, T0 = p.shape
+    bars = plan.bars
+    T = max([T0] + [b.start + b.length for b in bars])  # a last bar may reach past the roll: pad, crop at the end
+    if T > T0:
+        p = np.pad(p, ((0, 0), (0, T - T0)))
+        free = np.pad(free, (0, T - T0), constant_values=True)
     hits = np.zeros((C, T), dtype=bool)
     done = np.zeros(T, dtype=bool)
-    bars = plan.bars
     ok = [i for i, b in enumerate(bars)
           if b.start + b.length <= T and free[b.start:b.start + b.length].all()
           and len(lib.select(b.meter, b.length, False))]
     if not ok:
-        return hits, done
+        return hits[:, :T0], done[:T0]
     # runs of consecutive open bars of one meter and length: one Viterbi pass each
     runs, cur = [], [ok[0]]
     for i in ok[1:]:
@@ -151,7 +155,7 @@ def decode_drums(p: np.ndarray, free: np.ndarray, plan: Plan, lib: PatternLibrar
                 pat[CRASH, 0] = True
             hits[:, bar.start:bar.start + L] = pat
             done[bar.start:bar.start + L] = True
-    return hits, done
+    return hits[:, :T0], done[:T0]
 
 
 def _phrase_run(run: list[int], bars, p: np.ndarray, plan: Plan, lib: PatternLibrary, cfg: PatternConfig,
@@ -197,8 +201,30 @@ def _phrase_run(run: list[int], bars, p: np.ndarray, plan: Plan, lib: PatternLib
             i = run[bk]
             bar = bars[i]
             pat = lib.bits[phrases[j, k], :C, :L].copy()
+            if plan.constrain_fills and plan.fill[i] and not lib.fill[phrases[j, k]]:
+                f = _fill_for(lib, allidx, S[bk], phrases[j, k], L, C, cfg, rng)
+                if f is not None:
+                    pat = lib.bits[f, :C, :L].copy()
             if pcrash[j, k] or (plan.constrain_fills and plan.crash[i]):
                 pat[DOWNBEAT_YIELDS, 0] = False
                 pat[CRASH, 0] = True
             hits[:, bar.start:bar.start + L] = pat
             done[bar.start:bar.start + L] = True
+
+
+def _fill_for(lib: PatternLibrary, allidx: np.ndarray, scores: np.ndarray, groove: int, L: int, C: int,
+              cfg: PatternConfig, rng: np.random.Generator) -> int | None:
+    """A fill bar for a bar that must end in one: drawn among the best ``fill_top`` fills of the meter by
+    their score plus how well their first half matches the groove they leave."""
+    is_f = lib.fill[allidx]
+    if not is_f.any():
+        return None
+    fidx, fs = allidx[is_f], scores[is_f]
+    half = L // 2
+    g = lib.bits[groove, :C, :half].reshape(-1)
+    f = lib.bits[fidx][:, :C, :half].reshape(len(fidx), -1)
+    join = 2 * (f & g).sum(1) / np.maximum(f.sum(1) + g.sum(), 1)
+    fs = fs + cfg.fill_join * join
+    top = np.argsort(-fs)[:max(1, cfg.fill_top)]
+    w = np.exp(fs[top] - fs[top].max())
+    return int(fidx[rng.choice(top, p=w / w.sum())])

@@ -100,7 +100,7 @@ def load_library(path: str | os.PathLike) -> PatternLibrary:
                                  z["fill"].astype(bool), z["phrases"].astype(np.int64), z["phrase_crash"].astype(bool),
                                  z["phrase_count"].astype(np.int64), meta, p)
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
-        raise StemfillError(f"{p}: not a stemfill drum pattern library ({type(e).__name__})") from None
+        raise StemfillError(f"{p}: not a stemfill drum pattern library (it cannot be read as one)") from None
     if meta.get("format") != FORMAT:
         raise StemfillError(f"{p}: not a stemfill drum pattern library (format {meta.get('format')!r}, "
                             f"expected {FORMAT!r})")
@@ -177,10 +177,10 @@ def song_bars(song, min_velocity: int = 0, kit: str = "auto", name: str = "") ->
     for b in np.unique(which):
         if b < 0 or b >= len(starts):
             continue
-        length = int(bar_steps[b + 1] - bar_steps[b]) if b + 1 < len(bar_steps) else 0
         meter = sig_at[b]
-        if length <= 0 or length > MAX_BAR or length != _meter_steps(meter):
-            continue  # a short last bar or a pickup: not a whole bar of its meter
+        length = _meter_steps(meter)
+        if b + 1 < len(starts) and int(bar_steps[b + 1] - bar_steps[b]) != length or length > MAX_BAR:
+            continue  # a bar cut short by a meter change: not a whole bar of its meter
         sel = which == b
         bar = np.zeros((N_DRUM_CLASSES, MAX_BAR), dtype=bool)
         bar[cls[sel], pos[sel] - bar_steps[b]] = True

@@ -55,7 +55,8 @@ def grid_bars(T: int, bar: int = 4 * STEPS_PER_BEAT) -> list[Bar]:
 
 
 def song_bars(song, T: int) -> list[Bar]:
-    """The song's bars on the roll's grid (``STEPS_PER_BEAT`` steps a quarter note), up to step T."""
+    """The song's bars on the roll's grid (``STEPS_PER_BEAT`` steps a quarter note) that start before step T;
+    each as long as its meter makes it (the last may reach past T), a bar cut by a meter change as written."""
     starts = song.bar_starts()
     ticks = np.array(starts + [max(song.end, starts[-1] + 1)], dtype=np.float64)
     steps = np.rint(ticks * STEPS_PER_BEAT / song.resolution).astype(np.int64)
@@ -66,7 +67,9 @@ def song_bars(song, T: int) -> list[Bar]:
         for ts in sigs:
             if ts.time <= s:
                 meter = f"{ts.numerator}/{ts.denominator}"
-        a, b = int(steps[i]), int(min(steps[i + 1], T))
+        num, den = (int(v) for v in meter.split("/"))
+        a = int(steps[i])
+        b = int(steps[i + 1]) if i + 1 < len(starts) else a + num * STEPS_PER_BEAT * 4 // den
         if a >= T:
             break
         if b > a:

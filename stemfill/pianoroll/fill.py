@@ -275,7 +275,7 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
               overlap: int = OVERLAP, batch: int = BATCH, other: np.ndarray | None = None,
               controls: np.ndarray | None = None, drums: DrumDecoder | None | str = "model",
               bars: list | None = None, fill_bars: list[int] | None = None,
-              progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+              progress: Callable[[int, int], None] | None = None, notes: list | None = None) -> np.ndarray:
     """Fill the unknown cells of a whole-song roll (3, P, T); known: (3, T) or (3, P, T) bool;
     ``other``: the song's context planes (context_planes, P, T) (``roll.encode_context``) or None;
     ``controls``: the song's control planes (control_planes, P, T) (``controls.control_planes``) or None.
@@ -341,7 +341,7 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
     if dec is not None:
         free = ~kn[d].all(axis=0)
         R[d, :, :T] = decode_roll_drums(dec, R[d, :, :T], Pd[:, :T], free, bars, roll & kn, kn, other,
-                                        seed=seed, forced_fills=set(fill_bars or ()))
+                                        seed=seed, forced_fills=set(fill_bars or ()), notes=notes)
     return np.where(kn, roll, R[..., :T])
 
 
@@ -362,6 +362,7 @@ class FillResult:
     key_source: str | None = None  # guitar of the song's set: "given" (key=), "other tracks", or "model"
     engine: str = "torch"  # what ran the network: "torch" or "onnx" (onnxruntime, ``fast.py``)
     removed: list[Track] = field(default_factory=list)  # the input's tracks ``replace`` left out
+    notes: list[str] = field(default_factory=list)  # what the decoder could not do as asked, one line each
 
 
 def _split_tracks(song: Song, groups: dict[str, list[int]], stems: list[str], span, replace: bool):
@@ -467,6 +468,7 @@ def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed:
     planes = control_planes(asked, T, roll.shape[1]) if asked else None
     dec = drum_decoder_for(model) if drums == "model" else drums
     song_bar_list = song_bars(song, T)
+    said: list[str] = []
     forced = None
     if dec is not None and "drums" in asked:
         c = asked["drums"]
@@ -478,7 +480,7 @@ def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed:
             forced = sorted(set(forced or ()) | set(c.fill_bars))
     filled = fill_roll(model, roll, known, steps=steps, seed=seed, guidance=guidance, candidates=candidates,
                        window=window, overlap=overlap, other=other, controls=planes, progress=progress,
-                       drums=dec, bars=song_bar_list, fill_bars=forced)
+                       drums=dec, bars=song_bar_list, fill_bars=forced, notes=said)
     chosen, source = None, None
     if key_is_free(filled, ~known):  # new bass or guitar, and none of the song's own to follow
         if given is not None:
@@ -496,7 +498,7 @@ def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed:
         added.append(new_track(s, notes))
     work.tracks.extend(added)
     return FillResult(work, added, filled, ~known, chosen, source if chosen is not None else None, engine_name(model),
-                      removed)
+                      removed, said)
 
 
 def save_roll_pngs(panels, path: str | Path, max_width: float = 24.0) -> Path:
