@@ -150,35 +150,14 @@ def midi_cmd(
     engine: Optional[str] = typer.Option(None, "--engine", help="What runs the network: auto (onnxruntime where the model folder has model.onnx and no controls or candidates are asked for, else torch), onnx or torch (default: STEMFILL_ENGINE, else auto). The two draw different noise: a seed gives another fill on each."),
 ) -> None:
     """Add missing stems (drums / bass / guitar) to a song with the diffusion model."""
+    from stemfill.api import plan_fill
     from stemfill.files import check_output_path
-    from stemfill.song.bars import parse_bars
     from stemfill.song.io import WRITE_EXTS, read_song, write_song
 
-    from stemfill.pianoroll.controls import parse_controls, read_reference, resolve_controls
-
-    if bars:
-        parse_bars(bars)  # the syntax, before anything is read
-    from stemfill.pianoroll.fast import check_engine
-
-    engine = check_engine(engine)  # before anything is read
-    if like_bars:
-        parse_bars(like_bars)
-    if like_bars and like is None:
-        raise StemfillError("--like-bars needs --like FILE")
-    if style is not None:
-        from stemfill.pianoroll.styles import check_style
-
-        if like is not None:
-            raise StemfillError("--style and --like both name a part to play like; give one")
-        style = check_style(style, list(add))
-    from stemfill.pianoroll.config import parse_temperature, with_temperature
-
-    try:  # before anything is read
-        temperatures = parse_temperature(temperature, list(add))
-    except ValueError as e:
-        raise StemfillError(str(e)) from None
-    request = parse_controls(list(add), {"density": density, "complexity": complexity, "register": register},
-                             fills=fills, like=str(like) if like else style, like_bars=like_bars)
+    plan = plan_fill(list(add), bars=bars, density=density, complexity=complexity, register=register, fills=fills,
+                     style=style, like=like, like_bars=like_bars, seed=seed, temperature=temperature, model=model,
+                     steps=steps, candidates=candidates, replace=replace, guidance=guidance, key=key,
+                     engine=engine)  # every option, before anything is read
     out = out or _default_out(inp, list(add))
     check_output_path(out, inp, exts=WRITE_EXTS)
     if plot is not None:
@@ -188,35 +167,10 @@ def midi_cmd(
 
         check_output_path(audio, inp, exts=RENDER_EXTS)
         sf2 = check_renderer(soundfont)
-    from stemfill.pianoroll.model import default_model_path
-
-    model_path = model if model is not None else default_model_path()
+    plan.model_path()  # no model installed: say so before reading
     song = read_song(inp)
     _warn(inp, song)
-    reference = read_reference(like, like_bars) if like is not None else None
-    if style is not None:
-        from stemfill.pianoroll.styles import style_roll
-
-        reference = style_roll(style)
-    from stemfill.pianoroll.fast import load_fill_model
-    from stemfill.pianoroll.fill import fill_song
-
-    m = load_fill_model(model_path, engine, controls=not request.empty(), candidates=candidates)
-    if temperatures:
-        m.sampling = with_temperature(m.sampling, temperatures)
-    controls = None
-    if not request.empty():
-        if m.controls is None:
-            raise StemfillError(f"{model_path}: this model has no controls (--density, --complexity, --register, "
-                                "--fills, --like); use one trained with `stemfill train --controls`")
-        stems = list(dict.fromkeys(add))
-        if style is not None:  # a style is a drum groove; the other stems play as the model hears the song
-            controls = resolve_controls(request, ["drums"], m.controls, reference, f"style {style}")
-            controls.update({k: v for k, v in resolve_controls(request, stems, m.controls).items() if k != "drums"})
-        else:
-            controls = resolve_controls(request, stems, m.controls, reference, str(like))
-    res = fill_song(song, list(add), m, steps=steps, seed=seed, bars=bars, candidates=candidates, replace=replace,
-                    guidance=guidance, key=key, controls=controls)
+    res = plan.run(song)  # the same path as stemfill.fill and `stemfill studio`
     notes: list[str] = []
     write_song(res.song, out, source=inp, report=notes)
     for line in notes:  # what the tab writer chose or could not keep (tunings, dropped notes)
