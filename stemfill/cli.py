@@ -188,6 +188,25 @@ def midi_cmd(
         typer.echo(f"wrote {audio} ({render_song_file(res.song, audio, sf2)['seconds']:.1f} s)")
 
 
+@app.command("studio")
+@friendly
+def studio_cmd(
+    song: Optional[Path] = typer.Argument(None, metavar="[SONG]", help="A MIDI or Guitar Pro file to open first (optional: the page opens files too)."),
+    port: int = typer.Option(0, "--port", min=0, max=65535, help="Port to listen on (0: a free one)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on. Anything but 127.0.0.1 / localhost / ::1 lets anyone who can reach the port use the studio."),
+    no_browser: bool = typer.Option(False, "--no-browser", help="Print the URL only; do not open a browser."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model folder, .safetensors or ckpt.pt (default: the shipped model)."),
+    soundfont: Optional[Path] = typer.Option(None, "--soundfont", help="General MIDI .sf2 for listening (default: STEMFILL_SOUNDFONT or the system's, as `stemfill render`)."),
+) -> None:
+    """Open a local page to add parts to a song, hear the takes side by side and download the one you keep."""
+    from stemfill.studio.server import serve
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(f"warning: --host {host}: anyone who can reach this port can use the studio (open files, run "
+                   "the model); use 127.0.0.1 unless you mean it", err=True)
+    serve(song, host=host, port=port, open_browser=not no_browser, model=model, soundfont=soundfont, echo=typer.echo)
+
+
 @app.command("export-onnx")
 @friendly
 def export_onnx_cmd(
