@@ -236,13 +236,15 @@ class Studio:
         song = entry.song if t is None else t.take.song
         ext = kind.split(":")[0]
         path = self.new_path(ext)
-        names = {path: f"{entry.name}{ext}"}
+        names = {path: f"{Path(entry.name).stem}-{'original' if t is None else f'take{t.id}'}{ext}"}
         try:
             if ext == ".wav":
                 part = kind.split(":")[1] if ":" in kind else "all"
-                song = _part(song, t, part)
+                whole = self.take_file(entry, t, ".wav") if part != "all" else None
                 with self.render_lock:
-                    render(song, path, soundfont=self.soundfont)
+                    render(_part(song, t, part), path, soundfont=self.soundfont)
+                if whole is not None:  # as long as the whole take, so that switching keeps the time
+                    _pad_like(path, whole)
             else:
                 gp_source = entry.path if entry.path.suffix.lower() in (".gp3", ".gp4", ".gp5", ".gpx", ".gp") else None
                 write(song, path, source=gp_source if ext == ".gp5" else None)
@@ -266,6 +268,18 @@ def _remove_files(entry: SongEntry) -> None:
     for t in entry.takes.values():
         _unlink(t.files.values())
     entry.path.unlink(missing_ok=True)
+
+
+def _pad_like(path: Path, like: Path) -> None:
+    """Pad (or cut) the audio at ``path`` with silence to the length of ``like``, in place."""
+    import numpy as np
+    import soundfile as sf
+
+    n = sf.info(str(like)).frames
+    y, sr = sf.read(str(path), dtype="int16", always_2d=True)
+    if len(y) != n:
+        y = y[:n] if len(y) > n else np.pad(y, ((0, n - len(y)), (0, 0)))
+        sf.write(str(path), y, sr, subtype="PCM_16", format="WAV")
 
 
 def _part(song, t: TakeEntry | None, part: str):
@@ -584,6 +598,8 @@ def serve(song: str | Path | None = None, *, host: str = "127.0.0.1", port: int 
             threading.Timer(0.5, lambda: webbrowser.open(url)).start()
         try:
             server.run(sockets=[sock])
+        except KeyboardInterrupt:  # uvicorn stops on Ctrl-C, then raises it again: that is the way out
+            pass
         finally:
             sock.close()
         echo("stemfill studio: stopped; the uploads and takes of this session are removed")
