@@ -96,6 +96,19 @@ def test_generate_take_then_download_every_format(client, tmp_path):
         assert sf.info(str(tmp_path / f"{part}.wav")).duration > 25
     r = client.get(f"/api/songs/{sid}/takes/original/download.wav")
     assert r.status_code == 200
+    # the page's take (the song's cached render plus the new part's) sounds as `stemfill render` renders the take
+    import numpy as np
+
+    import stemfill
+
+    stemfill.render(got, tmp_path / "cli.wav")
+    a, _ = sf.read(str(tmp_path / "all.wav"), dtype="float32")
+    b, _ = sf.read(str(tmp_path / "cli.wav"), dtype="float32")
+    assert a.shape == b.shape  # the same to within -40 dB (FluidSynth renders the parts on other channels)
+    assert np.sqrt(((a - b) ** 2).mean()) < 0.01 * np.sqrt((b ** 2).mean()) and np.abs(a - b).max() < 0.05
+    new_, _ = sf.read(str(tmp_path / "new.wav"), dtype="float32")
+    rest, _ = sf.read(str(tmp_path / "rest.wav"), dtype="float32")
+    assert np.abs(new_ + rest - a).max() < 2e-4  # solo + muted = the whole, scaled alike
 
 
 def test_takes_undo_and_bounded_store(tmp_path):

@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -30,6 +30,9 @@ from starlette.staticfiles import StaticFiles
 
 from stemfill.errors import StemfillError
 from stemfill.files import one_line
+
+if TYPE_CHECKING:
+    import numpy as np
 
 STATIC = Path(__file__).resolve().parent / "static"
 MB = 1024 * 1024
@@ -89,18 +92,22 @@ class Studio:
 
     def __init__(self, workdir: str | Path, *, model: str | Path | None = None, soundfont: str | Path | None = None,
                  score_limit: int = SCORE_LIMIT, audio_limit: int = AUDIO_LIMIT, takes_kept: int = TAKES_KEPT,
-                 songs_kept: int = SONGS_KEPT, queue_limit: int = QUEUE_LIMIT):
+                 songs_kept: int = SONGS_KEPT, queue_limit: int = QUEUE_LIMIT, raw_kept: int = 12,
+                 warm: bool = False):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.model = Path(model) if model is not None else None
         self.soundfont = soundfont
         self.score_limit, self.audio_limit = score_limit, audio_limit
         self.takes_kept, self.songs_kept, self.queue_limit = takes_kept, songs_kept, queue_limit
+        self.warm_up = warm  # render each song as it opens, in the background (the command does; tests need not)
         self.songs: OrderedDict[str, SongEntry] = OrderedDict()
         self.recordings: OrderedDict[str, Recording] = OrderedDict()
         self.model_lock = threading.Lock()  # one model job at a time
         self.state_lock = threading.Lock()  # the stores
         self.render_lock = threading.Lock()  # one FluidSynth render at a time
+        self.raw: OrderedDict[str, Path] = OrderedDict()  # FluidSynth renders by content (raw_audio)
+        self.raw_kept = raw_kept
         self.models: dict = {}  # loaded models, by path and engine (api.FillPlan.load_model)
         self.waiting = 0
         self._alock: asyncio.Lock | None = None
@@ -163,6 +170,8 @@ class Studio:
             while len(self.songs) > self.songs_kept:
                 _, old = self.songs.popitem(last=False)
                 _remove_files(old)
+        if self.warm_up:
+            self.warm(entry)
         return entry
 
     def get_song(self, sid: str) -> SongEntry:
@@ -228,7 +237,7 @@ class Studio:
     # --- files for the page --------------------------------------------------------------------------------
     def take_file(self, entry: SongEntry, t: TakeEntry | None, kind: str) -> Path:
         """A take's (None: the original song's) .mid / .gp5 / .wav, written once and kept while the take is."""
-        from stemfill.api import render, write
+        from stemfill.api import write
 
         files = entry.files if t is None else t.files
         if kind in files and files[kind].exists():
@@ -239,12 +248,7 @@ class Studio:
         names = {path: f"{Path(entry.name).stem}-{'original' if t is None else f'take{t.id}'}{ext}"}
         try:
             if ext == ".wav":
-                part = kind.split(":")[1] if ":" in kind else "all"
-                whole = self.take_file(entry, t, ".wav") if part != "all" else None
-                with self.render_lock:
-                    render(_part(song, t, part), path, soundfont=self.soundfont)
-                if whole is not None:  # as long as the whole take, so that switching keeps the time
-                    _pad_like(path, whole)
+                self.write_wav(song, t, kind.split(":")[1] if ":" in kind else "all", path)
             else:
                 gp_source = entry.path if entry.path.suffix.lower() in (".gp3", ".gp4", ".gp5", ".gpx", ".gp") else None
                 write(song, path, source=gp_source if ext == ".gp5" else None)
@@ -252,6 +256,77 @@ class Studio:
             raise StemfillError(self.scrub(str(e), names)) from None
         files[kind] = path
         return path
+
+
+    # --- audio ----------------------------------------------------------------------------------------------
+    def raw_audio(self, song, tracks) -> "np.ndarray":
+        """FluidSynth's stereo render (float32, unscaled) of ``tracks`` on ``song``'s tempo map, with the
+        soundfont of `stemfill render`; kept on disk by content, so a take re-renders only its new part."""
+        import hashlib
+        import tempfile
+
+        import numpy as np
+
+        from stemfill.audio.render import check_renderer, render_midi, write_stem_midi
+
+        h = hashlib.sha1(repr((song.resolution, [(x.time, x.qpm) for x in song.tempos],
+                               [(x.name, x.program, x.is_drum, x.notes) for x in tracks])).encode()).hexdigest()
+        with self.render_lock:
+            path = self.raw.get(h)
+            if path is None or not path.exists():
+                sf2 = check_renderer(self.soundfont)
+                with tempfile.TemporaryDirectory(dir=self.workdir) as d:
+                    mid = Path(d) / "part.mid"
+                    write_stem_midi(song, [x for x in tracks if x.notes], mid)
+                    y = render_midi(mid, sf2, channels=2) if any(x.notes for x in tracks) else np.zeros((0, 2), np.float32)
+                path = self.new_path(".npy")
+                np.save(path, y.astype(np.float32))
+                self.raw[h] = path
+                while len(self.raw) > self.raw_kept:
+                    _, old = self.raw.popitem(last=False)
+                    old.unlink(missing_ok=True)
+            self.raw.move_to_end(h)
+            return np.load(path)
+
+    def write_wav(self, song, t: TakeEntry | None, part: str, path: Path) -> None:
+        """The whole take (the rest of the song, cached, plus the new part), its new part alone or the rest
+        alone, all as long as the whole and scaled alike (peaks at -1 dBFS at most, as `stemfill render`)."""
+        import numpy as np
+        import soundfile as sf
+
+        from stemfill.audio.render import PEAK, SAMPLE_RATE
+
+        from stemfill.errors import AudioError
+        from stemfill.files import atomic_path
+
+        new_ids = {id(x) for x in t.take.added} if t is not None else set()
+        rest = self.raw_audio(song, [x for x in song.tracks if id(x) not in new_ids])
+        new = self.raw_audio(song, [x for x in song.tracks if id(x) in new_ids]) if new_ids else rest[:0]
+        n = max(len(rest), len(new))
+        if n == 0:
+            raise AudioError(f"{path}: nothing to render: the song has no notes")
+        mix = np.zeros((n, 2), np.float32)
+        mix[:len(rest)] += rest
+        mix[:len(new)] += new
+        peak = float(np.abs(mix).max())
+        scale = PEAK / peak if peak > PEAK else 1.0
+        y = mix if part == "all" else np.zeros((n, 2), np.float32)
+        if part == "new":
+            y[:len(new)] = new
+        elif part == "rest":
+            y[:len(rest)] = rest
+        with atomic_path(path) as tmp:
+            sf.write(str(tmp), y * scale, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+
+    def warm(self, entry: SongEntry) -> None:
+        """Render the song as it is in the background, for its A/B and the first take of a missing part."""
+        def run():
+            try:
+                self.take_file(entry, None, ".wav")
+            except Exception as e:  # noqa: BLE001 - it is asked for again when played, and says why then
+                log.info("studio: could not render %s ahead: %s", entry.name, one_line(e))
+
+        threading.Thread(target=run, daemon=True, name="stemfill-studio-warm").start()
 
 
 def _size(n: int) -> str:
@@ -268,29 +343,6 @@ def _remove_files(entry: SongEntry) -> None:
     for t in entry.takes.values():
         _unlink(t.files.values())
     entry.path.unlink(missing_ok=True)
-
-
-def _pad_like(path: Path, like: Path) -> None:
-    """Pad (or cut) the audio at ``path`` with silence to the length of ``like``, in place."""
-    import numpy as np
-    import soundfile as sf
-
-    n = sf.info(str(like)).frames
-    y, sr = sf.read(str(path), dtype="int16", always_2d=True)
-    if len(y) != n:
-        y = y[:n] if len(y) > n else np.pad(y, ((0, n - len(y)), (0, 0)))
-        sf.write(str(path), y, sr, subtype="PCM_16", format="WAV")
-
-
-def _part(song, t: TakeEntry | None, part: str):
-    """The whole song, its new tracks alone ('new') or the song without them ('rest')."""
-    from dataclasses import replace
-
-    if t is None or part == "all":
-        return song
-    new = {id(x) for x in t.take.added}
-    tracks = [x for x in song.tracks if (id(x) in new) == (part == "new")]
-    return replace(song, tracks=tracks, warnings=[])
 
 
 # --- what the page sees ------------------------------------------------------------------------------------
@@ -569,7 +621,7 @@ def serve(song: str | Path | None = None, *, host: str = "127.0.0.1", port: int 
     if model is not None and not Path(model).exists():
         raise StemfillError(f"{model}: no such model file or folder")
     with tempfile.TemporaryDirectory(prefix="stemfill-studio-") as d:
-        studio = Studio(d, model=model, soundfont=soundfont, **limits)
+        studio = Studio(d, model=model, soundfont=soundfont, warm=True, **limits)
         first = None
         if song is not None:
             from stemfill.song.io import read_song
