@@ -296,3 +296,37 @@ def test_studio_serves_until_ctrl_c_and_removes_its_folder(tmp_path):
     assert p.returncode == 0, err
     assert "stopped" in out and "Traceback" not in err
     assert not list(tmp_path.glob("stemfill-studio-*"))
+
+
+def test_recording_refusals(client, studio):
+    r = client.post("/api/audio?name=take.wav&prompt=", content=b"RIFF")
+    assert r.status_code == 400 and "say what to add" in r.json()["error"]
+    r = client.post("/api/audio?name=take.mp4&prompt=add%20drums", content=b"data")
+    assert r.status_code == 415 and r.json()["error"].startswith("take.mp4: unsupported file type")
+    r = client.post("/api/audio?name=long.wav&prompt=add%20drums", content=b"x" * (65 * 1024))
+    assert r.status_code == 413 and "limit for recordings" in r.json()["error"]
+    r = client.post("/api/audio?name=noise.wav&prompt=add%20drums", content=b"not audio at all" * 64)
+    assert r.status_code == 400
+    msg = r.json()["error"]
+    assert msg.startswith("noise.wav: ") and str(studio.workdir) not in msg, msg
+    assert not list(studio.workdir.iterdir())  # nothing left behind
+    assert client.get("/api/state").status_code == 200
+
+
+@pytest.mark.slow
+def test_recording_runs_the_offline_route(tmp_path):
+    """A WAV through the page's recording box: the offline audio route with a prompt (under a minute)."""
+    import soundfile as sf
+
+    clip = ROOT / "examples" / "riff-no-drums.wav"
+    with TestClient(create_app(Studio(tmp_path / "w"))) as c:
+        r = c.post("/api/audio?name=riff-no-drums.wav&prompt=add%20drums", content=clip.read_bytes())
+        assert r.status_code == 200, r.text
+        got = r.json()
+        assert got["stems"] == ["drums"] and got["notes_added"] > 0 and got["notes_heard"] > 0
+        assert 100 < got["qpm"] < 160 and len(got["beats"]) > 10
+        for which in ("before", "after"):
+            w = c.get(f"/api/audio/{got['id']}/{which}.wav")
+            assert w.status_code == 200
+            (tmp_path / f"{which}.wav").write_bytes(w.content)
+        assert sf.info(str(tmp_path / "after.wav")).frames == sf.info(str(clip)).frames

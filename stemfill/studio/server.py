@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -226,6 +226,8 @@ class Studio:
 
         take, seconds = await self.run_model(job, {"song": entry.id, "stems": opts["stems"]})
         with self.state_lock:
+            # the page needs the notes, not the model's rolls (a few MB a take on a long song)
+            take = replace(take, roll=None, generated=None)
             t = TakeEntry(id=entry.next_take, take=take, options=opts, seconds=seconds)
             entry.next_take += 1
             entry.takes[t.id] = t
@@ -286,40 +288,41 @@ class Studio:
                     _, old = self.raw.popitem(last=False)
                     old.unlink(missing_ok=True)
             self.raw.move_to_end(h)
-            return np.load(path)
+            return np.load(path, mmap_mode="r")  # read as it is mixed, not held
 
     def write_wav(self, song, t: TakeEntry | None, part: str, path: Path) -> None:
-        """The whole take (the rest of the song, cached, plus the new part), its new part alone or the rest
-        alone, all as long as the whole and scaled alike (peaks at -1 dBFS at most, as `stemfill render`)."""
+        """The whole take, its new part alone or the rest alone, as long as the whole and scaled alike (peaks at
+        -1 dBFS at most, as `stemfill render`). The song is rendered per stem (drums, bass, guitar, other) and
+        each render is kept by content: a take renders its new part, and a stem whose notes it changed."""
         import numpy as np
         import soundfile as sf
 
         from stemfill.audio.render import PEAK, SAMPLE_RATE
-
         from stemfill.errors import AudioError
         from stemfill.files import atomic_path
 
         new_ids = {id(x) for x in t.take.added} if t is not None else set()
-        rest = self.raw_audio(song, [x for x in song.tracks if id(x) not in new_ids])
-        new = self.raw_audio(song, [x for x in song.tracks if id(x) in new_ids]) if new_ids else rest[:0]
-        n = max(len(rest), len(new))
+        rest = [self.raw_audio(song, g) for g in _stem_groups([x for x in song.tracks if id(x) not in new_ids])]
+        new = [self.raw_audio(song, [x for x in song.tracks if id(x) in new_ids])] if new_ids else []
+        n = max((len(y) for y in rest + new), default=0)
         if n == 0:
             raise AudioError(f"{path}: nothing to render: the song has no notes")
         mix = np.zeros((n, 2), np.float32)
-        mix[:len(rest)] += rest
-        mix[:len(new)] += new
+        for y in rest + new:
+            mix[:len(y)] += y
         peak = float(np.abs(mix).max())
         scale = PEAK / peak if peak > PEAK else 1.0
-        y = mix if part == "all" else np.zeros((n, 2), np.float32)
-        if part == "new":
-            y[:len(new)] = new
-        elif part == "rest":
-            y[:len(rest)] = rest
+        if part != "all":
+            mix[:] = 0
+            for y in (new if part == "new" else rest):
+                mix[:len(y)] += y
+        mix *= scale
         with atomic_path(path) as tmp:
-            sf.write(str(tmp), y * scale, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+            sf.write(str(tmp), mix, SAMPLE_RATE, subtype="PCM_16", format="WAV")
 
     def warm(self, entry: SongEntry) -> None:
-        """Render the song as it is in the background, for its A/B and the first take of a missing part."""
+        """Render the song as it is in the background (per stem, as ``write_wav`` mixes it), for its A/B and
+        for the first take of any part."""
         def run():
             try:
                 self.take_file(entry, None, ".wav")
@@ -327,6 +330,16 @@ class Studio:
                 log.info("studio: could not render %s ahead: %s", entry.name, one_line(e))
 
         threading.Thread(target=run, daemon=True, name="stemfill-studio-warm").start()
+
+
+def _stem_groups(tracks) -> list[list]:
+    """``tracks`` by stem (drums, bass, guitar, other), in that order; empty groups left out."""
+    from stemfill.song.stems import classify_track
+
+    groups: dict[str, list] = {}
+    for x in tracks:
+        groups.setdefault(x.stem or classify_track(x), []).append(x)
+    return [groups[k] for k in ("drums", "bass", "guitar", "other") if k in groups]
 
 
 def _size(n: int) -> str:

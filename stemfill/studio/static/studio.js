@@ -509,6 +509,11 @@ function drawRecording(r) {
 
 // --- start -------------------------------------------------------------------------------------------------------
 
+window.addEventListener("keydown", (ev) => {  // space: play / pause; A: switch A/B
+  if (!S.song || ev.target.closest("input, select, textarea, button")) return;
+  if (ev.code === "Space") { ev.preventDefault(); $("#play").click(); }
+  if (ev.key === "a" && !$("#ab").disabled) $("#ab").click();
+});
 $("#file").onchange = (ev) => { if (ev.target.files[0]) openFile(ev.target.files[0]); ev.target.value = ""; };
 $("#gen-form").onsubmit = generate;
 $("#undo").onclick = () => { if (S.takes.length) deleteTake(S.takes[S.takes.length - 1].id); };
