@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -30,9 +30,6 @@ from starlette.staticfiles import StaticFiles
 
 from stemfill.errors import StemfillError
 from stemfill.files import one_line
-
-if TYPE_CHECKING:
-    import numpy as np
 
 STATIC = Path(__file__).resolve().parent / "static"
 MB = 1024 * 1024
@@ -261,9 +258,10 @@ class Studio:
 
 
     # --- audio ----------------------------------------------------------------------------------------------
-    def raw_audio(self, song, tracks) -> "np.ndarray":
+    def raw_audio(self, song, tracks) -> tuple[Path, int]:
         """FluidSynth's stereo render (float32, unscaled) of ``tracks`` on ``song``'s tempo map, with the
-        soundfont of `stemfill render`; kept on disk by content, so a take re-renders only its new part."""
+        soundfont of `stemfill render`, as a raw interleaved float32 file and its frame count; kept by content,
+        so a take re-renders only its new part (and a stem whose notes it changed)."""
         import hashlib
         import tempfile
 
@@ -277,23 +275,25 @@ class Studio:
             path = self.raw.get(h)
             if path is None or not path.exists():
                 sf2 = check_renderer(self.soundfont)
-                with tempfile.TemporaryDirectory(dir=self.workdir) as d:
-                    mid = Path(d) / "part.mid"
-                    write_stem_midi(song, [x for x in tracks if x.notes], mid)
-                    y = render_midi(mid, sf2, channels=2) if any(x.notes for x in tracks) else np.zeros((0, 2), np.float32)
-                path = self.new_path(".npy")
-                np.save(path, y.astype(np.float32))
+                path = self.new_path(".f32")
+                if any(x.notes for x in tracks):
+                    with tempfile.TemporaryDirectory(dir=self.workdir) as d:
+                        mid = Path(d) / "part.mid"
+                        write_stem_midi(song, [x for x in tracks if x.notes], mid)
+                        np.ascontiguousarray(render_midi(mid, sf2, channels=2), dtype=np.float32).tofile(path)
+                else:
+                    path.write_bytes(b"")
                 self.raw[h] = path
                 while len(self.raw) > self.raw_kept:
                     _, old = self.raw.popitem(last=False)
                     old.unlink(missing_ok=True)
             self.raw.move_to_end(h)
-            return np.load(path, mmap_mode="r")  # read as it is mixed, not held
+            return path, path.stat().st_size // 8
 
     def write_wav(self, song, t: TakeEntry | None, part: str, path: Path) -> None:
         """The whole take, its new part alone or the rest alone, as long as the whole and scaled alike (peaks at
         -1 dBFS at most, as `stemfill render`). The song is rendered per stem (drums, bass, guitar, other) and
-        each render is kept by content: a take renders its new part, and a stem whose notes it changed."""
+        each render is kept by content; they are mixed in blocks of a few seconds, so memory stays small."""
         import numpy as np
         import soundfile as sf
 
@@ -304,21 +304,32 @@ class Studio:
         new_ids = {id(x) for x in t.take.added} if t is not None else set()
         rest = [self.raw_audio(song, g) for g in _stem_groups([x for x in song.tracks if id(x) not in new_ids])]
         new = [self.raw_audio(song, [x for x in song.tracks if id(x) in new_ids])] if new_ids else []
-        n = max((len(y) for y in rest + new), default=0)
+        n = max((m for _, m in rest + new), default=0)
         if n == 0:
             raise AudioError(f"{path}: nothing to render: the song has no notes")
-        mix = np.zeros((n, 2), np.float32)
-        for y in rest + new:
-            mix[:len(y)] += y
-        peak = float(np.abs(mix).max())
-        scale = PEAK / peak if peak > PEAK else 1.0
-        if part != "all":
-            mix[:] = 0
-            for y in (new if part == "new" else rest):
-                mix[:len(y)] += y
-        mix *= scale
+        block = 10 * SAMPLE_RATE
+
+        def blocks(parts):
+            files = [(open(p, "rb"), m) for p, m in parts]
+            try:
+                for a in range(0, n, block):
+                    y = np.zeros((min(block, n - a), 2), np.float32)
+                    for f, m in files:
+                        k = max(0, min(len(y), m - a))
+                        if k:
+                            y[:k] += np.fromfile(f, dtype=np.float32, count=2 * k).reshape(k, 2)
+                    yield y
+            finally:
+                for f, _ in files:
+                    f.close()
+
+        peak = max(float(np.abs(y).max()) for y in blocks(rest + new))
+        scale = np.float32(PEAK / peak if peak > PEAK else 1.0)
+        chosen = {"all": rest + new, "new": new, "rest": rest}[part]
         with atomic_path(path) as tmp:
-            sf.write(str(tmp), mix, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+            with sf.SoundFile(str(tmp), "w", SAMPLE_RATE, 2, subtype="PCM_16", format="WAV") as out:
+                for y in blocks(chosen):
+                    out.write(y * scale)
 
     def warm(self, entry: SongEntry) -> None:
         """Render the song as it is in the background (per stem, as ``write_wav`` mixes it), for its A/B and
