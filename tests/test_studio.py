@@ -330,3 +330,11 @@ def test_recording_runs_the_offline_route(tmp_path):
             assert w.status_code == 200
             (tmp_path / f"{which}.wav").write_bytes(w.content)
         assert sf.info(str(tmp_path / "after.wav")).frames == sf.info(str(clip)).frames
+
+
+def test_only_local_host_names_are_answered(tmp_path):
+    app = create_app(Studio(tmp_path / "w"), allowed_hosts=["127.0.0.1", "localhost"])
+    with TestClient(app, base_url="http://127.0.0.1:9") as c:
+        assert c.get("/api/state").status_code == 200
+    with TestClient(app, base_url="http://evil.example:9") as c:  # a rebound DNS name
+        assert c.get("/api/state").status_code == 400

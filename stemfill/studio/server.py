@@ -482,8 +482,10 @@ def check_options(o: Any) -> dict[str, Any]:
 # --- the app ---------------------------------------------------------------------------------------------
 
 
-def create_app(studio: Studio, *, first_song: str | None = None) -> Starlette:
-    """The ASGI app of ``studio``; ``first_song``: the id of a song opened on the command line."""
+def create_app(studio: Studio, *, first_song: str | None = None, allowed_hosts: list[str] | None = None) -> Starlette:
+    """The ASGI app of ``studio``; ``first_song``: the id of a song opened on the command line;
+    ``allowed_hosts``: the Host headers it answers (None: any), so that a web page cannot reach a local studio
+    through a name of its own that resolves to 127.0.0.1 (DNS rebinding)."""
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
@@ -627,7 +629,13 @@ def create_app(studio: Studio, *, first_song: str | None = None) -> Starlette:
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     handlers = {Refusal: refused, StemfillError: stemfill_error, HTTPException: http_error, Exception: crashed}
-    return Starlette(routes=routes, exception_handlers=handlers)
+    middleware = []
+    if allowed_hosts is not None:
+        from starlette.middleware import Middleware
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts))
+    return Starlette(routes=routes, exception_handlers=handlers, middleware=middleware)
 
 
 def serve(song: str | Path | None = None, *, host: str = "127.0.0.1", port: int = 0, open_browser: bool = True,
@@ -655,7 +663,9 @@ def serve(song: str | Path | None = None, *, host: str = "127.0.0.1", port: int 
             copy = studio.new_path(p.suffix.lower())
             shutil.copyfile(p, copy)
             first = studio.add_song(copy, p.name).id
-        app = create_app(studio, first_song=first)
+        local = ["127.0.0.1", "localhost", "::1", "[::1]"]
+        app = create_app(studio, first_song=first,
+                         allowed_hosts=None if host in ("0.0.0.0", "::", "") else sorted(set(local + [host])))
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
