@@ -671,6 +671,7 @@ def serve(song: str | Path | None = None, *, host: str = "127.0.0.1", port: int 
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
+            sock.listen(128)  # from now on a request waits for the server instead of being refused
         except OSError as e:
             sock.close()
             raise StemfillError(f"--host {host} --port {port}: cannot listen there: {e.strerror or e}") from None
