@@ -104,3 +104,23 @@ def test_open_add_bass_play_download(browser, studio_url, tmp_path):
     assert notes_of(original) <= notes_of(got)  # every original note is in the take
     assert any("Bass" in t.name and t.notes for t in got.tracks)
     assert not problems, problems
+
+
+@pytest.mark.slow
+def test_recording_box(browser, studio_url):
+    """A WAV dropped on the page: the offline audio route with the prompt, what it heard, before and after."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.goto(studio_url)
+    page.wait_for_selector("body[data-ready='1']")
+    page.set_input_files("#file", str(ROOT / "examples" / "riff-no-drums.wav"))
+    page.fill("#prompt", "add reggae drums")
+    page.click("#rec-go")
+    page.wait_for_selector("#rec-result:not([hidden])", timeout=180_000)
+    heard = page.inner_text("#rec-heard")
+    assert re.search(r"Heard \d+ beats at about \d+(\.\d)? qpm", heard) and "added drums" in heard, heard
+    assert page.is_hidden("#error")
+    for which in ("before", "after"):
+        assert page.evaluate(f"fetch(document.getElementById('rec-{which}').src).then(r => r.status)") == 200
+    assert not problems, problems
