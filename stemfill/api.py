@@ -19,7 +19,7 @@ import copy
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 
 from stemfill.errors import StemfillError
 
@@ -78,6 +78,7 @@ class Take:
     generated: "np.ndarray" = field(repr=False)  # (3, T) bool: the steps each channel generated
     stems: list[str] = field(default_factory=list)  # the stems asked for
     seed: int = 0
+    removed: list["Track"] = field(default_factory=list)  # the song's tracks ``replace=True`` left out
 
     @property
     def key_name(self) -> str | None:
@@ -133,8 +134,10 @@ class FillPlan:
             cache[k] = load_fill_model(path, self.engine, controls=wants, candidates=self.candidates)
         return cache[k]
 
-    def run(self, song: "Song", *, cache: dict | None = None) -> Take:
-        """Fill ``song`` (it is not changed) as planned: what `stemfill midi` does between reading and writing."""
+    def run(self, song: "Song", *, cache: dict | None = None,
+            progress: Callable[[int, int], None] | None = None) -> Take:
+        """Fill ``song`` (it is not changed) as planned: what `stemfill midi` does between reading and writing.
+        ``progress(done, total)``: called as the model's windows are filled."""
         from stemfill.pianoroll.config import with_temperature
         from stemfill.pianoroll.controls import read_reference, resolve_controls
         from stemfill.pianoroll.fill import fill_song
@@ -163,9 +166,16 @@ class FillPlan:
             else:
                 controls = resolve_controls(self.request, stems, m.controls, reference, str(self.like))
         res = fill_song(song, add, m, steps=self.steps, seed=self.seed, bars=self.bars, candidates=self.candidates,
-                        replace=self.replace, guidance=self.guidance, key=self.key, controls=controls)
+                        replace=self.replace, guidance=self.guidance, key=self.key, controls=controls,
+                        progress=progress)
+        from stemfill.song.bars import clip_track, last_bar_end
+
+        end = last_bar_end(song)  # the new parts end where the song's last bar does: no bar added
+        for t in res.added:
+            clip_track(t, end)
         return Take(song=res.song, added=list(res.added), engine=res.engine, key=res.key, key_source=res.key_source,
-                    roll=res.roll, generated=res.generated, stems=list(dict.fromkeys(add)), seed=self.seed)
+                    roll=res.roll, generated=res.generated, stems=list(dict.fromkeys(add)), seed=self.seed,
+                    removed=list(res.removed))
 
 
 def plan_fill(add: str | Sequence[str], *, bars: str | None = None, density: Control = None,

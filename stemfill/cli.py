@@ -6,6 +6,7 @@ Every StemfillError becomes one line on stderr and exit code 1.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from pathlib import Path
@@ -18,6 +19,35 @@ from stemfill.pianoroll.grid import STEPS_PER_BEAT, WINDOW, WINDOW_BARS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Add a missing instrument stem to a song.")
 BARS_HELP = "Bars A-B, A- (to the end) or A; 1-based, B included."
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from stemfill import __version__
+
+        typer.echo(f"stemfill {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                       help="Show the version and exit.")) -> None:
+    """Add a missing instrument stem to a song."""
+
+
+@contextlib.contextmanager
+def _tty_progress(description: str):
+    """Yields ``progress(done, total)`` drawing a rich bar on stderr where stderr is a terminal, else None."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=Console(stderr=True), transient=True) as prog:
+        task = prog.add_task(description, total=None)
+        yield lambda done, total: prog.update(task, completed=done, total=total)
 
 
 def _warn(path: Path, song) -> None:
@@ -74,8 +104,12 @@ def convert(
     """Convert songs into chunked piano-roll shards for training (resumable; broken files are skipped)."""
     from stemfill.datasets.convert import convert as run_convert
 
-    run_convert(inputs, out, chunk_len=chunk_len, hop=hop, jobs=jobs or None, require_all=require_all, seed=seed,
-                guitar_variants=guitar_variants, progress=sys.stderr.isatty(), log=lambda line: typer.echo(line, err=True))
+    rep = run_convert(inputs, out, chunk_len=chunk_len, hop=hop, jobs=jobs or None, require_all=require_all, seed=seed,
+                      guitar_variants=guitar_variants, progress=sys.stderr.isatty(),
+                      log=lambda line: typer.echo(line, err=True))
+    if rep.n_songs == 0:  # every file skipped: nothing to train on
+        raise StemfillError(f"{out}: no song converted: all {rep.n_files} song file{'s' * (rep.n_files != 1)} "
+                            "skipped (the reasons are above and in the manifest)")
 
 
 @app.command()
@@ -170,7 +204,11 @@ def midi_cmd(
     plan.model_path()  # no model installed: say so before reading
     song = read_song(inp)
     _warn(inp, song)
-    res = plan.run(song)  # the same path as stemfill.fill and `stemfill studio`
+    with _tty_progress("filling windows") as progress:
+        res = plan.run(song, progress=progress)  # the same path as stemfill.fill and `stemfill studio`
+    if res.removed:  # --replace: the tracks it took out, by name
+        typer.echo(f"replaced: removed {len(res.removed)} track{'s' * (len(res.removed) != 1)}: "
+                   + ", ".join(f"{t.name or '(no name)'!r} ({len(t.notes)} notes)" for t in res.removed), err=True)
     notes: list[str] = []
     write_song(res.song, out, source=inp, report=notes)
     for line in notes:  # what the tab writer chose or could not keep (tunings, dropped notes)

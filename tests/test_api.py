@@ -130,3 +130,13 @@ def test_read_names_the_file():
 def test_audio_add_is_the_offline_route_and_checks_first(tmp_path):
     with pytest.raises(StemfillError, match="missing.wav: no such file"):
         stemfill.audio.add(tmp_path / "missing.wav", tmp_path / "out.wav", "add drums")
+
+
+def test_replace_says_what_it_removed_and_new_parts_end_with_the_song():
+    song = stemfill.read(RIFF)
+    take = stemfill.fill(song, add="drums", replace=True)
+    assert [t.name for t in take.removed] == ["Drums"]
+    assert [t.name for t in take.song.tracks].count("Drums") == 0
+    from stemfill.song.bars import last_bar_end
+
+    assert max(n.end for n in take.added[0].notes) <= last_bar_end(song)
