@@ -491,7 +491,9 @@ def create_app(studio: Studio, *, first_song: str | None = None, allowed_hosts: 
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
     async def state(request: Request) -> Response:
-        return JSONResponse({"songs": [{"id": e.id, "name": e.name} for e in studio.songs.values()],
+        with studio.state_lock:  # a song may be opening in a worker thread
+            songs = list(studio.songs.values())
+        return JSONResponse({"songs": [{"id": e.id, "name": e.name} for e in songs],
                              "first": first_song if first_song in studio.songs else None,
                              "busy": studio.busy is not None, "waiting": studio.waiting,
                              "limits": {"score": studio.score_limit, "audio": studio.audio_limit,
