@@ -186,36 +186,14 @@ def midi_cmd(
     library: Optional[Path] = typer.Option(None, "--library", help="Drum pattern library for the pattern decoder (`stemfill library build`); default: the one shipped with the model. Implies --drum-decoder patterns."),
 ) -> None:
     """Add missing stems (drums / bass / guitar) to a song with the diffusion model."""
+    from stemfill.api import plan_fill
     from stemfill.files import check_output_path
-    from stemfill.song.bars import parse_bars
     from stemfill.song.io import WRITE_EXTS, read_song, write_song
 
-    from stemfill.pianoroll.controls import parse_controls, read_reference, resolve_controls
-
-    if bars:
-        parse_bars(bars)  # the syntax, before anything is read
-    from stemfill.pianoroll.fast import check_engine
-
-    engine = check_engine(engine)  # before anything is read
-    drums_dec = _drum_decoder_option(drum_decoder, library, list(add))  # the library is read before the song
-    if like_bars:
-        parse_bars(like_bars)
-    if like_bars and like is None:
-        raise StemfillError("--like-bars needs --like FILE")
-    if style is not None:
-        from stemfill.pianoroll.styles import check_style
-
-        if like is not None:
-            raise StemfillError("--style and --like both name a part to play like; give one")
-        style = check_style(style, list(add))
-    from stemfill.pianoroll.config import parse_temperature, with_temperature
-
-    try:  # before anything is read
-        temperatures = parse_temperature(temperature, list(add))
-    except ValueError as e:
-        raise StemfillError(str(e)) from None
-    request = parse_controls(list(add), {"density": density, "complexity": complexity, "register": register},
-                             fills=fills, like=str(like) if like else style, like_bars=like_bars)
+    plan = plan_fill(list(add), bars=bars, density=density, complexity=complexity, register=register, fills=fills,
+                     style=style, like=like, like_bars=like_bars, seed=seed, temperature=temperature, model=model,
+                     steps=steps, candidates=candidates, replace=replace, guidance=guidance, key=key,
+                     engine=engine, drum_decoder=drum_decoder, library=library)  # every option, before anything is read
     out = out or _default_out(inp, list(add))
     check_output_path(out, inp, exts=WRITE_EXTS)
     if plot is not None:
@@ -225,44 +203,13 @@ def midi_cmd(
 
         check_output_path(audio, inp, exts=RENDER_EXTS)
         sf2 = check_renderer(soundfont)
-    from stemfill.pianoroll.model import default_model_path
-
-    model_path = model if model is not None else default_model_path()
+    plan.model_path()  # no model installed: say so before reading
     song = read_song(inp)
     _warn(inp, song)
-    reference = read_reference(like, like_bars) if like is not None else None
-    if style is not None:
-        from stemfill.pianoroll.styles import style_roll
-
-        reference = style_roll(style)
-    from stemfill.pianoroll.fast import load_fill_model
-    from stemfill.pianoroll.fill import fill_song
-
-    m = load_fill_model(model_path, engine, controls=not request.empty(), candidates=candidates)
-    if temperatures:
-        m.sampling = with_temperature(m.sampling, temperatures)
-    controls = None
-    if not request.empty():
-        if m.controls is None:
-            raise StemfillError(f"{model_path}: this model has no controls (--density, --complexity, --register, "
-                                "--fills, --like); use one trained with `stemfill train --controls`")
-        stems = list(dict.fromkeys(add))
-        if style is not None:  # a style is a drum groove; the other stems play as the model hears the song
-            controls = resolve_controls(request, ["drums"], m.controls, reference, f"style {style}")
-            controls.update({k: v for k, v in resolve_controls(request, stems, m.controls).items() if k != "drums"})
-        else:
-            controls = resolve_controls(request, stems, m.controls, reference, str(like))
     with _tty_progress("filling windows") as progress:
-        res = fill_song(song, list(add), m, steps=steps, seed=seed, bars=bars, candidates=candidates, replace=replace,
-                        guidance=guidance, key=key, controls=controls, progress=progress,
-                        drums=drums_dec if drums_dec != "model" else "model")
-    for line in res.notes:
+        res = plan.run(song, progress=progress)  # the same path as stemfill.fill and `stemfill studio`
+    for line in res.notes:  # what the decoder could not do as asked
         typer.echo(f"note: {inp}: {line}", err=True)
-    from stemfill.song.bars import clip_track, last_bar_end
-
-    end = last_bar_end(song)  # the new parts end where the song's last bar does: no bar added
-    for t in res.added:
-        clip_track(t, end)
     if res.removed:  # --replace: the tracks it took out, by name
         typer.echo(f"replaced: removed {len(res.removed)} track{'s' * (len(res.removed) != 1)}: "
                    + ", ".join(f"{t.name or '(no name)'!r} ({len(t.notes)} notes)" for t in res.removed), err=True)
@@ -281,26 +228,6 @@ def midi_cmd(
         from stemfill.audio.render import render_song_file
 
         typer.echo(f"wrote {audio} ({render_song_file(res.song, audio, sf2)['seconds']:.1f} s)")
-
-
-def _drum_decoder_option(which: Optional[str], library: Optional[Path], add: List[str]):
-    """--drum-decoder / --library -> what fill_song takes as ``drums``: "model", None (cells) or a DrumDecoder."""
-    if which is not None and which not in ("patterns", "cells"):
-        raise StemfillError(f"--drum-decoder {which!r}: choose patterns or cells")
-    if library is not None and which == "cells":
-        raise StemfillError("--library is for the pattern decoder; drop --drum-decoder cells")
-    if library is None:
-        return None if which == "cells" else "model" if which is None else _pattern_decoder(None)
-    if "drums" not in add:
-        raise StemfillError(f"{library}: --library plays drums, and drums are not being added (--add drums)")
-    return _pattern_decoder(library)
-
-
-def _pattern_decoder(library: Optional[Path]):
-    from stemfill.generate.decoder import DrumDecoder
-    from stemfill.generate.library import get_library
-
-    return DrumDecoder(get_library(library))
 
 
 library_app = typer.Typer(no_args_is_help=True, help="Drum pattern libraries for the pattern decoder.")
@@ -334,6 +261,25 @@ def library_build_cmd(
     meters = ", ".join(f"{m} {int(((lib.meter == m) & ~lib.fill).sum())}" for m in lib.meters())
     typer.echo(f"wrote {out}: {len(lib)} bar patterns ({int(lib.fill.sum())} fills; grooves by meter: {meters}), "
                f"{len(lib.phrases)} phrases, from {sum(s['songs'] for s in lib.meta['sources'])} songs")
+
+
+@app.command("studio")
+@friendly
+def studio_cmd(
+    song: Optional[Path] = typer.Argument(None, metavar="[SONG]", help="A MIDI or Guitar Pro file to open first (optional: the page opens files too)."),
+    port: int = typer.Option(0, "--port", min=0, max=65535, help="Port to listen on (0: a free one)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on. Anything but 127.0.0.1 / localhost / ::1 lets anyone who can reach the port use the studio."),
+    no_browser: bool = typer.Option(False, "--no-browser", help="Print the URL only; do not open a browser."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model folder, .safetensors or ckpt.pt (default: the shipped model)."),
+    soundfont: Optional[Path] = typer.Option(None, "--soundfont", help="General MIDI .sf2 for listening (default: STEMFILL_SOUNDFONT or the system's, as `stemfill render`)."),
+) -> None:
+    """Open a local page to add parts to a song, hear the takes side by side and download the one you keep."""
+    from stemfill.studio.server import serve
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(f"warning: --host {host}: anyone who can reach this port can use the studio (open files, run "
+                   "the model); use 127.0.0.1 unless you mean it", err=True)
+    serve(song, host=host, port=port, open_browser=not no_browser, model=model, soundfont=soundfont, echo=typer.echo)
 
 
 @app.command("export-onnx")
