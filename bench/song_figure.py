@@ -2,11 +2,12 @@
 filled drums and their notes a bar, with the section changes the song's other parts show.
 
     python bench/song_figure.py SONG -o docs/img/song-drums.png [--bars A-B] [--model M] [--seed S]
-                                [--temperature T] [--fills none [sections]]
+                                [--temperature T] [--fills [cells] none [sections]]
 
 The drums are filled as ``stemfill midi SONG --add drums --replace`` fills them (``fill.fill_roll``: the model
 hears the bass, the guitar and the song's other tracks), once per ``--fills`` value (none: as the model
-plays them; sections: with a fill asked for in the bar before each section change). Dashed lines: the phrase starts that
+plays them; sections: with a fill asked for in the bar before each section change; cells: the cell decoder,
+the likeliest hits one by one, as before the pattern decoder). Dashed lines: the phrase starts that
 ``sections.section_starts`` marks as section changes. Crashes (crash, china, splash) are drawn as dots on
 the drum rows' top, so a crash on a section's downbeat shows. Prints the section starts and the crash and
 notes-a-bar counts it drew.
@@ -31,7 +32,7 @@ def main(argv=None) -> int:
     ap.add_argument("--bars", help="bars to draw, A-B (1-based, B included; default: all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--temperature", type=float, help="the drums' decoding temperature (default: the model's own)")
-    ap.add_argument("--fills", nargs="+", choices=("none", "sections"), default=["none"],
+    ap.add_argument("--fills", nargs="+", choices=("cells", "none", "sections"), default=["none"],
                     help="one row of filled drums per value")
     a = ap.parse_args(argv)
 
@@ -70,7 +71,10 @@ def main(argv=None) -> int:
         if mode == "sections":
             bars = tuple(fill_bars(real, known, other))
             planes = control_planes({"drums": StemControls(fill_bars=bars)}, T, real.shape[1])
-        fills[mode] = fill_roll(model, real, known, seed=a.seed, other=other, controls=planes)[c]
+        from stemfill.generate.plan import song_bars
+
+        kw = {"drums": None} if mode == "cells" else {"bars": song_bars(song, T)}  # cells: the cell decoder
+        fills[mode] = fill_roll(model, real, known, seed=a.seed, other=other, controls=planes, **kw)[c]
     starts = section_starts(real, known, other)
     n_bars = -(-T // BAR)
     lo, hi = 1, n_bars
@@ -82,8 +86,9 @@ def main(argv=None) -> int:
     crash_rows = list(CRASH_ROWS)
     pitched = real[1:].any(0) | (other[0] > 0 if other is not None else False)  # (P, T) everything else sounding
     drums = {"real drums": (real[c], "#555555")}
-    colors = {"none": "#d62728", "sections": "#9467bd"}
-    drums.update({("filled drums" if m == "none" else "filled, --fills\nsections"): (v, colors[m]) for m, v in fills.items()})
+    colors = {"cells": "#ff7f0e", "none": "#d62728", "sections": "#9467bd"}
+    label = {"cells": "filled drums,\ncell decoder", "none": "filled drums", "sections": "filled, --fills\nsections"}
+    drums.update({label[m]: (v, colors[m]) for m, v in fills.items()})
     fig = Figure(figsize=(14, 4.5 + 1.3 * len(drums)), dpi=110)
     FigureCanvasAgg(fig)
     axes = fig.subplots(2 + len(drums), 1, sharex=True, gridspec_kw={"height_ratios": [2.2] + [1.2] * len(drums) + [0.9]})

@@ -384,7 +384,7 @@ def eval_(
     split: str = typer.Option("test", "--split", help="Split to evaluate on: train, valid, test, or band (real band parts: the onyxite test songs and the multi-track guitarpro songs; stemfill.datasets.chunks.BAND)."),
     system: Optional[List[str]] = typer.Option(
         None, "--system", "-s",
-        help="System(s): real, random, rule, retrieval, model, paper (repeatable; default: all baselines, "
+        help="System(s): real, random, rule, retrieval, model, model-cells (the model with its drums decoded cell by cell), paper (repeatable; default: all baselines, "
              "plus model with --model and paper with --paper-models)."),
     model: Optional[Path] = typer.Option(None, "--model", help="Model folder, .safetensors or ckpt.pt for the 'model' system (default: the shipped model)."),
     paper_models: Optional[str] = typer.Option(

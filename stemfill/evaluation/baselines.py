@@ -26,7 +26,7 @@ from stemfill.pianoroll.grid import BASS_LOW, CHANNEL, GUITAR_LOW, STEPS_PER_BEA
 from stemfill.pianoroll.roll import DRUM_KIT
 from stemfill.song.song import STEMS
 
-SYSTEMS = ("real", "random", "rule", "retrieval", "model", "paper")
+SYSTEMS = ("real", "random", "rule", "retrieval", "model", "model-cells", "paper")
 DRUMS, BASS, GUITAR = CHANNEL["drums"], CHANNEL["bass"], CHANNEL["guitar"]
 _KIT_ROW = {name: i for i, (name, _, _) in enumerate(DRUM_KIT)}
 
@@ -422,6 +422,10 @@ def get_system(name: str, model_path: str | Path | None = None, train_chunks: Ch
         return RetrievalSystem(train_chunks, seed=seed)
     if name == "model":
         return ModelSystem(model_path, steps=steps)
+    if name == "model-cells":  # the same model, its drums decoded cell by cell (no pattern decoder)
+        m = ModelSystem(model_path, steps=steps, drums=None)
+        m.name = "model-cells"
+        return m
     if name == "paper":
         return PaperSystem(model_path, steps=steps)
     raise StemfillError(f"unknown system {name!r}; expected one of {', '.join(SYSTEMS)}")

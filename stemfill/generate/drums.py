@@ -48,6 +48,7 @@ class PatternConfig:
     change_section: float = 0.1  # ... at a section start
     temperature: float = 0.3  # Gumbel scale of the per-pattern draw (0: the best-scoring sequence)
     bar_temperature: float = 0.0  # Gumbel scale of a draw per bar and pattern (bar-to-bar variation)
+    rest_below: float = 0.0  # a bar where the network expects fewer hits than this (per 4/4 bar) rests
     fill_join: float = 2.0  # fills: weight of their first half's agreement with the groove they leave
     fill_top: int = 8  # fills: drawn among the best this many
 
@@ -201,11 +202,16 @@ def _phrase_run(run: list[int], bars, p: np.ndarray, plan: Plan, lib: PatternLib
             i = run[bk]
             bar = bars[i]
             pat = lib.bits[phrases[j, k], :C, :L].copy()
+            if cfg.rest_below > 0 and pb[bk].sum() < cfg.rest_below * L / 48:
+                done[bar.start:bar.start + L] = True  # the network hears a bar with (almost) no drums: rest
+                continue
             if plan.constrain_fills and plan.fill[i] and not lib.fill[phrases[j, k]]:
                 f = _fill_for(lib, allidx, S[bk], phrases[j, k], L, C, cfg, rng)
                 if f is not None:
                     pat = lib.bits[f, :C, :L].copy()
-            if pcrash[j, k] or (plan.constrain_fills and plan.crash[i]):
+            # a whole song's plan decides the crash on a phrase's downbeat; inside it, the phrase's own crashes
+            own = pcrash[j, k] and not (plan.constrain_fills and k == 0)
+            if own or (plan.constrain_fills and plan.crash[i]):
                 pat[DOWNBEAT_YIELDS, 0] = False
                 pat[CRASH, 0] = True
             hits[:, bar.start:bar.start + L] = pat

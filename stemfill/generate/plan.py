@@ -33,9 +33,10 @@ class Bar:
 class PlanConfig:
     """How often the planner asks for fills (the rest of the decoder's settings are ``drums.PatternConfig``)."""
 
-    fill_section: float = 0.75  # chance of a fill in the bar before a section start
-    fill_phrase: float = 0.08  # ... at the end of any other phrase of PHRASE_BARS bars
+    fill_section: float = 0.35  # chance of a fill in the bar before a section start
+    fill_phrase: float = 0.04  # ... at the end of any other phrase of PHRASE_BARS bars
     crash_after_fill: bool = True
+    crash_section: float = 0.3  # chance of a crash on a section start's downbeat (after a fill: always)
 
 
 @dataclass
@@ -116,7 +117,7 @@ def make_plan(bars: list[Bar], roll: np.ndarray | None = None, known: np.ndarray
     for b in forced_fills or ():
         if 0 <= b < n:
             fill[b] = True
-    crash = section.copy()
+    crash = section & (rng.random(n) < cfg.crash_section)
     if cfg.crash_after_fill:
         crash[1:] |= fill[:-1]
     return Plan(bars, phrase, section, fill, crash, notes, constrain_fills=sections)

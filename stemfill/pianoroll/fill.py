@@ -469,6 +469,9 @@ def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed:
     dec = drum_decoder_for(model) if drums == "model" else drums
     song_bar_list = song_bars(song, T)
     said: list[str] = []
+    t_drums = model.sampling.temperature[CHANNEL["drums"]] if len(model.sampling.temperature) else 0.0
+    if dec is not None and t_drums > 0:  # --temperature drums=T: how freely the pattern decoder draws its phrases
+        dec = dc_replace(dec, patterns=dc_replace(dec.patterns, phrase_temperature=float(t_drums)))
     forced = None
     if dec is not None and "drums" in asked:
         c = asked["drums"]

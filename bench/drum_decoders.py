@@ -1,0 +1,79 @@
+"""Compare drum decoder settings on held-out chunks, drums missing: onset F1, the realism two-sample test
+(logistic, folds by song) and a few telltales, one line per setting.
+
+    python bench/drum_decoders.py --data CHUNKS [--split valid] [--limit 300] SETTING [SETTING ...]
+
+SETTING is ``cells`` (the cell decoder) or ``LIBRARY[:key=value...]`` with keys of
+``generate.drums.PatternConfig`` and ``generate.plan.PlanConfig`` (e.g.
+``stemfill/models/default/drum-patterns.npz:phrase_temperature=1``). Choose on valid; report on test with
+``stemfill eval``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--split", default="valid")
+    ap.add_argument("--limit", type=int, default=300)
+    ap.add_argument("settings", nargs="+")
+    a = ap.parse_args(argv)
+    from stemfill.datasets.chunks import load_chunks
+    from stemfill.evaluation import harness
+    from stemfill.evaluation import metrics as M
+    from stemfill.evaluation import realism as R
+    from stemfill.evaluation.baselines import ModelSystem
+    from stemfill.generate.decoder import DrumDecoder
+    from stemfill.generate.drums import PatternConfig
+    from stemfill.generate.library import load_library
+    from stemfill.generate.plan import PlanConfig
+
+    ch = load_chunks(a.data, a.split)
+    sel = harness.select(len(ch), a.limit, 0)
+    sel = sel[ch.present[sel, 0]]
+    truth = ch.rolls[sel]
+    other = ch.context[sel] if ch.context is not None else None
+    known = np.ones((len(sel), 3), bool)
+    known[:, 0] = False
+    masked = truth.copy()
+    masked[:, 0] = False
+    names = R.feature_names("drums", 12)
+    real = R.segment_features(truth, 0, 12, other)
+    system = ModelSystem(None)
+    print("| setting | onset F1 | realism | bar repeat (real) | rows used (real) | notes a bar (real) |")
+    print("|---|--:|--:|--:|--:|--:|")
+    for name in a.settings:
+        t0 = time.perf_counter()
+        if name == "cells":
+            dec = None
+        else:
+            lib, *kv = name.split(":")
+            kv = dict(x.split("=") for x in kv)
+            pc = PatternConfig(**{k: (v if k in ("fit", "unit") else float(v)) for k, v in kv.items()
+                                  if k in PatternConfig.__dataclass_fields__})
+            plc = PlanConfig(**{k: float(v) for k, v in kv.items() if k in PlanConfig.__dataclass_fields__})
+            dec = DrumDecoder(load_library(lib), pc, plc)
+        system.drums = dec
+        filled = system.fill(masked, known, np.random.default_rng(0), other=other)
+        f1 = np.nanmean(M.score_stem(filled, truth, 0, 12)["agree/onset_F1"])
+        g = R.segment_features(filled, 0, 12, other)
+        looks = {"gen": [g], "real": [real], "gen_x": [filled[:, 0]], "real_x": [truth[:, 0]]}
+        acc = harness._realism(looks, ch.song_index[sel], "drums", 12, 0, "logistic")["realism/accuracy"]
+        col = {k: names.index(k) for k in ("bar_repeat", "rows_used", "density")}
+        cells = " | ".join(f"{g[:, i].mean():.2f} ({real[:, i].mean():.2f})" for i in col.values())
+        print(f"| {name} | {f1:.3f} | {acc:.3f} | {cells} |  <!-- {time.perf_counter() - t0:.0f} s -->", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
