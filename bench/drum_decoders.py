@@ -12,7 +12,6 @@ SETTING is ``cells`` (the cell decoder) or ``LIBRARY[:key=value...]`` with keys 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 

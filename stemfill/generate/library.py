@@ -99,7 +99,7 @@ def load_library(path: str | os.PathLike) -> PatternLibrary:
             lib = PatternLibrary(bits, z["length"].astype(np.int64), z["meter"].astype(str), z["count"].astype(np.int64),
                                  z["fill"].astype(bool), z["phrases"].astype(np.int64), z["phrase_crash"].astype(bool),
                                  z["phrase_count"].astype(np.int64), meta, p)
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, KeyError, json.JSONDecodeError):
         raise StemfillError(f"{p}: not a stemfill drum pattern library (it cannot be read as one)") from None
     if meta.get("format") != FORMAT:
         raise StemfillError(f"{p}: not a stemfill drum pattern library (format {meta.get('format')!r}, "
