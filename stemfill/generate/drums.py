@@ -4,7 +4,8 @@ For each bar the network left open, every groove of the library in that bar's me
 
     score(bar, pattern) = w_fit * sum over cells of x * logit(P)      (the network's log-likelihood, up to a
                                                                       constant of the bar)
-                        - w_density * (hits(pattern) - sum P)^2 / (sum P + 1)
+                        - w_density * max(0, hits(pattern) - 1.25 sum P)^2 / (sum P + 1)   (no more hits
+                                                                      than the network expects: sparse bars stay sparse)
                         + w_common * log(count(pattern))              (how often drummers played it)
 
 and a Viterbi pass over the bars picks one groove per bar: keeping the groove costs nothing, changing it
@@ -41,8 +42,9 @@ class PatternConfig:
     repeat: float = 1.0  # phrases: bonus for playing the previous phrase again (not at a section start)
     fit: str = "dice"  # "dice": expected agreement 2 sum(x P) / (hits + sum P); "ll": Bernoulli log-likelihood
     w_fit: float = 10.0
-    w_density: float = 0.0
+    w_density: float = 1.0
     w_common: float = 0.0
+    density_margin: float = 1.25  # the density cost counts only the hits past this x the network's expected count
     change: float = 2.0  # cost of a new groove inside a phrase
     change_phrase: float = 0.5  # ... at a phrase start
     change_section: float = 0.1  # ... at a section start
@@ -64,7 +66,8 @@ def _bar_scores(lib: PatternLibrary, idx: np.ndarray, length: int, p_bars: np.nd
         ll = 2 * (p @ x.T) / (hits[None, :] + expect[:, None] + 1e-6)
     else:
         ll = (np.log(p) - np.log1p(-p)) @ x.T  # (n_bars, n)
-    dens = (hits[None, :] - expect[:, None]) ** 2 / (expect[:, None] + 1.0)
+    over = np.maximum(hits[None, :] - cfg.density_margin * expect[:, None], 0.0)  # hits past what the network expects
+    dens = over ** 2 / (expect[:, None] + 1.0)
     common = np.log(lib.count[idx].astype(np.float64))
     return cfg.w_fit * ll - cfg.w_density * dens + cfg.w_common * common[None, :]
 
