@@ -28,6 +28,8 @@ BEATS_PER_BAR = (3, 4)  # meters the decoder chooses from
 MIN_BEATS = 8  # fewer tracked beats than this: no steady beat
 MIN_ACTIVATION = 0.05  # median beat+downbeat activation at the tracked beats below this: no beat heard
 MIN_QPM, MAX_QPM = 55.0, 215.0  # the decoder's tempo range (madmom's defaults)
+WINDOW_S, MARGIN_S = 60.0, 5.0  # activations: 60 s at a time, with 5 s of context either side (memory flat in length)
+DECODE_WINDOW_S, DECODE_OVERLAP_S = 60.0, 15.0  # decoding: windows this long, sharing this much, stitched at a beat
 PARITY_MIN = 1.8  # beat_parity from which the tempo is taken to be double (chosen on the valid split, docs/audio.md)
 MIN_HALF_QPM = 40.0  # ... unless half of it is slower than this
 
@@ -63,8 +65,13 @@ def import_madmom():
     return madmom
 
 
-def beat_activations(y: np.ndarray, sample_rate: int = 44_100, *, num_threads: int = 1) -> np.ndarray:
-    """madmom's beat and downbeat activations, (frames at ``FPS``, 2), of mono float audio at ``sample_rate``."""
+def beat_activations(y: np.ndarray, sample_rate: int = 44_100, *, num_threads: int = 1, window_s: float = WINDOW_S,
+                     margin_s: float = MARGIN_S, progress=None) -> np.ndarray:
+    """madmom's beat and downbeat activations, (frames at ``FPS``, 2), of mono float audio at ``sample_rate``.
+
+    The network runs on ``window_s`` of audio at a time with ``margin_s`` of context either side (its spectrograms
+    and BLSTM states for a whole song would take memory in proportion to its length: 2.3 GB for 10 minutes); the
+    windows' activations are joined at their centres. ``progress(done, total)`` is called after each window."""
     import_madmom()
     from madmom.audio.signal import Signal
     from madmom.features.downbeats import RNNDownBeatProcessor
@@ -73,15 +80,82 @@ def beat_activations(y: np.ndarray, sample_rate: int = 44_100, *, num_threads: i
         import librosa
 
         y = librosa.resample(np.asarray(y, np.float32), orig_sr=sample_rate, target_sr=44_100, res_type="soxr_hq")
-    return RNNDownBeatProcessor(num_threads=num_threads)(Signal(np.asarray(y, np.float32), sample_rate=44_100))
+    y = np.asarray(y, np.float32)
+    proc = RNNDownBeatProcessor(num_threads=num_threads)
+    n_frames = int(np.ceil(len(y) / 44_100 * FPS))
+    win, margin = int(window_s * FPS), int(margin_s * FPS)
+    if n_frames <= win + 2 * margin:
+        out = proc(Signal(y, sample_rate=44_100))
+        if progress is not None:
+            progress(1, 1)
+        return out
+    hop = 44_100 // FPS  # samples per frame
+    starts = list(range(0, n_frames, win))
+    parts = []
+    for k, a in enumerate(starts):
+        b = min(a + win, n_frames)
+        lo, hi = max(0, a - margin), min(n_frames, b + margin)
+        act = proc(Signal(y[lo * hop:hi * hop], sample_rate=44_100))
+        parts.append(act[a - lo:a - lo + (b - a)])
+        if progress is not None:
+            progress(k + 1, len(starts))
+    out = np.concatenate(parts)
+    if len(out) < n_frames:  # madmom's last frame may fall short of the rounding up
+        out = np.concatenate([out, np.repeat(out[-1:], n_frames - len(out), axis=0)])
+    return out
 
 
-def _decode(act: np.ndarray, min_bpm: float = MIN_QPM, max_bpm: float = MAX_QPM) -> np.ndarray:
+def _decode_whole(act: np.ndarray, min_bpm: float = MIN_QPM, max_bpm: float = MAX_QPM) -> np.ndarray:
     """madmom's bar-pointer decoding of ``act`` between ``min_bpm`` and ``max_bpm``: (beats, 2), time and position."""
     from madmom.features.downbeats import DBNDownBeatTrackingProcessor
 
     return DBNDownBeatTrackingProcessor(beats_per_bar=list(BEATS_PER_BAR), fps=FPS, min_bpm=min_bpm,
                                         max_bpm=max_bpm)(act)
+
+
+def _decode(act: np.ndarray, min_bpm: float = MIN_QPM, max_bpm: float = MAX_QPM, *,
+            window_s: float = DECODE_WINDOW_S, overlap_s: float = DECODE_OVERLAP_S) -> np.ndarray:
+    """``_decode_whole``, in windows for long clips: madmom's Viterbi keeps a back-pointer per frame and state
+    (15k states), so a 10-minute clip at once took 1.2 GB. Windows of ``window_s`` sharing ``overlap_s`` are
+    decoded apart and stitched at a beat both found near the middle of their overlap (else at that middle);
+    the bar positions are then counted on from the first window's, in its meter."""
+    win, overlap = int(window_s * FPS), int(overlap_s * FPS)
+    n = len(act)
+    if n <= win + overlap:
+        return _decode_whole(act, min_bpm, max_bpm)
+    hop = win - overlap
+    starts = list(range(0, n - win, hop)) + [n - win]
+    starts = sorted(set(starts))
+    times: list[float] = []
+    meter = None
+    first_down = None
+    prev_end = None
+    for a in starts:
+        got = _decode_whole(act[a:a + win], min_bpm, max_bpm)
+        t = got[:, 0] + a / FPS
+        if meter is None and len(got):
+            meter = int(got[:, 1].max())
+            downs = t[got[:, 1] == 1]
+            first_down = float(downs[0]) if len(downs) else float(t[0])
+        if not times:
+            times = list(t)
+        elif len(t):
+            cut = 0.5 * (a / FPS + prev_end)  # the middle of the overlap
+            old = np.asarray(times)
+            i = int(np.argmin(np.abs(old - cut)))
+            j = int(np.argmin(np.abs(t - old[i])))
+            if abs(t[j] - old[i]) <= 0.07:  # both found this beat: join there
+                times = list(old[:i + 1]) + list(t[j + 1:])
+            else:
+                times = list(old[old < cut]) + list(t[t >= cut])
+        prev_end = (a + win) / FPS
+    if not times:
+        return np.empty((0, 2))
+    t = np.asarray(times)
+    meter = meter or BEATS_PER_BAR[-1]
+    k0 = int(np.argmin(np.abs(t - first_down)))
+    positions = (np.arange(len(t)) - k0) % meter + 1
+    return np.stack([t, positions.astype(np.float64)], axis=1)
 
 
 def beat_parity(act: np.ndarray, times: np.ndarray) -> float:
