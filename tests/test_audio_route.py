@@ -550,3 +550,23 @@ def test_windowed_beats_notes_and_drum_hits_match_the_whole(sf2, tracker, tmp_pa
     parts = transcribe(y, 44_100, chunk_s=3, margin_s=1)
     key = lambda ns: {(n.pitch, round(n.start / 0.25)) for n in ns}  # pitch and eighth note
     assert len(key(whole) & key(parts)) >= 0.9 * len(key(whole))
+
+
+def test_notes_on_every_other_beat_halve_a_double_time_tempo(tracker):
+    """Where the beat network's accents alone are not enough (offbeats almost as strong), the transcribed notes
+    starting only on every other tracked beat (the song's real beats: chords and bass) and the tempo prior decide."""
+    from stemfill.audio.beats import beat_parity, decode_beats, octave_score, onset_parity, tempo_prior_ratio
+
+    act = synthetic_activations(75, offbeat=0.75)  # a 75-qpm song with eighth notes nearly as strong as beats
+    times, _ = decode_beats(act)  # without notes: the tracker's double time stays
+    assert 60 / np.median(np.diff(times)) == pytest.approx(150, rel=0.03)
+    assert beat_parity(act, times) < 1.8
+    on_beats = 0.5 + 60 / 75 * np.arange(40)  # the notes start on the song's beats
+    assert onset_parity(times, on_beats) > 4 and onset_parity(times, np.sort(np.r_[on_beats, times])) < 2
+    assert octave_score(act, times, on_beats) >= 1.8
+    times, positions = decode_beats(act, note_starts=on_beats)
+    assert 60 / np.median(np.diff(times)) == pytest.approx(75, rel=0.03) and set(positions) == {1, 2, 3, 4}
+    assert tempo_prior_ratio(100 * np.sqrt(2)) == pytest.approx(1.0) and tempo_prior_ratio(80) < 1 < tempo_prior_ratio(200)
+    even = synthetic_activations(120, offbeat=0.01)  # notes on every beat of a 120-qpm song: it stays at 120
+    times, _ = decode_beats(even, note_starts=0.5 + 0.5 * np.arange(70))
+    assert 60 / np.median(np.diff(times)) == pytest.approx(120, rel=0.02)

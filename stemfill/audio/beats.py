@@ -5,8 +5,8 @@ madmom (code BSD; its model files CC BY-NC-SA 4.0) ships its trained networks in
 BLSTMs over multi-resolution spectrograms, 100 frames/s) gives beat and downbeat activations, and
 ``DBNDownBeatTrackingProcessor`` decodes them into beats with their position in the bar (3 or 4
 beats a bar, one meter for the whole song). Where every other tracked beat is much stronger than the
-beats between, the tracker has counted eighth notes (a slow song at double time), and the activations
-are decoded again around half the tempo (``decode_beats``).
+beats between, and the song's notes start on every other beat, the tracker has counted eighth notes (a slow
+song at double time), and the activations are decoded again around half the tempo (``decode_beats``).
 
 ``BeatGrid`` turns that into musical time: grid beat ``j`` sits at tick ``j * resolution``; tick 0 is
 audio time 0 and a bar line, so bars of the Song are the tracked bars. Before the first tracked
@@ -30,7 +30,10 @@ MIN_ACTIVATION = 0.05  # median beat+downbeat activation at the tracked beats be
 MIN_QPM, MAX_QPM = 55.0, 215.0  # the decoder's tempo range (madmom's defaults)
 WINDOW_S, MARGIN_S = 60.0, 5.0  # activations: 60 s at a time, with 5 s of context either side (memory flat in length)
 DECODE_WINDOW_S, DECODE_OVERLAP_S = 60.0, 15.0  # decoding: windows this long, sharing this much, stitched at a beat
-PARITY_MIN = 1.8  # beat_parity from which the tempo is taken to be double (chosen on the valid split, docs/audio.md)
+PARITY_MIN = 1.8  # octave_score from which the tempo is taken to be double (chosen on the valid split, docs/audio.md)
+PRIOR_QPM, PRIOR_SIGMA = 100.0, 0.589  # the tempo prior: log-normal around 100 qpm (sigma in natural-log units)
+ONSET_TOL_S = 0.05  # a note onset within this of a tracked beat counts for it (onset_parity)
+MAX_ONSET_PARITY = 8.0
 MIN_HALF_QPM = 40.0  # ... unless half of it is slower than this
 
 
@@ -169,6 +172,40 @@ def beat_parity(act: np.ndarray, times: np.ndarray) -> float:
     return max(even, odd) / max(min(even, odd), 1e-6)
 
 
+def onset_parity(times: np.ndarray, note_starts, tol: float = ONSET_TOL_S) -> float:
+    """How many more note onsets land on every other tracked beat than on the beats between: the transcribed
+    notes' starts within ``tol`` of a tracked beat, counted per beat, mean over the stronger alternate half over
+    the weaker's (at most ``MAX_ONSET_PARITY``). Near 1 when the tracked beats are the song's beats (notes start on
+    all of them); well above 1 when they are its eighth notes (chords and bass notes change on the real beats)."""
+    times = np.asarray(times, np.float64)
+    starts = np.asarray(note_starts, np.float64)
+    if len(times) < 4 or not len(starts):
+        return 1.0
+    i = np.clip(np.searchsorted(times, starts), 1, len(times) - 1)
+    nearest = np.where(starts - times[i - 1] <= times[i] - starts, i - 1, i)
+    near = np.abs(starts - times[nearest]) <= tol
+    counts = np.bincount(nearest[near], minlength=len(times)).astype(np.float64)
+    even, odd = counts[0::2].mean(), counts[1::2].mean()
+    return float(min(MAX_ONSET_PARITY, max(even, odd) / max(min(even, odd), max(even, odd) / MAX_ONSET_PARITY, 1e-9)))
+
+
+def tempo_prior_ratio(qpm: float) -> float:
+    """p(qpm / 2) / p(qpm) under the log-normal tempo prior (``PRIOR_QPM``, ``PRIOR_SIGMA``): above 1 for tempos
+    over ``PRIOR_QPM`` x sqrt(2) (141 qpm), where half the tempo is the likelier."""
+    k = np.log(2.0) / PRIOR_SIGMA ** 2
+    return float(np.exp(k * (np.log(qpm / PRIOR_QPM) - np.log(2.0) / 2)))
+
+
+def octave_score(act: np.ndarray, times: np.ndarray, note_starts=None) -> float:
+    """The evidence that tracked beats ``times`` are the song's eighth notes (double time): ``beat_parity`` (the
+    beat network's alternate beats) x ``onset_parity`` (where the transcribed notes start; 1 without notes) x
+    ``tempo_prior_ratio``. ``decode_beats`` halves the tempo from ``PARITY_MIN``."""
+    times = np.asarray(times, np.float64)
+    qpm = 60.0 / float(np.median(np.diff(times)))
+    onsets = onset_parity(times, note_starts) if note_starts is not None else 1.0
+    return beat_parity(act, times) * onsets * tempo_prior_ratio(qpm)
+
+
 def half_tempo(act: np.ndarray, found: np.ndarray) -> np.ndarray | None:
     """``act`` decoded again within 1.25x of half the tempo of ``found`` (``_decode``'s output); None when that
     would be under ``MIN_HALF_QPM``, or too few beats are there to start with or are left."""
@@ -181,17 +218,20 @@ def half_tempo(act: np.ndarray, found: np.ndarray) -> np.ndarray | None:
     return slower if len(slower) >= MIN_BEATS else None
 
 
-def decode_beats(act: np.ndarray, *, parity_min: float | None = PARITY_MIN) -> tuple[np.ndarray, np.ndarray]:
+def decode_beats(act: np.ndarray, *, note_starts=None,
+                 parity_min: float | None = PARITY_MIN) -> tuple[np.ndarray, np.ndarray]:
     """Beat times (seconds) and their 1-based positions in the bar from ``beat_activations``' output.
 
     madmom's decoder (``MIN_QPM``-``MAX_QPM``) counts eighth notes as beats in some slow songs (a 69-qpm ballad
-    tracked at 138). Where every other tracked beat is much stronger than the ones between (``beat_parity`` at
-    least ``parity_min``; None: never), the activations are decoded again around half the tempo (``half_tempo``).
+    tracked at 138, an 89-qpm song at 178). Where the tempo octave looks doubled (``octave_score``: every other
+    tracked beat much stronger than the ones between, in the network's activations and in where the song's notes
+    ``note_starts`` (seconds) begin, weighed by a tempo prior; at least ``parity_min``; None: never), the
+    activations are decoded again around half the tempo (``half_tempo``).
     Raises AudioError when no steady beat is found (free time, too few beats, nothing beat-like).
     """
     import_madmom()
     found = _decode(act)
-    if parity_min is not None and len(found) >= 2 and beat_parity(act, found[:, 0]) >= parity_min:
+    if parity_min is not None and len(found) >= 4 and octave_score(act, found[:, 0], note_starts) >= parity_min:
         slower = half_tempo(act, found)
         if slower is not None:
             found = slower

@@ -369,7 +369,8 @@ def add_stem_symbolic(in_path, out_path, prompt: str, *, stem_out=None, midi_out
     ``midi_out``: its notes as MIDI on the tracked tempo map (tick 0 = 0 s). ``model``: the piano-roll model
     (default: the embedded one). ``drum_context``: when a pitched stem is added, give the model the drum hits
     heard (``drums.drum_hits``) instead of letting it fill drums as unknown context. ``octave_check``: decode
-    the beats again at half the tempo where they look like double time (``beats.decode_beats``). ``log``: a callable
+    the beats again at half the tempo where they look like double time (``beats.decode_beats``: the beat network's
+    accents, where the transcribed notes start, a tempo prior). ``log``: a callable
     for one-line notes (stderr in the CLI). ``on_start``: called
     once the prompt, the paths, the renderer, the model and the input audio have been checked, before any work.
     ``progress``: a bar per stage on stderr (a terminal). Beats, notes and drum hits are found a minute of audio
@@ -426,12 +427,13 @@ def add_stem_symbolic(in_path, out_path, prompt: str, *, stem_out=None, midi_out
     # 2. beats -> grid; notes (and drum hits) -> Song
     with _Stages(progress, in_path.name) as bar:
         t = time.perf_counter()
-        act = beat_activations(y, SAMPLE_RATE, progress=bar.stage("beats"))
-        beats, positions = decode_beats(act, **({} if octave_check else {"parity_min": None}))
-        timings["beats"] = time.perf_counter() - t
-        t = time.perf_counter()
         notes = transcribe(y, SAMPLE_RATE, progress=bar.stage("notes"))
         timings["transcription"] = time.perf_counter() - t
+        t = time.perf_counter()
+        act = beat_activations(y, SAMPLE_RATE, progress=bar.stage("beats"))
+        beats, positions = decode_beats(act, note_starts=[n.start for n in notes],
+                                        **({} if octave_check else {"parity_min": None}))
+        timings["beats"] = time.perf_counter() - t
         hits = None
         if drum_context and "drums" not in p.stems:
             t = time.perf_counter()
