@@ -241,7 +241,7 @@ def mix_stem(in_path: Path, stem_wav: Path, *, sr: int, n_in: int, channels: int
              log=None) -> float:
     """Mix the rendered stem into the input, streaming: its gated RMS set ``stem_level_db`` below the input's, both
     scaled down together where the sum would clip. ``outs``: ``(path, format, subtype, what)`` to write, ``what``
-    "mix" or "stem" (in the input's channel layout; mono as ``(n,)``). Memory: a few blocks, whatever the length.
+    "mix" or "stem" (in the input's channel layout). Memory: a few blocks, whatever the length.
     Returns the stem's gain in dB."""
     import soundfile as sf
 
@@ -329,8 +329,8 @@ class _Stages:
 
 def has_bass(notes, seconds: float) -> bool:
     """Whether the transcription sounds like a song with a bass already: notes below ``BASS_LOW`` (E2, a guitar's
-    lowest string) sound for at least ``BASS_SHARE`` of the clip (threshold from bench/beat_octave.py's renders
-    with and without their bass, docs/audio.md)."""
+    lowest string) sound for at least ``BASS_SHARE`` of the clip (threshold from bench/bass_present.py, on
+    renders with and without their bass, docs/audio.md)."""
     spans = sorted((n.start, n.end) for n in notes if n.pitch < BASS_LOW)
     covered, end = 0.0, -np.inf
     for a, b in spans:  # the union of the low notes' spans
