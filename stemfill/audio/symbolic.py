@@ -313,6 +313,18 @@ class _Stages:
         if self.bar is not None:
             self.bar.__exit__(*exc)
 
+    def wrap(self, log):
+        """``log`` that takes the bar away while it writes, so that its line stands on its own above the bar."""
+        if self.bar is None:
+            return log
+
+        def say(line: str) -> None:
+            self.bar.stop()
+            log(line)
+            self.bar.start()
+
+        return say
+
     def stage(self, what: str, total: int | None = None):
         """Start a stage; returns ``progress(done, total)`` for the stage's windows."""
         if self.bar is None:
@@ -426,6 +438,7 @@ def add_stem_symbolic(in_path, out_path, prompt: str, *, stem_out=None, midi_out
 
     # 2. beats -> grid; notes (and drum hits) -> Song
     with _Stages(progress, in_path.name) as bar:
+        log = bar.wrap(log)
         t = time.perf_counter()
         notes = transcribe(y, SAMPLE_RATE, progress=bar.stage("notes"))
         timings["transcription"] = time.perf_counter() - t
