@@ -112,6 +112,7 @@ def route(clip, tmp_path_factory):
     ("Put a bass drum groove under it", ("drums",), ("groove",)),
     ("Insert a walking bass line", ("bass",), ("walking",)),
     ("bass guitar, please", ("bass",), ()),
+    ("add a separate bass line that cuts out in the chorus", ("bass",), ("separate", "cuts", "out", "chorus")),
     ("add drums and bass", ("drums", "bass"), ()),
 ])
 def test_prompt_stem_and_style_words(text, stems, style):

@@ -28,8 +28,8 @@ _OTHER_INSTRUMENTS = re.compile(
 # edits the route cannot make: it only adds a stem (checked before the stem words, so "remove drums" is not "add drums")
 _OTHER_EDITS = re.compile(
     r"\b(remov\w*|delet\w*|eras(?:e|ed|ing)|eliminat\w*|subtract\w*|mute\s+(?:the|all|its|their)|"
-    r"strip\s+(?:out|away|the)|take\s+out|taking\s+out|get\s+rid\s+of|cut\s+out|isolat\w*|extract\w*|"
-    r"separat\w*|unmix\w*|replac\w*|swap\w*|substitut\w*|exchang\w*|instead\s+of|turn\s+(?:up|down))\b", re.I)
+    r"strip\s+(?:out|away|the)|take\s+out|taking\s+out|get\s+rid\s+of|extract\w*|unmix\w*|replac\w*|swap\w*|"
+    r"substitut\w*|exchang\w*|instead\s+of|turn\s+(?:up|down))\b", re.I)
 # words that carry no style: verbs of the instruction, articles, fillers
 _FILLER = frozenset("""
 add adds adding insert inserting generate generating enhance put augment give make create write compose play playing
