@@ -6,6 +6,8 @@
     python bench/audio_route.py --data chunks --split test --roots corpus corpus-extra --exclude birthday \
         --remove drums --seconds 30 --json d.json                                       # the songs of docs/audio.md
     python bench/audio_route.py SONG.mid --remove bass --seconds 180                   # timing of a 3-minute excerpt
+    python bench/audio_route.py SONG.mid --remove drums --seconds 60 --minutes 1 5 10 --runs 1
+        # time and peak memory of `stemfill audio` on 1, 5 and 10 minutes (the excerpt looped), in a fresh process each
 
 Per song: the MIDI without the ``--remove`` stem is rendered with FluidSynth (mono, 44.1 kHz; ``--seconds``
 from the bar where the removed part first plays, at the tempo there), the route (stemfill.audio.symbolic.add_stem_symbolic) adds that stem back, and we score
@@ -14,7 +16,11 @@ from the bar where the removed part first plays, at the tempo there), the route 
   a performance recorded against a nominal 120 qpm has MIDI beats that are not the music's;
 - onset F1 (mir_eval.onset, +-50 ms) of the new part's note starts against the removed part's, over the excerpt;
 - the ceiling: the same F1 for the symbolic fill made from the true MIDI (stemfill midi's code on the song
-  without the stem), which is what the route loses to beat-tracking and transcription errors.
+  without the stem), which is what the route loses to beat-tracking and transcription errors;
+- on_8th / on_16th: the share of the new part's note starts within 50 ms of the MIDI's eighth-note / sixteenth-note
+  grid (a part played at twice the song's tempo lands on its sixteenths; meaningful for score-like songs).
+With ``--minutes``, only time and memory: the excerpt is looped to that length and the route runs in a child
+process (``stemfill.audio.symbolic.add_stem_symbolic``), whose peak resident memory is read with ``os.wait4``.
 Stage timings are wall-clock on this machine; peak memory is the process's maximum resident set.
 """
 
@@ -152,10 +158,19 @@ def run_one(path: Path, remove: str, seconds: float, model, sf2, seed: int = 0, 
     new = [t for t in filled.tracks[len(kept):] if t.stem == remove]
     ceil_on = onsets(filled, new, dur)
     f = lambda ref, est: float(mir_eval.onset.f_measure(ref, est, window=0.05)[0]) if len(ref) and len(est) else 0.0
+    beats = midi_beats(song, dur + 1)
+
+    def on_grid_share(k: int) -> float:  # share of the new part's starts within 50 ms of the MIDI's 1/k-beat grid
+        grid = np.concatenate([np.linspace(a, b, k, endpoint=False) for a, b in zip(beats[:-1], beats[1:])])
+        if not len(got_on) or not len(grid):
+            return 0.0
+        return float(np.mean(np.abs(got_on[:, None] - grid[None, :]).min(axis=1) <= 0.05))
+
     return {"song": str(path), "seconds": round(dur, 1), "on_grid": round(on_grid(song, kept + removed), 3),
             "qpm_true": round(song.tempos[0].qpm, 1),
             "qpm_tracked": round(r.qpm, 1), "beat_f": round(float(mir_eval.beat.f_measure(ref_beats, est_beats)), 3),
             "onset_f1": round(f(ref_on, got_on), 3), "onset_f1_ceiling": round(f(ref_on, ceil_on), 3),
+            "on_8th": round(on_grid_share(2), 3), "on_16th": round(on_grid_share(4), 3),
             "notes_heard": r.notes_heard, "notes_added": r.notes_added,
             "timings": {k: round(v, 2) for k, v in r.timings.items()}, "realtime_factor": round(r.timings["total"] / dur, 3)}
 
@@ -203,7 +218,7 @@ def pick_songs(a) -> list[Path]:
     return songs
 
 
-def summarise(rows: list[dict], keys=("beat_f", "onset_f1", "onset_f1_ceiling")) -> dict:
+def summarise(rows: list[dict], keys=("beat_f", "onset_f1", "onset_f1_ceiling", "on_8th", "on_16th")) -> dict:
     """Means and medians of ``keys`` over the scored songs, and over the score-like ones (``on_grid`` >= 0.5)."""
     ok = [r for r in rows if "skipped" not in r]
     out: dict = {"songs": len(ok), "skipped": len(rows) - len(ok)}
@@ -236,6 +251,48 @@ def add_song_set_args(ap: argparse.ArgumentParser, seconds: float) -> None:
     ap.add_argument("--seconds", type=float, default=seconds, help="excerpt length (from the start)")
 
 
+_CHILD = """
+import json, sys
+from stemfill.audio.symbolic import add_stem_symbolic
+r = add_stem_symbolic(sys.argv[1], sys.argv[2], sys.argv[3])
+print(json.dumps({"timings": r.timings, "seconds": r.seconds, "qpm": r.qpm}))
+"""
+
+
+def run_long(path: Path, remove: str, seconds: float, minutes: float, sf2, runs: int) -> dict:
+    """Time and peak memory of the route on the excerpt looped to ``minutes``, in a fresh process per run."""
+    import os
+    import subprocess
+
+    import soundfile as sf
+
+    with tempfile.TemporaryDirectory(prefix="bench-route-long-") as d:
+        d = Path(d)
+        got = render_excerpt(path, remove, seconds, sf2, d / "excerpt.wav")
+        if isinstance(got, str):
+            return {"song": str(path), "skipped": got}
+        y, sr = sf.read(d / "excerpt.wav", dtype="float32")
+        n = int(minutes * 60 * sr)
+        sf.write(d / "in.wav", np.tile(y, n // len(y) + 1)[:n], sr, subtype="PCM_16")
+        del y
+        out = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(d / "in.wav"), str(d / "out.wav"),
+                                     f"add {remove}"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            stdout = proc.stdout.read()
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            wall = time.perf_counter() - t
+            if proc.returncode != 0:
+                return {"song": str(path), "skipped": f"route failed (exit {proc.returncode})"}
+            res = json.loads(stdout.strip().splitlines()[-1])
+            out.append({"wall_s": wall, "peak_rss_gb": usage.ru_maxrss / 2**20, **res["timings"]})
+    med = {k: round(float(np.median([o[k] for o in out])), 2) for k in out[0]}
+    return {"song": str(path), "minutes": minutes, "runs": runs, **med,
+            "realtime_factor": round(med["total"] / (minutes * 60), 3)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_song_set_args(ap, seconds=60.0)
@@ -246,12 +303,37 @@ def main(argv=None) -> int:
                     "instead of giving it the drum hits heard (adding bass or guitar)")
     ap.add_argument("--no-octave-check", action="store_true",
                     help="keep madmom's tempo where it looks like double time")
+    ap.add_argument("--octave-rule", choices=("score", "parity"), default="score",
+                    help="score: stemfill's octave check (beats.octave_score); parity: the earlier one, the beat "
+                    "network's alternate-beat accents alone (beats.beat_parity), for before/after comparisons")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--minutes", type=float, nargs="+", default=None,
+                    help="time and peak memory only: the excerpt looped to each of these lengths (minutes)")
+    ap.add_argument("--runs", type=int, default=3, help="with --minutes: runs per length (medians)")
     a = ap.parse_args(argv)
     from stemfill.audio.render import check_renderer
 
     sf2 = check_renderer()
+    if a.octave_rule == "parity":
+        import stemfill.audio.beats as beats_module
+
+        beats_module.octave_score = lambda act, times, note_starts=None: beats_module.beat_parity(act, times)
     songs = pick_songs(a)
+    if a.minutes:
+        rows = [run_long(p, a.remove, a.seconds, m, sf2, a.runs) for p in songs for m in a.minutes]
+        print("| clip | load | beats | transcription | drum hits | fill | render + mix | total | x real time | "
+              "peak memory |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            if "skipped" in r:
+                print(f"| {r['song']}: skipped ({r['skipped']}) |")
+                continue
+            print(f"| {r['minutes']:g} min | {r['load']:.1f} s | {r['beats']:.1f} s | {r['transcription']:.1f} s | "
+                  f"{r.get('drums', 0):.1f} s | {r['fill']:.1f} s | {r['render_mix']:.1f} s | {r['total']:.1f} s | "
+                  f"{r['realtime_factor']:.2f} | {r['peak_rss_gb']:.2f} GiB |")
+        if a.json:
+            a.json.write_text(json.dumps({"long": rows}, indent=1) + "\n")
+        return 0
     print(f"{len(songs)} songs", file=sys.stderr, flush=True)
     rows = []
     t0 = time.perf_counter()
@@ -261,6 +343,7 @@ def main(argv=None) -> int:
         rows.append(row)
         print(json.dumps(row), flush=True)
     summary = {"remove": a.remove, "drum_context": not a.no_drum_context, "octave_check": not a.no_octave_check,
+               "octave_rule": a.octave_rule,
                **summarise(rows), "wall_s": round(time.perf_counter() - t0, 1),
                "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
     print(json.dumps(summary))

@@ -6,9 +6,10 @@
 Per song and per render (without drums, without bass; the excerpts of bench/audio_route.py), madmom's beat and
 downbeat activations and basic-pitch's notes are computed once (kept in ``--cache``, with the render). Each is
 decoded as madmom does (``plain``) and again around half that tempo (``half``, stemfill.audio.beats.half_tempo);
-two rules choose between them: ``parity>=Q`` (stemfill's: the half tempo where beat_parity >= Q) and
-``half_cost<=C`` (the half tempo where its best path is at most C less likely, log-probability per 100
-frames). Scored against the MIDI's beats (mir_eval, 70 ms, first 5 s skipped): beat F-measure, and the tempo
+three rules choose between them: ``score>=Q`` (stemfill's: the half tempo where beats.octave_score >= Q: the
+beat network's alternate-beat accents x where the transcribed notes start x a log-normal tempo prior),
+``parity>=Q`` (the earlier rule: beat_parity alone) and ``half_cost<=C`` (the half tempo where its best path is at
+most C less likely, log-probability per 100 frames). Scored against the MIDI's beats (mir_eval, 70 ms, first 5 s skipped): beat F-measure, and the tempo
 octave: the tracked median tempo over the MIDI's, rounded to a power of 2 (1 = right, 2 = double time, 0.5 =
 half time). Only "score-like" songs (notes on the MIDI's own grid, ``on_grid`` >= 0.5) have MIDI beats that are
 the music's, so the octave counts mean most over those.
@@ -78,6 +79,7 @@ def prepare(path: Path, remove: str, seconds: float, sf2, cache: Path) -> dict |
 
 COSTS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0)
 PARITIES = (1.3, 1.4, 1.5, 1.6, 1.8, 2.0, 2.5)
+SCORES = (1.5, 1.8, 2.2, 2.5, 3.0)
 
 
 def log_p(act: np.ndarray, min_bpm: float, max_bpm: float) -> float:
@@ -98,7 +100,7 @@ def rule(row: dict, stat: str | None, limit: float | None) -> dict:
     """The scores of the beats a halving rule keeps: the slower grid where ``row[stat]`` passes ``limit``."""
     if stat is None or "half" not in row:
         return row["plain"]
-    take = row[stat] <= limit if stat == "half_cost" else row[stat] >= limit
+    take = row[stat] <= limit if stat == "half_cost" else row[stat] >= limit  # parity, octave_score: at least
     return row["half"] if take else row["plain"]
 
 
@@ -125,6 +127,7 @@ def main(argv=None) -> int:
         beat_parity,
         half_tempo,
         import_madmom,
+        octave_score,
     )
     from stemfill.audio.render import check_renderer
 
@@ -142,6 +145,7 @@ def main(argv=None) -> int:
             found = _decode(d["act"])
             row["plain"] = score(found[:, 0], d)
             row["parity"] = round(beat_parity(d["act"], found[:, 0]), 3)
+            row["octave_score"] = round(octave_score(d["act"], found[:, 0], d["note_starts"]), 3)
             slower = half_tempo(d["act"], found)
             if slower is not None:
                 row["half"] = score(slower[:, 0], d)
@@ -152,7 +156,7 @@ def main(argv=None) -> int:
             print(json.dumps(row), flush=True)
     summary = {}
     rules = [("plain", None, None)] + [(f"half_cost<={c}", "half_cost", c) for c in COSTS] + \
-            [(f"parity>={q}", "parity", q) for q in PARITIES]
+            [(f"parity>={q}", "parity", q) for q in PARITIES] + [(f"score>={q}", "octave_score", q) for q in SCORES]
     for group, sel in (("all", rows), ("score_like", [r for r in rows if r["on_grid"] >= 0.5])):
         for name, stat, limit in rules:
             res = [rule(r, stat, limit) for r in sel]

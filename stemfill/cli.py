@@ -527,7 +527,7 @@ def audio_dataset_cmd(
 def audio_cmd(
     input: Path = typer.Argument(..., help="Song to add a stem to (wav/flac/ogg; any rate, mono or stereo)."),
     prompt: str = typer.Option(..., "--prompt", "-p", help='Instruction, e.g. "add reggae drums".'),
-    out: Path = typer.Option(..., "-o", "--out", help="Output audio file (.wav/.flac): input's length, rate, channels."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output audio file (.wav/.flac/.ogg/.mp3): input's length, rate, channels."),
     method: str = typer.Option("auto", "--method", help="auto (the paper's model if cached or --model given, else symbolic), symbolic (offline, CPU: beats + transcription + the piano-roll model), subtractive (the paper's InstructPix2Pix fine-tune) or sdedit (plain Riffusion)."),
     model: Optional[str] = typer.Option(None, "--model", help="Riffusion pipeline folder or hub id (subtractive/sdedit; default: the method's paper model)."),
     stem_out: Optional[Path] = typer.Option(None, "--stem-out", help="symbolic: also write the new stem alone (.wav/.flac)."),
@@ -562,7 +562,8 @@ def audio_cmd(
 
         r = add_stem_symbolic(input, out, prompt, stem_out=stem_out, midi_out=midi_out, soundfont=soundfont,
                               model=symbolic_model, seed=seed, steps=steps, stem_level_db=stem_level,
-                              log=lambda line: typer.echo(line, err=True), on_start=announce)
+                              log=lambda line: typer.echo(line, err=True), on_start=announce,
+                              progress=sys.stderr.isatty())
         typer.echo(f"wrote {', '.join(r.written)}: added {' and '.join(r.stems)} ({r.notes_added} notes) to "
                    f"{r.seconds:.2f} s, {r.sample_rate} Hz, {r.channels} ch, in {r.timings['total']:.1f} s")
         return

@@ -35,7 +35,7 @@ from stemfill.errors import AudioError
 from stemfill.files import check_output_folder, check_output_path, default_file_mode
 
 DEFAULT_OVERLAP = 0.5  # seconds shared by consecutive windows
-AUDIO_OUT_EXTS = (".wav", ".flac", ".ogg", ".aiff", ".aif")  # what _format_for can write
+AUDIO_OUT_EXTS = (".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3")  # what _format_for can write (MP3: libsndfile >= 1.1)
 SILENT_RMS = 1e-5  # an input window quieter than this stays silent in the output
 
 
@@ -52,9 +52,10 @@ class InsertConfig:
     griffin_lim_iters: int = GRIFFIN_LIM_ITERS
 
     def __post_init__(self):
+        from stemfill.audio.prompt import check_prompt_action
+
         check_method(self.method)
-        if not self.prompt.strip():
-            raise AudioError("prompt is empty; say which stem to add, e.g. 'add reggae drums'")
+        check_prompt_action(self.prompt)  # empty, or "remove drums": the model only inserts
         if self.steps < 1:
             raise AudioError(f"steps must be >= 1, got {self.steps}")
         if not 0.0 < self.strength <= 1.0:
@@ -139,9 +140,8 @@ def insert_stem(in_path: str | os.PathLike, out_path: str | os.PathLike, cfg: In
     y, in_sr, n_channels = load_audio(in_path)  # mono 44.1 kHz; AudioError on corrupt / silent / short
     info = sf.info(str(in_path))
     n_in = int(info.frames)
+    out_format, subtype = check_audio_output(out_path, in_sr, n_channels, info.subtype)
     in_rms = _file_rms(in_path)
-    out_format = _format_for(out_path)
-    subtype = info.subtype if sf.check_format(out_format, info.subtype) else None
     if pipe is None:
         pipe = load_pipeline(model, cfg.method)
     plot = Path(plot_dir) if plot_dir else None
@@ -207,8 +207,8 @@ def insert_stem(in_path: str | os.PathLike, out_path: str | os.PathLike, cfg: In
         os.chmod(final_tmp, default_file_mode())
         os.replace(final_tmp, out_path)
         final_tmp = None
-    except sf.LibsndfileError as e:
-        raise AudioError(f"{out_path}: cannot write audio: {e}") from e
+    except sf.LibsndfileError as e:  # the message names the hidden temp file: only its reason is kept
+        raise AudioError(f"{out_path}: cannot write audio: {(e.error_string or 'libsndfile error').strip()}") from None
     finally:
         for p in (mono_tmp, final_tmp):
             if p and os.path.exists(p):
@@ -217,11 +217,39 @@ def insert_stem(in_path: str | os.PathLike, out_path: str | os.PathLike, cfg: In
             "sample_rate": in_sr, "channels": n_channels, "method": cfg.method}
 
 
+_FORMATS = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "aiff": "AIFF", "aif": "AIFF", "mp3": "MP3"}
+
+
 def _format_for(path: Path) -> str:
     import soundfile as sf
 
     ext = path.suffix.lower().lstrip(".")
-    fmt = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "aiff": "AIFF", "aif": "AIFF"}.get(ext)
+    fmt = _FORMATS.get(ext)
     if fmt is None or fmt not in sf.available_formats():
-        raise AudioError(f"{path}: cannot write .{ext or '(no extension)'} audio; use .wav or .flac")
+        raise AudioError(f"{path}: cannot write .{ext or '(no extension)'} audio; use {', '.join(AUDIO_OUT_EXTS)}")
     return fmt
+
+
+def check_audio_output(path: Path, sample_rate: int, channels: int, subtype: str | None = None):
+    """Before any work: ``(format, subtype)`` that libsndfile can write to ``path`` at this rate and channel count.
+
+    ``subtype``: the input's (kept where the container takes it, else the container's default). The check opens
+    an in-memory file with these settings, so a combination the library refuses (MP3 over 48 kHz or with more
+    than 2 channels) is one line naming the path, not a failure after the work."""
+    import io
+
+    import soundfile as sf
+
+    fmt = _format_for(path)
+    if subtype is not None and not sf.check_format(fmt, subtype):
+        subtype = None
+    buf = io.BytesIO()
+    buf.name = path.name
+    try:
+        with sf.SoundFile(buf, "w", samplerate=int(sample_rate), channels=int(channels), format=fmt, subtype=subtype):
+            pass
+    except (sf.LibsndfileError, RuntimeError, ValueError) as e:
+        why = getattr(e, "error_string", "") or "not supported"
+        raise AudioError(f"{path}: cannot write {fmt} audio at {sample_rate} Hz with {channels} channel"
+                         f"{'s' if channels != 1 else ''} ({why.strip().rstrip('.')}); use .wav or .flac") from None
+    return fmt, subtype

@@ -12,6 +12,9 @@ Tiny offline stand-ins for tests (every component in-process, no download) live 
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
 from pathlib import Path
 
 from stemfill.errors import AudioError
@@ -35,14 +38,46 @@ def check_method(method: str) -> None:
         raise AudioError(f"method {method!r}: expected one of {', '.join(METHODS)}")
 
 
+@contextlib.contextmanager
+def quiet_libraries():
+    """Silence the warnings and log lines torch, transformers and diffusers print while importing and loading
+    (missing torchvision, deprecated arguments, "Couldn't connect to the Hub"): a refusal stays one line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        try:
+            yield
+        finally:
+            logging.disable(logging.NOTSET)
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection (False when HF_HUB_OFFLINE is set)."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    try:
+        from huggingface_hub import constants
+
+        url = urlparse(constants.ENDPOINT)
+    except Exception:
+        url = urlparse("https://huggingface.co")
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def load_pipeline(model: str | None = None, method: str = "subtractive", device: str | None = None, dtype=None):
     """Load a diffusers pipeline folder or hub id for `method`; AudioError naming the model when that fails.
 
     A hub id is only read from the local Hugging Face cache when the machine is offline; a local
     folder must hold ``model_index.json`` (what ``save_pretrained`` writes).
     """
-    import torch
-
     check_method(method)
     model = model or default_model(method)
     path = Path(model)
@@ -51,7 +86,16 @@ def load_pipeline(model: str | None = None, method: str = "subtractive", device:
     looks_local = path.is_absolute() or str(model).startswith((".", "~")) or len(path.parts) != 2
     if not path.exists() and looks_local:  # a hub id is "owner/name"
         raise AudioError(f"model {model}: no such folder")
-    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInstructPix2PixPipeline
+    if not path.exists():
+        from stemfill.audio.symbolic import paper_model_cached
+
+        if not paper_model_cached(model) and not hub_reachable():
+            raise AudioError(f"model {model}: not in the local Hugging Face cache, and the hub cannot be reached to "
+                             f"download it; fetch it once where there is internet (huggingface-cli download {model}) "
+                             "or use --method symbolic (offline, CPU)")
+    with quiet_libraries():
+        import torch
+        from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInstructPix2PixPipeline
 
     cls = StableDiffusionInstructPix2PixPipeline if method == "subtractive" else StableDiffusionImg2ImgPipeline
     if device is None:
@@ -59,9 +103,10 @@ def load_pipeline(model: str | None = None, method: str = "subtractive", device:
     if dtype is None:
         dtype = torch.float16 if device.startswith("cuda") else torch.float32
     try:
-        pipe = cls.from_pretrained(model, torch_dtype=dtype, safety_checker=None, requires_safety_checker=False)
+        with quiet_libraries():
+            pipe = cls.from_pretrained(model, torch_dtype=dtype, safety_checker=None, requires_safety_checker=False)
     except Exception as e:  # diffusers raises OSError, ValueError, EnvironmentError, HTTP errors...
-        raise AudioError(f"cannot load model {model} ({cls.__name__}): {one_line(e)}") from e
+        raise AudioError(f"cannot load model {model} ({cls.__name__}): {one_line(e, 200)}") from None
     want = PIX2PIX_IN_CHANNELS if method == "subtractive" else LATENT_CHANNELS
     got = pipe.unet.config.in_channels
     if got != want:

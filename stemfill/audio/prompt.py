@@ -25,6 +25,11 @@ _STEM_PATTERNS: tuple[tuple[str, str], ...] = (
 _OTHER_INSTRUMENTS = re.compile(
     r"\b(vocals?|voice|singing|singer|choir|piano|keys|keyboards?|organ|synths?|strings|violins?|cello|"
     r"sax(?:ophone)?|trumpets?|horns?|brass|flutes?|melody|harmony|pads?)\b", re.I)
+# edits the route cannot make: it only adds a stem (checked before the stem words, so "remove drums" is not "add drums")
+_OTHER_EDITS = re.compile(
+    r"\b(remov\w*|delet\w*|eras(?:e|ed|ing)|eliminat\w*|subtract\w*|mute\s+(?:the|all|its|their)|"
+    r"strip\s+(?:out|away|the)|take\s+out|taking\s+out|get\s+rid\s+of|extract\w*|unmix\w*|replac\w*|swap\w*|"
+    r"substitut\w*|exchang\w*|instead\s+of|turn\s+(?:up|down))\b", re.I)
 # words that carry no style: verbs of the instruction, articles, fillers
 _FILLER = frozenset("""
 add adds adding insert inserting generate generating enhance put augment give make create write compose play playing
@@ -46,13 +51,25 @@ class Prompt:
         return self.stems[0]
 
 
+def check_prompt_action(text: str) -> None:
+    """Refuse (one line) an empty prompt, or one asking for an edit other than adding a stem ("remove drums",
+    "replace the guitar", "make the bass louder"): what every method of ``stemfill audio`` can do is add."""
+    if not text or not text.strip():
+        raise AudioError("prompt is empty; say which stem to add, e.g. 'add reggae drums'")
+    m = _OTHER_EDITS.search(text)
+    if m:
+        raise AudioError(f"prompt {text.strip()!r}: this command only adds a stem ({', '.join(STEMS[:-1])} or "
+                         f"{STEMS[-1]}) to a song; it does not remove, replace or change what is there "
+                         "(e.g. 'add reggae drums')")
+
+
 def parse_prompt(text: str) -> Prompt:
     """The stems a prompt names (drums / bass / guitar) and its other content words.
 
-    Raises AudioError (one line) for an empty prompt, or one that names no stem the route can add.
+    Raises AudioError (one line) for an empty prompt, one asking to remove or replace something
+    (``check_prompt_action``), or one that names no stem the route can add.
     """
-    if not text or not text.strip():
-        raise AudioError("prompt is empty; say which stem to add, e.g. 'add reggae drums'")
+    check_prompt_action(text)
     rest = text.lower()
     found: list[tuple[int, str]] = []
     for stem, pattern in _STEM_PATTERNS:

@@ -144,21 +144,28 @@ def write_stem_midi(song: Song, tracks: list[Track], path: str | os.PathLike, *,
     return n_written
 
 
+def render_midi_file(midi_path: str | os.PathLike, soundfont: str | os.PathLike, wav: str | os.PathLike, *,
+                     gain: float = 0.5) -> Path:
+    """Render a MIDI file with FluidSynth to ``wav``: 44.1 kHz stereo 32-bit float, reverb and chorus off."""
+    exe = fluidsynth_path()
+    wav = Path(wav)
+    cmd = [exe, "-ni", "-q", "-R", "0", "-C", "0", "-g", str(gain), "-r", str(SAMPLE_RATE),
+           "-o", "audio.file.format=float", "-F", str(wav), str(soundfont), str(midi_path)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    if r.returncode != 0 or not wav.exists():
+        err = (r.stderr or r.stdout).strip().splitlines()
+        raise AudioError(f"{Path(midi_path).name}: fluidsynth failed: {err[-1] if err else f'exit {r.returncode}'}")
+    return wav
+
+
 def render_midi(midi_path: str | os.PathLike, soundfont: str | os.PathLike, *, gain: float = 0.5,
                 channels: int = 1) -> np.ndarray:
     """Render a MIDI file with FluidSynth at 44.1 kHz (reverb and chorus off): mono float32 ``(n,)`` with
     ``channels=1``, FluidSynth's stereo ``(n, 2)`` with ``channels=2``."""
     import soundfile as sf
 
-    exe = fluidsynth_path()
     with tempfile.TemporaryDirectory(prefix="stemfill-fs-") as d:
-        wav = Path(d) / "out.wav"
-        cmd = [exe, "-ni", "-q", "-R", "0", "-C", "0", "-g", str(gain), "-r", str(SAMPLE_RATE),
-               "-o", "audio.file.format=float", "-F", str(wav), str(soundfont), str(midi_path)]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        if r.returncode != 0 or not wav.exists():
-            err = (r.stderr or r.stdout).strip().splitlines()
-            raise AudioError(f"{midi_path}: fluidsynth failed: {err[-1] if err else f'exit {r.returncode}'}")
+        wav = render_midi_file(midi_path, soundfont, Path(d) / "out.wav", gain=gain)
         y, sr = sf.read(str(wav), dtype="float32", always_2d=True)
     if sr != SAMPLE_RATE:
         raise AudioError(f"{midi_path}: fluidsynth wrote {sr} Hz, expected {SAMPLE_RATE}")

@@ -35,6 +35,8 @@ from stemfill.audio.prompt import parse_prompt
 from stemfill.errors import AudioError, ModelError
 
 BASS_SPLIT = 48  # MIDI C3: transcribed notes below it go to the bass (when the bass is known)
+BASS_LOW = 40  # MIDI E2, a guitar's lowest note: notes below it are a bass's (or a piano's left hand)
+BASS_SHARE = 0.45  # ... sounding this share of the clip: "the song has a bass already" (has_bass; docs/audio.md)
 STEM_LEVEL_DB = -3.0  # the new stem's loudness relative to the input's
 MIDI_OUT_EXTS = (".mid", ".midi")
 METHODS = ("auto", "symbolic", "subtractive", "sdedit")
@@ -152,15 +154,18 @@ def fill_from_audio(notes, grid: BeatGrid, stems: tuple[str, ...], model, *, dru
 # --- loudness and writing --------------------------------------------------------------------------
 
 
-def gated_rms(x: np.ndarray, sr: int) -> float:
-    """RMS over 400 ms blocks that pass an absolute (-70 dBFS) and a relative (-10 dB) gate; 0 for silence."""
-    x = x.reshape(len(x), -1).astype(np.float64)
-    n = max(1, int(_BLOCK_S * sr))
+def _block_ms(x: np.ndarray, n: int) -> np.ndarray:
+    """Mean square of each whole ``n``-sample block of ``x`` (samples, channels), in float64, 64 blocks at a time."""
+    x = x.reshape(len(x), -1)
     k = len(x) // n
     if k == 0:
-        ms = np.array([np.mean(x ** 2)])
-    else:
-        ms = np.mean(x[:k * n].reshape(k, n, -1) ** 2, axis=(1, 2))
+        return np.zeros(0)
+    return np.concatenate([np.mean(x[i * n:min(i + 64, k) * n].astype(np.float64).reshape(-1, n, x.shape[1]) ** 2,
+                                   axis=(1, 2)) for i in range(0, k, 64)])
+
+
+def _gate(ms: np.ndarray) -> float:
+    """The RMS over the blocks' mean squares ``ms`` that pass the absolute and relative gates; 0 when none does."""
     ms = ms[ms > 10 ** (_GATE_ABS_DB / 10)]
     if not len(ms):
         return 0.0
@@ -168,16 +173,183 @@ def gated_rms(x: np.ndarray, sr: int) -> float:
     return float(np.sqrt(np.mean(ms)))
 
 
-def _write_audio(path: Path, data: np.ndarray, sr: int, fmt: str, subtype: str | None) -> None:
+def gated_rms(x: np.ndarray, sr: int) -> float:
+    """RMS over 400 ms blocks that pass an absolute (-70 dBFS) and a relative (-10 dB) gate; 0 for silence."""
+    x = x.reshape(len(x), -1)
+    n = max(1, int(_BLOCK_S * sr))
+    if len(x) < n:
+        return _gate(np.array([np.mean(x.astype(np.float64) ** 2)]))
+    return _gate(_block_ms(x, n))
+
+
+class _StemStream:
+    """The rendered stem (FluidSynth's 44.1 kHz stereo float WAV) as the mix needs it, read ``read(n)`` samples at a
+    time: resampled to ``sr`` (soxr, streaming), cut or padded with silence to ``n_total`` samples, and in
+    ``channels`` channels (stereo as rendered for 2, the mono sum in every channel otherwise)."""
+
+    def __init__(self, wav: Path, sr: int, n_total: int, channels: int):
+        import soundfile as sf
+
+        self.f = sf.SoundFile(str(wav))
+        self.resampler = None
+        if self.f.samplerate != sr:
+            import soxr
+
+            self.resampler = soxr.ResampleStream(self.f.samplerate, sr, self.f.channels, dtype="float32",
+                                                 quality="HQ")
+        self.left, self.channels = n_total, channels
+        self.buf = np.zeros((0, self.f.channels), np.float32)
+        self.done = False
+
+    def _more(self) -> None:
+        block = self.f.read(1 << 16, dtype="float32", always_2d=True)
+        last = len(block) == 0
+        if self.resampler is not None:
+            block = self.resampler.resample_chunk(block, last=last)
+        self.buf = np.concatenate([self.buf, block])
+        self.done = last
+
+    def read(self, n: int) -> np.ndarray:
+        n = min(n, self.left)
+        while len(self.buf) < n and not self.done:
+            self._more()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        if len(out) < n:
+            out = np.concatenate([out, np.zeros((n - len(out), out.shape[1]), np.float32)])
+        self.left -= n
+        if self.channels != out.shape[1]:
+            out = np.repeat(out.mean(axis=1, keepdims=True), self.channels, axis=1)
+        return out
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def _mix_blocks(in_path: Path, stem_wav: Path, sr: int, n_in: int, channels: int):
+    """Yield ``(input block, stem block)`` pairs, 64 x 400 ms at a time, through the whole input (one pass)."""
+    import soundfile as sf
+
+    stem = _StemStream(stem_wav, sr, n_in, channels)
+    try:
+        for x in sf.blocks(str(in_path), blocksize=64 * max(1, int(_BLOCK_S * sr)), dtype="float32", always_2d=True):
+            yield x, stem.read(len(x))
+    finally:
+        stem.close()
+
+
+def mix_stem(in_path: Path, stem_wav: Path, *, sr: int, n_in: int, channels: int, stem_level_db: float, outs,
+             log=None) -> float:
+    """Mix the rendered stem into the input, streaming: its gated RMS set ``stem_level_db`` below the input's, both
+    scaled down together where the sum would clip. ``outs``: ``(path, format, subtype, what)`` to write, ``what``
+    "mix" or "stem" (in the input's channel layout). Memory: a few blocks, whatever the length.
+    Returns the stem's gain in dB."""
     import soundfile as sf
 
     from stemfill.files import atomic_path
 
-    with atomic_path(path) as tmp:
-        try:
-            sf.write(str(tmp), data, sr, format=fmt, subtype=subtype)
-        except sf.LibsndfileError as e:
-            raise AudioError(f"{path}: cannot write audio: {e}") from e
+    n = max(1, int(_BLOCK_S * sr))
+    ms_in, ms_s, sq_in, sq_s, count = [], [], 0.0, 0.0, 0
+    for x, s in _mix_blocks(in_path, stem_wav, sr, n_in, channels):  # pass 1: loudness
+        ms_in.append(_block_ms(x, n))
+        ms_s.append(_block_ms(s, n))
+        sq_in += float(np.square(x, dtype=np.float64).sum())
+        sq_s += float(np.square(s, dtype=np.float64).sum())
+        count += x.size
+    if n_in < n:  # shorter than one block: plain mean squares, as gated_rms does
+        l_in, l_s = _gate(np.array([sq_in / max(count, 1)])), _gate(np.array([sq_s / max(count, 1)]))
+    else:
+        l_in, l_s = _gate(np.concatenate(ms_in)), _gate(np.concatenate(ms_s))
+    gain = np.float32(10 ** (stem_level_db / 20) * l_in / l_s if l_s > 0 else 0.0)
+    peak = 0.0
+    for x, s in _mix_blocks(in_path, stem_wav, sr, n_in, channels):  # pass 2: the mix's peak
+        peak = max(peak, float(np.abs(x + gain * s).max(initial=0.0)))
+    scale = np.float32(1.0)
+    if peak > 1.0:
+        scale = np.float32(0.999 / peak)
+        if log is not None:
+            log(f"mix scaled down by {20 * np.log10(1 / scale):.1f} dB to keep it from clipping")
+    import contextlib
+
+    with contextlib.ExitStack() as stack:  # pass 3: write, each output under a temporary name, renamed at the end
+        files = []
+        for path, fmt, subtype, what in outs:
+            tmp = stack.enter_context(atomic_path(path))
+            try:
+                f = stack.enter_context(sf.SoundFile(str(tmp), "w", samplerate=sr, channels=channels, format=fmt,
+                                                     subtype=subtype))
+            except sf.LibsndfileError as e:  # its message names the hidden temp file: only the reason is kept
+                raise AudioError(f"{path}: cannot write audio: {(e.error_string or 'libsndfile error').strip()}") \
+                    from None
+            files.append((f, what))
+        for x, s in _mix_blocks(in_path, stem_wav, sr, n_in, channels):
+            st = (gain * scale) * s
+            mix = scale * x + st
+            for f, what in files:
+                f.write(mix if what == "mix" else st)
+        for f, _ in files:
+            f.close()
+    return float(20 * np.log10(gain)) if gain > 0 else float("-inf")
+
+
+class _Stages:
+    """One transient rich progress bar per stage of the route on stderr, where ``show`` (a terminal); else nothing."""
+
+    def __init__(self, show: bool, name: str):
+        self.show, self.name = show, name
+        self.bar = None
+        self.task = None
+
+    def __enter__(self):
+        if self.show:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn(f"{self.name}: {{task.description}}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def wrap(self, log):
+        """``log`` that takes the bar away while it writes, so that its line stands on its own above the bar."""
+        if self.bar is None:
+            return log
+
+        def say(line: str) -> None:
+            self.bar.stop()
+            log(line)
+            self.bar.start()
+
+        return say
+
+    def stage(self, what: str, total: int | None = None):
+        """Start a stage; returns ``progress(done, total)`` for the stage's windows."""
+        if self.bar is None:
+            return None
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+        self.task = self.bar.add_task(what, total=total)
+
+        def update(done: int, total_: int) -> None:
+            self.bar.update(self.task, completed=done, total=total_)
+
+        return update
+
+
+def has_bass(notes, seconds: float) -> bool:
+    """Whether the transcription sounds like a song with a bass already: notes below ``BASS_LOW`` (E2, a guitar's
+    lowest string) sound for at least ``BASS_SHARE`` of the clip (threshold from bench/bass_present.py, on
+    renders with and without their bass, docs/audio.md)."""
+    spans = sorted((n.start, n.end) for n in notes if n.pitch < BASS_LOW)
+    covered, end = 0.0, -np.inf
+    for a, b in spans:  # the union of the low notes' spans
+        if b > end:
+            covered += b - max(a, end)
+            end = b
+    return seconds > 0 and covered / seconds >= BASS_SHARE
 
 
 @dataclass
@@ -201,21 +373,25 @@ class RouteResult:
 
 def add_stem_symbolic(in_path, out_path, prompt: str, *, stem_out=None, midi_out=None, soundfont=None,
                       model=None, seed: int = 0, steps: int | None = None, stem_level_db: float = STEM_LEVEL_DB,
-                      drum_context: bool = True, octave_check: bool = True, log=None, on_start=None) -> RouteResult:
+                      drum_context: bool = True, octave_check: bool = True, log=None, on_start=None,
+                      progress: bool = False) -> RouteResult:
     """Write ``out_path``: the recording at ``in_path`` with the stem ``prompt`` names, via the piano-roll model.
 
     ``stem_out``: also the new stem alone (same length, rate, channels, and the level it has in the mix);
     ``midi_out``: its notes as MIDI on the tracked tempo map (tick 0 = 0 s). ``model``: the piano-roll model
     (default: the embedded one). ``drum_context``: when a pitched stem is added, give the model the drum hits
     heard (``drums.drum_hits``) instead of letting it fill drums as unknown context. ``octave_check``: decode
-    the beats again at half the tempo where they look like double time (``beats.decode_beats``). ``log``: a callable
+    the beats again at half the tempo where they look like double time (``beats.decode_beats``: the beat network's
+    accents, where the transcribed notes start, a tempo prior). ``log``: a callable
     for one-line notes (stderr in the CLI). ``on_start``: called
     once the prompt, the paths, the renderer, the model and the input audio have been checked, before any work.
+    ``progress``: a bar per stage on stderr (a terminal). Beats, notes and drum hits are found a minute of audio
+    at a time, so memory stays flat in the clip's length (docs/audio.md).
     """
     import soundfile as sf
 
-    from stemfill.audio.infer import AUDIO_OUT_EXTS, _format_for
-    from stemfill.audio.render import check_renderer, render_midi, write_stem_midi
+    from stemfill.audio.infer import AUDIO_OUT_EXTS, check_audio_output
+    from stemfill.audio.render import check_renderer, render_midi_file, write_stem_midi
     from stemfill.audio.spectrogram import SAMPLE_RATE, load_audio
     from stemfill.audio.transcribe import _import_basic_pitch, transcribe
     from stemfill.files import check_output_path
@@ -246,11 +422,10 @@ def add_stem_symbolic(in_path, out_path, prompt: str, *, stem_out=None, midi_out
     import_madmom()
     _import_basic_pitch()
     y, in_sr, n_channels = load_audio(in_path)  # mono 44.1 kHz; AudioError on missing/corrupt/silent/short
-    x, _ = sf.read(str(in_path), dtype="float32", always_2d=True)  # the original, for the mix
-    info = sf.info(str(in_path))
-    n_in = len(x)
-    fmts = [_format_for(o) for o in (out_path, Path(stem_out) if stem_out else out_path)]
-    subtypes = [info.subtype if sf.check_format(f, info.subtype) else None for f in fmts]
+    info = sf.info(str(in_path))  # the original is read again block by block for the mix (memory)
+    n_in = int(info.frames)
+    (fmt, subtype), (stem_fmt, stem_subtype) = (check_audio_output(o, in_sr, n_channels, info.subtype)
+                                                for o in (out_path, Path(stem_out) if stem_out else out_path))
     if on_start is not None:
         on_start()
     from stemfill.pianoroll.styles import prompt_styles
@@ -262,78 +437,74 @@ def add_stem_symbolic(in_path, out_path, prompt: str, *, stem_out=None, midi_out
     timings["load"] = time.perf_counter() - t0
 
     # 2. beats -> grid; notes (and drum hits) -> Song
-    t = time.perf_counter()
-    beats, positions = decode_beats(beat_activations(y, SAMPLE_RATE), **({} if octave_check else {"parity_min": None}))
-    timings["beats"] = time.perf_counter() - t
-    t = time.perf_counter()
-    notes = transcribe(y, SAMPLE_RATE)
-    timings["transcription"] = time.perf_counter() - t
-    hits = None
-    if drum_context and "drums" not in p.stems:
+    with _Stages(progress, in_path.name) as bar:
+        log = bar.wrap(log)
         t = time.perf_counter()
-        hits = drum_hits(y, SAMPLE_RATE)
-        timings["drums"] = time.perf_counter() - t
-    m = load_model(model_path)
-    controls = None
-    if style is not None:
-        if m.controls is None:
-            log(f"style words not used: {style} ({model_path} has no controls)")
-        else:
-            from stemfill.pianoroll.controls import reference_controls
-            from stemfill.pianoroll.styles import style_roll
+        notes = transcribe(y, SAMPLE_RATE, progress=bar.stage("notes"))
+        timings["transcription"] = time.perf_counter() - t
+        t = time.perf_counter()
+        act = beat_activations(y, SAMPLE_RATE, progress=bar.stage("beats"))
+        beats, positions = decode_beats(act, note_starts=[n.start for n in notes],
+                                        **({} if octave_check else {"parity_min": None}))
+        timings["beats"] = time.perf_counter() - t
+        hits = None
+        if drum_context and "drums" not in p.stems:
+            t = time.perf_counter()
+            hits = drum_hits(y, SAMPLE_RATE, progress=bar.stage("drum hits"))
+            timings["drums"] = time.perf_counter() - t
+        del y, act  # the original (x) is kept for the mix
+        if "bass" in p.stems and has_bass(notes, n_in / in_sr):
+            log(f"warning: {in_path} seems to have a bass already (low notes under E2 through much of it); "
+                "adding another")
+        m = load_model(model_path)
+        controls = None
+        if style is not None:
+            if m.controls is None:
+                log(f"style words not used: {style} ({model_path} has no controls)")
+            else:
+                from stemfill.pianoroll.controls import reference_controls
+                from stemfill.pianoroll.styles import style_roll
 
-            controls = {"drums": reference_controls(style_roll(style), "drums", m.controls)}
-            log(f"style: {style} drums (asked of the model as a reference groove: docs/controls.md)")
-    from stemfill.song.song import RESOLUTION
+                controls = {"drums": reference_controls(style_roll(style), "drums", m.controls)}
+                log(f"style: {style} drums (asked of the model as a reference groove: docs/controls.md)")
+        from stemfill.song.song import RESOLUTION
 
-    grid = beat_grid(beats, positions, n_in / in_sr, RESOLUTION)
+        grid = beat_grid(beats, positions, n_in / in_sr, RESOLUTION)
+        bar.stage("fill")
 
-    # 3. fill with the piano-roll model
-    t = time.perf_counter()
-    song, filled_song, new_tracks = fill_from_audio(notes, grid, p.stems, m, drum_hits=hits, steps=steps, seed=seed,
-                                                    title=in_path.stem, controls=controls)
-    log(f"heard {len(beats)} beats at ~{grid.qpm:.0f} qpm in {grid.beats_per_bar}/4 and {len(notes)} notes "
-        f"({', '.join(f'{len(t.notes)} {t.stem}' for t in song.tracks) or 'none'})")
-    if filled_song is None:
-        raise AudioError(f"{in_path}: no pitched notes heard that the model could follow; "
-                         f"it cannot add {' and '.join(p.stems)} to drums it cannot transcribe")
-    add = list(p.stems)
-    timings["fill"] = time.perf_counter() - t
-    n_added = sum(len(tr.notes) for tr in new_tracks)
-    if n_added == 0:
-        raise AudioError(f"{in_path}: the model wrote no {' or '.join(add)} notes; try another --seed")
+        # 3. fill with the piano-roll model
+        t = time.perf_counter()
+        song, filled_song, new_tracks = fill_from_audio(notes, grid, p.stems, m, drum_hits=hits, steps=steps, seed=seed,
+                                                        title=in_path.stem, controls=controls)
+        pitched = [tr for tr in song.tracks if not tr.is_drum]
+        log(f"heard {len(beats)} beats at ~{grid.qpm:.0f} qpm in {grid.beats_per_bar}/4 and {len(notes)} notes "
+            f"({', '.join(f'{len(tr.notes)} as {tr.stem}' for tr in pitched) or 'none'})"
+            + (f"; {len(hits)} onsets in the kick, snare and hi-hat bands, given as drum context" if hits else ""))
+        if filled_song is None:
+            raise AudioError(f"{in_path}: no pitched notes heard that the model could follow; "
+                             f"it cannot add {' and '.join(p.stems)} to drums it cannot transcribe")
+        add = list(p.stems)
+        timings["fill"] = time.perf_counter() - t
+        n_added = sum(len(tr.notes) for tr in new_tracks)
+        if n_added == 0:
+            raise AudioError(f"{in_path}: the model wrote no {' or '.join(add)} notes; try another --seed")
 
-    # 4. render on the tracked beats, level, mix
-    t = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="stemfill-route-") as d:
-        mid = Path(d) / "stem.mid"
-        write_stem_midi(filled_song, new_tracks, mid)
-        s = render_midi(mid, sf2, channels=2)
-    if in_sr != SAMPLE_RATE:
-        import librosa
+        # 4. render on the tracked beats, level, mix
+        bar.stage("render and mix")
+        t = time.perf_counter()
+        outs = [(out_path, fmt, subtype, "mix")]
+        if stem_out is not None:
+            outs.append((Path(stem_out), stem_fmt, stem_subtype, "stem"))
+        with tempfile.TemporaryDirectory(prefix="stemfill-route-") as d:
+            mid, wav = Path(d) / "stem.mid", Path(d) / "stem.wav"
+            write_stem_midi(filled_song, new_tracks, mid)
+            render_midi_file(mid, sf2, wav)
+            gain_db = mix_stem(in_path, wav, sr=in_sr, n_in=n_in, channels=n_channels, stem_level_db=stem_level_db,
+                               outs=outs, log=log)
+        timings["render_mix"] = time.perf_counter() - t
 
-        s = librosa.resample(s.T, orig_sr=SAMPLE_RATE, target_sr=in_sr, res_type="soxr_hq").T
-    s = s[:n_in] if len(s) >= n_in else np.pad(s, ((0, n_in - len(s)), (0, 0)))
-    if n_channels != 2:
-        s = np.repeat(s.mean(axis=1, keepdims=True), n_channels, axis=1)
-    l_in, l_s = gated_rms(x, in_sr), gated_rms(s, in_sr)
-    gain = 10 ** (stem_level_db / 20) * l_in / l_s if l_s > 0 else 0.0
-    s = (s * gain).astype(np.float32)
-    mix = x + s
-    peak = float(np.abs(mix).max())
-    if peak > 1.0:
-        scale = 0.999 / peak
-        mix, s = mix * scale, s * scale
-        log(f"mix scaled down by {20 * np.log10(1 / scale):.1f} dB to keep it from clipping")
-    timings["render_mix"] = time.perf_counter() - t
-
-    # 5. write
-    out_data = mix[:, 0] if n_channels == 1 else mix
-    _write_audio(out_path, out_data.astype(np.float32), in_sr, fmts[0], subtypes[0])
-    written = [str(out_path)]
-    if stem_out is not None:
-        _write_audio(Path(stem_out), (s[:, 0] if n_channels == 1 else s), in_sr, fmts[1], subtypes[1])
-        written.append(str(stem_out))
+    # 5. the part's notes
+    written = [str(o[0]) for o in outs]
     if midi_out is not None:
         from stemfill.song.io import write_song
 
@@ -345,5 +516,5 @@ def add_stem_symbolic(in_path, out_path, prompt: str, *, stem_out=None, midi_out
     return RouteResult(output=str(out_path), stems=p.stems, style_words=p.style_words, seconds=n_in / in_sr,
                        sample_rate=in_sr, channels=n_channels, qpm=grid.qpm, beats_per_bar=grid.beats_per_bar,
                        beats=beats, notes_heard=len(notes), notes_added=n_added,
-                       stem_gain_db=float(20 * np.log10(gain)) if gain > 0 else float("-inf"), timings=timings,
+                       stem_gain_db=gain_db, timings=timings,
                        written=written, midi_notes=sorted(onsets))

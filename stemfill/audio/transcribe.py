@@ -56,10 +56,46 @@ def _import_basic_pitch():
 _MODEL = None
 
 
-def transcribe(y: np.ndarray, sample_rate: int) -> list[AudioNote]:
-    """Notes of mono float audio ``y`` at ``sample_rate``, sorted by start."""
-    global _MODEL
+CHUNK_S, CHUNK_MARGIN_S = 60.0, 5.0  # long audio: 60 s at a time, with 5 s either side for notes across the cut
+
+
+def transcribe(y: np.ndarray, sample_rate: int, *, chunk_s: float = CHUNK_S, margin_s: float = CHUNK_MARGIN_S,
+               progress=None) -> list[AudioNote]:
+    """Notes of mono float audio ``y`` at ``sample_rate``, sorted by start.
+
+    Long audio goes through in ``chunk_s`` pieces, each heard with ``margin_s`` on either side; a piece keeps the
+    notes that start in it (a note longer than the margin is cut at it). The posteriorgrams of a whole song would
+    take memory in proportion to its length. ``progress(done, total)`` is called after each piece."""
     import librosa
+
+    C = _import_basic_pitch()[1]
+    x = np.asarray(y, np.float32)
+    if sample_rate != C.AUDIO_SAMPLE_RATE:
+        x = librosa.resample(x, orig_sr=sample_rate, target_sr=C.AUDIO_SAMPLE_RATE, res_type="soxr_hq")
+    sr = C.AUDIO_SAMPLE_RATE
+    n, size, margin = len(x), int(chunk_s * sr), int(margin_s * sr)
+    if n <= size + 2 * margin:
+        notes = _transcribe(x)
+        if progress is not None:
+            progress(1, 1)
+        return notes
+    starts = list(range(0, n, size))
+    notes = []
+    for k, a in enumerate(starts):
+        b = min(a + size, n)
+        lo, hi = max(0, a - margin), min(n, b + margin)
+        t0 = lo / sr
+        notes += [AudioNote(m.start + t0, m.end + t0, m.pitch, m.amplitude) for m in _transcribe(x[lo:hi])
+                  if a / sr <= m.start + t0 < b / sr]
+        if progress is not None:
+            progress(k + 1, len(starts))
+    notes.sort(key=lambda m: (m.start, m.pitch))
+    return notes
+
+
+def _transcribe(x: np.ndarray) -> list[AudioNote]:
+    """basic-pitch's notes of mono float32 audio at its own rate (22,050 Hz)."""
+    global _MODEL
 
     onnx, C, note_creation, Model, unwrap_output, window_audio_file = _import_basic_pitch()
     if _MODEL is None:
@@ -67,9 +103,6 @@ def transcribe(y: np.ndarray, sample_rate: int) -> list[AudioNote]:
             _MODEL = Model(onnx)
         except Exception as e:  # basic-pitch raises ValueError when no backend loads
             raise AudioError(f"{onnx}: cannot load with onnxruntime: {e}") from e
-    x = np.asarray(y, np.float32)
-    if sample_rate != C.AUDIO_SAMPLE_RATE:
-        x = librosa.resample(x, orig_sr=sample_rate, target_sr=C.AUDIO_SAMPLE_RATE, res_type="soxr_hq")
     overlap = N_OVERLAP_FRAMES * C.FFT_HOP
     hop = C.AUDIO_N_SAMPLES - overlap
     padded = np.concatenate([np.zeros(overlap // 2, np.float32), x])
