@@ -13,7 +13,8 @@ from stemfill.cli import app
 from stemfill.errors import StemfillError
 from stemfill.pianoroll.controls import (BAR, LEVELS, N_CONTROL_PLANES, ControlConfig, StemControls, bar_attributes,
                                          control_planes, fit_quantiles, groove, groove_distance, parse_controls,
-                                         reference_controls, resolve_controls, slot_index, training_planes)
+                                         read_reference, reference_controls, resolve_controls, slot_index,
+                                         training_planes)
 from stemfill.pianoroll.diffusion import DiffusionConfig, SamplingConfig
 from stemfill.pianoroll.fill import fill_chunks, fill_song
 from stemfill.pianoroll.grid import N_PITCHES
@@ -21,6 +22,7 @@ from stemfill.pianoroll.model import build_model, load_model, save_pretrained
 from stemfill.pianoroll.unet import UNetConfig
 from stemfill.song.midi import write_midi
 from symbolic_toy import toy_rolls, toy_song
+from wired_model import wired_model
 
 TINY = dict(channels=(8, 16), down=((2, 2),), layers=(0, 1), norm_groups=4, time_dim=16, attention=False)
 L = 4 * BAR
@@ -163,19 +165,77 @@ def test_a_model_with_controls_saves_them_and_fills_with_and_without(tmp_path):
         fill_song(song, ["drums"], m2, controls={"bass": StemControls({"density": 0.9})})
 
 
-def test_cli_controls(tmp_path):
-    m = save_pretrained(_tiny_with_controls(), tmp_path / "m")
+def _drum_roll(path) -> np.ndarray:
+    """The drums of a written file as a roll (P, T) (read_reference: the file as the --like reader sees it)."""
+    return read_reference(path)[0]
+
+
+def _fill_cli(tmp_path, model, song, *args) -> np.ndarray:
+    out = tmp_path / "out.mid"
+    out.unlink(missing_ok=True)
+    r = CliRunner().invoke(app, ["midi", str(song), "--add", "drums", "--model", str(model), "-o", str(out), *args])
+    assert r.exit_code == 0, r.output
+    return _drum_roll(out)
+
+
+def _cli_song(tmp_path):
     song = tmp_path / "song.mid"
     write_midi(toy_song(bars=8, stems=("bass", "guitar")), song)
+    return song
+
+
+def test_cli_density_moves_the_part(tmp_path):
+    """A model wired to play the rows under the requested density (wired_model): --density high writes more
+    drums than low, auto none; so the CLI's --density reaches the fill."""
+    m = save_pretrained(wired_model("density"), tmp_path / "m")
+    song = _cli_song(tmp_path)
+    auto = _fill_cli(tmp_path, m, song)
+    low = _fill_cli(tmp_path, m, song, "--density", "low")
+    high = _fill_cli(tmp_path, m, song, "--density", "drums=high")
+    assert auto.sum() == 0
+    assert set(np.flatnonzero(low.any(1))) == {0}  # low: the first row (the kick) only
+    assert set(np.flatnonzero(high.any(1))) == set(range(18))  # high: rows 0-17
+    assert high.sum() > 10 * low.sum() > 0
+
+
+def test_cli_fills_put_fills_where_asked(tmp_path):
+    """A model wired to play toms where the fill flag is set: --fills phrase writes a fill in every 4th bar
+    (bars 4 and 8 of 8, as bar_attributes counts a fill) and nowhere else; --fills none and auto, none."""
+    m = save_pretrained(wired_model("fill"), tmp_path / "m")
+    song = _cli_song(tmp_path)
+    for args, fill_bars in ((["--fills", "phrase"], [3, 7]), (["--fills", "often"], [1, 3, 5, 7]),
+                            (["--fills", "none"], []), ([], [])):
+        d = _fill_cli(tmp_path, m, song, *args)
+        d = d[:, :d.shape[1] // BAR * BAR]
+        roll = np.zeros((1, 3) + d.shape, dtype=bool)
+        roll[0, 0] = d
+        raw, _ = bar_attributes(torch.from_numpy(roll))
+        assert np.flatnonzero(raw[("drums", "fill")][0].numpy()).tolist() == fill_bars, args
+        assert set(np.flatnonzero(d.any(1))) <= {7, 8, 9} if fill_bars else d.sum() == 0  # toms only
+
+
+def test_cli_like_takes_the_references_groove(tmp_path):
+    """A model wired to play where the requested groove has an onset in at least half the bars: with --like,
+    the new drums play the reference's groove exactly (groove distance 0); without it, nothing (distance 2)."""
+    m = save_pretrained(wired_model("groove"), tmp_path / "m")
+    song = _cli_song(tmp_path)
+    ref = tmp_path / "ref.mid"
+    write_midi(toy_song(bars=4, stems=("drums", "guitar")), ref)
+    want = groove(torch.from_numpy(read_reference(ref)[None]))[0, 0].numpy()
+    auto = _fill_cli(tmp_path, m, song)
+    for args in (["--like", str(ref)], ["--like", str(ref), "--like-bars", "1-2"]):
+        liked = _fill_cli(tmp_path, m, song, *args)
+        got = groove(torch.from_numpy(np.stack([liked, 0 * liked, 0 * liked])[None]))[0, 0].numpy()
+        assert liked.sum() > 0 and groove_distance(got, want) == 0
+    assert auto.sum() == 0 and groove_distance(np.zeros_like(want), want) == 2
+
+
+def test_cli_control_errors(tmp_path):
+    m = save_pretrained(_tiny_with_controls(), tmp_path / "m")
+    song = _cli_song(tmp_path)
     ref = tmp_path / "ref.mid"
     write_midi(toy_song(bars=4, stems=("drums", "guitar")), ref)
     run = CliRunner().invoke
-    for args in (["--density", "high", "--fills", "phrase"], ["--like", str(ref), "--like-bars", "1-2"]):
-        out = tmp_path / "out.mid"
-        r = run(app, ["midi", str(song), "--add", "drums", "--model", str(m), "-o", str(out), *args])
-        assert r.exit_code == 0, r.output
-        assert out.exists()
-        out.unlink()
     r = run(app, ["midi", str(song), "--add", "bass", "--replace", "--model", str(m), "--like", str(ref),
                   "-o", str(tmp_path / "x.mid")])
     assert r.exit_code == 1 and f"{ref}: has no bass part" in r.output and not (tmp_path / "x.mid").exists()
@@ -206,14 +266,19 @@ def test_styles_are_drum_references_and_other_words_are_reported():
 
 
 def test_cli_style(tmp_path):
-    m = save_pretrained(_tiny_with_controls(), tmp_path / "m")
-    song = tmp_path / "song.mid"
-    write_midi(toy_song(bars=8, stems=("bass", "guitar")), song)
-    out = tmp_path / "out.mid"
-    r = CliRunner().invoke(app, ["midi", str(song), "--add", "drums", "--model", str(m), "--style", "reggae",
-                                 "-o", str(out)])
-    assert r.exit_code == 0, r.output
-    r = CliRunner().invoke(app, ["midi", str(song), "--add", "drums", "--style", "polka", "-o", str(out)])
+    """--style reggae: the groove-wired model plays the built-in one-drop bar (no kick on beat 1, one on beat 3),
+    where auto plays nothing."""
+    from stemfill.pianoroll.styles import style_roll
+
+    m = save_pretrained(wired_model("groove"), tmp_path / "m")
+    song = _cli_song(tmp_path)
+    auto = _fill_cli(tmp_path, m, song)
+    d = _fill_cli(tmp_path, m, song, "--style", "reggae")
+    want = groove(torch.from_numpy(style_roll("reggae")[None]))[0, 0].numpy()
+    got = groove(torch.from_numpy(np.stack([d, 0 * d, 0 * d])[None]))[0, 0].numpy()
+    assert auto.sum() == 0 and d.sum() > 0 and groove_distance(got, (want >= 0.5) * want) == 0
+    assert not d[0, 0::BAR].any() and d[0, 24::BAR].all()  # one drop: the kick on beat 3, never on beat 1
+    r = CliRunner().invoke(app, ["midi", str(song), "--add", "drums", "--style", "polka", "-o", str(tmp_path / "o.mid")])
     assert r.exit_code == 1 and "known styles" in r.output
 
 
