@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     report["config"]["wall_seconds"] = round(wall, 1)
     json_path = args.out.with_suffix(".json")
     H.write_json(report, json_path)
-    seconds = {n: round(sum(r.get("fill_seconds", 0) for r in res.values()), 1) for n, res in report["results"].items()}
+    seconds = {n: round(H.fill_seconds_total(res), 1) for n, res in report["results"].items()}  # a case once
     text = "\n".join([
         "# Stem-filling quality",
         "",
