@@ -602,8 +602,15 @@ def test_torchrun_two_processes_train_in_sync(tmp_path):
     run = tmp_path / "run"
     r = launch(run)
     if r.returncode != 0 and "SIGABRT" in r.stderr:
-        # Known flake, open: under pytest on the 2-core CI machine a gloo worker sometimes aborts (about 1
-        # launch in 10-20; never in 35 launches outside pytest). One fresh launch; any other failure fails.
+        # Known flake, cause not found: under pytest on the 2-core CI machine a gloo worker sometimes aborted
+        # (about 1 launch in 10-20). Not reproduced since: 0 aborts in 30 launches outside pytest and 25 under
+        # pytest at load average 4-7 (2026-12-07). One fresh launch; any other failure fails. The abort's own
+        # lines go to the run's warnings summary, so that the next one can be diagnosed.
+        import warnings
+
+        said = [line for line in r.stderr.splitlines() if any(w in line for w in (
+            "terminate", "gloo", "what()", "Signal", "SIGABRT", "exitcode", "Error"))]
+        warnings.warn("torchrun: a worker aborted (SIGABRT), launched again:\n" + "\n".join(said[-40:]))
         run = tmp_path / "run-again"
         r = launch(run)
     assert r.returncode == 0, r.stderr[:3000] + "\n...\n" + r.stderr[-1500:]  # the workers' own errors come first
