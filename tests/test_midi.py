@@ -392,3 +392,16 @@ def test_implicit_meter_round_trips_as_no_time_signature():
     assert bare.with_resolution(480).implicit_meter
     bare.time_signatures = [TimeSignature(0, 3, 4)]  # a meter set after reading is written
     assert signatures(bare) == [(0, 3, 4)]
+
+
+def test_ticks_rescale_to_960_rounding_half_up():
+    """At 500 ticks a quarter, tick t is t * 960 / 500 ticks of the song, rounded half up: 1 -> 1.92 -> 2,
+    25 -> 48 exactly, 26 -> 49.92 -> 50, 3 -> 5.76 -> 6 (a floor would give 1, 49, 5)."""
+    from stemfill.song.song import RESOLUTION
+
+    assert RESOLUTION == 960
+    song = midi_from_bytes(build([[M("note_on", note=60, velocity=90, time=1), M("note_off", note=60, time=24),
+                                   M("note_on", note=62, velocity=90, time=1), M("note_off", note=62, time=3)]],
+                                 ticks_per_beat=500))
+    notes = sorted((n.start, n.end) for t in song.tracks for n in t.notes)
+    assert notes == [(2, 48), (50, 56)]
