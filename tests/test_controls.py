@@ -317,3 +317,100 @@ def test_cli_train_with_controls_from_a_model_without(tmp_path):
     assert saved["controls"]["quantiles"]["drums.density"][-1] > 0
     trained = load_model(run / "model")
     assert trained.controls is not None and trained.context_planes == 0
+
+
+# --- assertions that mutation testing showed missing (scripts/mutation.sh, docs/benchmarks.md) -----------
+
+
+def test_percentiles_map_raw_values_both_ways():
+    cfg = ControlConfig(quantiles={"bass.density": [float(i) for i in range(21)],
+                                   "drums.toms": [0.0] * 10 + [0.1 * i for i in range(1, 12)]})
+    assert cfg.to_unit("bass", "density", 10.0) == pytest.approx(0.5)
+    assert cfg.to_unit("bass", "density", 5.0) == pytest.approx(0.25)
+    assert cfg.to_unit("bass", "density", 0.0) == pytest.approx(0.0, abs=1e-5)
+    assert cfg.to_unit("bass", "density", 99.0) == pytest.approx(1.0)  # past the top: the top
+    assert cfg.from_unit("bass", "density", 0.25) == pytest.approx(5.0)
+    assert cfg.from_unit("bass", "density", 1.0) == pytest.approx(20.0)
+    t = cfg.to_unit("bass", "density", torch.tensor([5.0, 10.0]))
+    assert isinstance(t, torch.Tensor) and t.dtype == torch.float32 and torch.allclose(t, torch.tensor([0.25, 0.5]))
+    # a value tied with many quantiles (bars without toms) takes the middle of their range: 0 .. 9/20
+    assert cfg.to_unit("drums", "toms", 0.0) == pytest.approx(0.225, abs=1e-4)
+    assert cfg.to_unit("drums", "fill", 0.7) == 0.7 and cfg.from_unit("drums", "fill", 0.7) == 0.7  # shares pass
+    with pytest.raises(ValueError, match="no quantiles for guitar.density"):
+        cfg.to_unit("guitar", "density", 3.0)
+
+
+def test_groove_counts_only_the_bars_a_stem_plays():
+    x = np.zeros((1, 3, N_PITCHES, L), dtype=bool)
+    x[0, 0, 0, [0, 2 * BAR]] = True  # a kick on beat 1 of bars 1 and 3 only
+    x[0, 0, 4, 2 * BAR + 6] = True
+    x[0, 1, 10, BAR + 12:BAR + 20] = True  # the bass plays once, in bar 2
+    g = groove(torch.from_numpy(x))[0]
+    assert g[0, 0, 0] == 1.0 and g[0, 4, 6] == 0.5  # share of the 2 bars the drums play in, not of 4
+    assert (g[1, :, 12] == 1.0).all() and g[1].sum() == N_PITCHES  # the bass's one start, in every row
+
+
+def test_groove_distance_edge_cases():
+    a = np.zeros((N_PITCHES, BAR))
+    b = a.copy()
+    b[0, 0] = 1
+    assert groove_distance(a, a) == 0.0 and groove_distance(a, b) == 2.0 and groove_distance(b, a) == 2.0
+    c = a.copy()
+    c[0, 0] = c[1, 6] = 3  # normalised: half of it on b's cell
+    assert groove_distance(b, c) == pytest.approx(1.0) and groove_distance(c, 2 * c) == 0.0
+
+
+def test_parse_controls_per_stem_lists_and_like_bars():
+    req = parse_controls(["drums", "bass"], {"density": ["drums=high, bass=3"], "complexity": ["low"]},
+                         like="ref.mid", like_bars="2-3")
+    assert req.levels == {"density": {"drums": "high", "bass": 3.0}, "complexity": {"drums": "low", "bass": "low"}}
+    assert req.like == "ref.mid" and req.like_bars == "2-3"
+    assert parse_controls(["drums"], {"density": ["high", "auto"]}).levels == {"density": {}}  # auto: given back
+    with pytest.raises(StemfillError, match="--register applies to bass and guitar"):
+        parse_controls(["drums"], {"register": ["high"]})
+
+
+def test_resolve_controls_fills_sections_and_numbers():
+    cfg = ControlConfig(quantiles={"bass.density": [float(i) for i in range(21)],
+                                   "bass.register": [float(i) for i in range(21)]})
+    out = resolve_controls(parse_controls(["drums", "bass"], {"register": ["bass=34"]}, fills="sections"),
+                           ["drums", "bass"], cfg)
+    assert out["drums"].fill_sections and out["drums"].fill_every is None
+    assert out["bass"].values == {"register": pytest.approx(0.5)}  # MIDI 34 = row 10 of 0..20
+    out = resolve_controls(parse_controls(["drums"], {}, fills="often"), ["drums"], cfg)
+    assert out["drums"].fill_every == 2 and not out["drums"].fill_sections
+
+
+def test_reference_controls_fill_rate_and_short_references():
+    cfg = ControlConfig(quantiles=fit_quantiles(np.concatenate([_roll(), toy_rolls(30, seed=2)])))
+    roll = _roll()[0]  # bar 2 of 4 ends in a fill: a quarter of the bars
+    assert reference_controls(roll, "drums", cfg).fill_every == 4
+    assert reference_controls(np.tile(roll[..., :BAR], 4), "drums", cfg).fill_every == 0  # no fills
+    assert reference_controls(roll[..., :BAR - 1], "drums", cfg).empty()  # shorter than a bar
+    ref = reference_controls(roll, "bass", cfg)
+    assert ref.fill_every is None and set(ref.values) == {"density", "syncopation", "register"}
+
+
+def test_training_planes_give_what_the_config_says():
+    x0 = torch.from_numpy(_roll())
+    target = torch.tensor([[True, True, False]])
+    cfg = ControlConfig(quantiles=fit_quantiles(toy_rolls(30, seed=2)), given_prob=1.0, groove_prob=0.0)
+    p = training_planes(x0, target, cfg, torch.Generator().manual_seed(0))
+    g = slot_index("drums", "groove")
+    assert not p[0, g].any() and not p[0, g + 1].any()  # grooves never given
+    d = slot_index("drums", "density")
+    assert (p[0, d + 1] == 1).all() and p[0, d].max() > 0  # every attribute given, every bar
+    assert not p[0, slot_index("guitar", "density") + 1].any()  # not a target
+    cfg = ControlConfig(quantiles=cfg.quantiles, given_prob=0.0, groove_prob=1.0)
+    p = training_planes(x0, target, cfg, torch.Generator().manual_seed(0))
+    assert not p[0, d + 1].any() and (p[0, g + 1] == 1).all()
+    assert torch.equal(p[0, g, :, :BAR], groove(x0)[0, 0])  # the drums' own groove, bar after bar
+
+
+def test_read_reference_cuts_whole_bars(tmp_path):
+    ref = tmp_path / "ref.mid"
+    write_midi(toy_song(bars=4, stems=("drums", "guitar")), ref)
+    whole = read_reference(ref)
+    two = read_reference(ref, "2-3")
+    assert two.shape[-1] == 2 * BAR and np.array_equal(two, whole[..., BAR:3 * BAR])
+    assert read_reference(ref, "2").shape[-1] == BAR
