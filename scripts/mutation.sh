@@ -29,7 +29,7 @@ cat > "$work/setup.cfg" <<CFG
 [mutmut]
 source_paths = stemfill
 only_mutate = $module
-tests_dir =
+pytest_add_cli_args_test_selection =
 $tests
 pytest_add_cli_args =
     -p
