@@ -405,3 +405,58 @@ def test_ticks_rescale_to_960_rounding_half_up():
                                  ticks_per_beat=500))
     notes = sorted((n.start, n.end) for t in song.tracks for n in t.notes)
     assert notes == [(2, 48), (50, 56)]
+
+
+# --- assertions that mutation testing showed missing (scripts/mutation.sh, docs/benchmarks.md) -----------
+
+NOTE = [M("note_on", note=60, velocity=90), M("note_off", note=60, time=480)]
+
+
+@pytest.mark.parametrize("data,why", [
+    (b"", "empty file"),
+    (b"RIFF" + bytes(20), "not a MIDI file (no MThd header)"),
+    (b"MThd" + bytes(9), "not a MIDI file (no MThd header)"),  # shorter than a header
+    (b"MThd\x00\x00\x00\x04\x00\x01\x00\x01\x01\xe0", "corrupt MIDI header (length 4 < 6)"),
+    (b"MThd\x00\x00\x00\x06\x00\x02\x00\x01\x01\xe0", "MIDI type 2 (independent sequences) is not supported"),
+    (b"MThd\x00\x00\x00\x06\x00\x03\x00\x01\x01\xe0", "unknown MIDI type 3"),
+    (b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x00\x00", "zero ticks per beat in the MIDI header"),
+    (b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\xe7\x28", "SMPTE time division (frames per second) is not supported"),
+])
+def test_bad_headers_say_what_is_wrong_and_name_the_file(data, why):
+    with pytest.raises(MidiReadError) as e:
+        midi_from_bytes(data, name="song.mid")
+    assert str(e.value) == f"song.mid: {why}"
+
+
+def test_tempo_map_bounds_and_order_across_tracks():
+    at_max = build([[MM("set_tempo", tempo=60_000), *NOTE]])  # exactly 1,000 qpm: the highest taken
+    assert midi_from_bytes(at_max).tempos == [TempoChange(0, 1000.0)]
+    with pytest.raises(MidiReadError, match=r"^z.mid: tempo of 0 at tick 0$"):
+        midi_from_bytes(build([[MM("set_tempo", tempo=0), *NOTE]]), name="z.mid")
+    # tempo events in two tracks, the later track's first in time: sorted, the last at a tick wins
+    data = build([[MM("set_tempo", tempo=500_000, time=960), *NOTE],
+                  [MM("set_tempo", tempo=1_000_000), MM("set_tempo", tempo=750_000, time=480), *NOTE]])
+    assert midi_from_bytes(data).tempos == [TempoChange(0, 60.0), TempoChange(960, 80.0), TempoChange(1920, 120.0)]
+    assert midi_from_bytes(build([NOTE])).tempos == [TempoChange(0, 120.0)]  # none set: MIDI's 120
+
+
+def test_time_signature_bounds_and_order():
+    def meters(*sigs):
+        track = [MM("time_signature", numerator=n, denominator=d, time=t) for t, n, d in sigs]
+        return midi_from_bytes(build([track + NOTE])).time_signatures
+
+    assert meters((0, 1, 1), (480, 64, 64)) == [TimeSignature(0, 1, 1), TimeSignature(960, 64, 64)]
+    assert meters((0, 65, 4)) == [TimeSignature(0, 4, 4)]  # invalid numerator: dropped, 4/4 stays
+    assert meters((0, 3, 128)) == [TimeSignature(0, 4, 4)]  # denominator past 64: dropped
+    data = build([[MM("time_signature", numerator=3, denominator=4, time=480), *NOTE],
+                  [MM("time_signature", numerator=6, denominator=8), *NOTE]])
+    assert midi_from_bytes(data).time_signatures == [TimeSignature(0, 6, 8), TimeSignature(960, 3, 4)]
+
+
+def test_reader_errors_read_as_one_line():
+    from stemfill.song.midi import _reason
+
+    assert _reason(ValueError("Get program=208")) == "program 208 outside 0..127"
+    assert _reason(ValueError("Get control_number=300")) == "control number 300 outside 0..127"
+    assert _reason(ValueError("MiniMidi:  Invaild\n  event: iostream error")) == "Invalid event"
+    assert _reason(KeyError()) == "KeyError"
