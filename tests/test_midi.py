@@ -460,3 +460,35 @@ def test_reader_errors_read_as_one_line():
     assert _reason(ValueError("Get control_number=300")) == "control number 300 outside 0..127"
     assert _reason(ValueError("MiniMidi:  Invaild\n  event: iostream error")) == "Invalid event"
     assert _reason(KeyError()) == "KeyError"
+
+
+def test_written_file_layout():
+    """What the writer promises a sequencer: type 1 at the song's resolution, a conductor track (title, meters,
+    tempos, absolute times as written), then one track per instrument: its name, its program on its channel,
+    and at each tick the note-offs before the note-ons (a repeated pitch is re-struck, not cut)."""
+    import io
+
+    song = Song(tracks=[Track(name="Bass", program=33, notes=[Note(0, 480, 40, 90), Note(480, 480, 40, 80)]),
+                        Track(name="Drums", is_drum=True, notes=[Note(0, 100, 36, 100)])],
+                resolution=960, title="t", tempos=[TempoChange(0, 100.0), TempoChange(1920, 90.0)],
+                time_signatures=[TimeSignature(0, 3, 4)])
+    mid = mido.MidiFile(file=io.BytesIO(midi_bytes(song)))
+    assert mid.type == 1 and mid.ticks_per_beat == 960 and len(mid.tracks) == 3
+
+    def events(track):
+        now, out = 0, []
+        for m in track:
+            now += m.time
+            d = m.dict()
+            out.append((now, m.type, *(d[k] for k in ("name", "numerator", "denominator", "tempo", "program",
+                                                       "note", "velocity", "channel") if k in d)))
+        return out
+
+    assert events(mid.tracks[0]) == [(0, "track_name", "t"), (0, "time_signature", 3, 4), (0, "set_tempo", 600000),
+                                     (1920, "set_tempo", 666667), (1920, "end_of_track")]
+    # (tick, type, program or note, velocity, channel)
+    assert events(mid.tracks[1]) == [(0, "track_name", "Bass"), (0, "program_change", 33, 0),
+                                     (0, "note_on", 40, 90, 0), (480, "note_off", 40, 0, 0),
+                                     (480, "note_on", 40, 80, 0), (960, "note_off", 40, 0, 0), (960, "end_of_track")]
+    assert events(mid.tracks[2])[1:4] == [(0, "program_change", 0, 9), (0, "note_on", 36, 100, 9),
+                                          (100, "note_off", 36, 0, 9)]
