@@ -66,7 +66,7 @@ def pick_songs(manifest: dict, n: int, seed: int, band: bool, split: str = "test
     return sets
 
 
-def fill_song_stems(model, path: Path, seed: int, fills: str | None) -> dict:
+def fill_song_stems(model, path: Path, seed: int, fills: str | None, drums="model") -> dict:
     """Read one song, fill each of its stems alone over the whole song, and measure (see module doc).
     Returns {"stems": {stem: {...}}, "steps": T, "seconds": s}."""
     from stemfill.evaluation import metrics as M
@@ -100,7 +100,10 @@ def fill_song_stems(model, path: Path, seed: int, fills: str | None) -> dict:
             planes = control_planes({"drums": StemControls(fill_bars=bars)}, T, real.shape[1])
         elif stem == "drums" and fills is not None:
             planes = control_planes({"drums": StemControls(fill_every=FILL_PATTERNS[fills])}, T, real.shape[1])
-        filled = fill_roll(model, real, known, seed=seed, other=other, controls=planes)
+        from stemfill.generate.plan import song_bars
+
+        filled = fill_roll(model, real, known, seed=seed, other=other, controls=planes, drums=drums,
+                           bars=song_bars(song, T))
         g, r = filled[c], real[c]
         contour = PH.density_contour_corr(g, r, stem)
         res = {"note_f1_segments": [None if np.isnan(v) else float(v) for v in M.note_f1_usma_segments(g, r, stem)],
@@ -184,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fills", choices=("none", "phrase", "often", "sections"), help="ask the filled drums for fills "
                     "(a model with control planes only)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the song pick and of the fills")
+    ap.add_argument("--drum-decoder", choices=("model", "cells", "patterns"), default="model",
+                    help="drums by cells or by whole phrases from the shipped library (default: the model's own)")
     ap.add_argument("--json", type=Path, help="write every number and the per-song rows here")
     a = ap.parse_args(argv)
 
@@ -202,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     except StemfillError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    from stemfill.generate.decoder import drum_decoder_for
+
+    drums = "model" if a.drum_decoder == "model" else drum_decoder_for(model, decoder=a.drum_decoder)
     t0 = time.perf_counter()
     done: dict[str, dict] = {}  # file -> result (a song in both sets is filled once)
     per_set: dict[str, list[dict]] = {}
@@ -211,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             key = f"{e['root']}/{e['path']}"
             if key not in done:
                 try:
-                    r = fill_song_stems(model, song_file(e, a.data), a.seed, a.fills)
+                    r = fill_song_stems(model, song_file(e, a.data), a.seed, a.fills, drums)
                 except (StemfillError, FileNotFoundError) as err:
                     print(f"skipping {key}: {err}", file=sys.stderr)
                     continue

@@ -6,6 +6,7 @@ Every StemfillError becomes one line on stderr and exit code 1.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from pathlib import Path
@@ -18,6 +19,35 @@ from stemfill.pianoroll.grid import STEPS_PER_BEAT, WINDOW, WINDOW_BARS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Add a missing instrument stem to a song.")
 BARS_HELP = "Bars A-B, A- (to the end) or A; 1-based, B included."
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from stemfill import __version__
+
+        typer.echo(f"stemfill {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                       help="Show the version and exit.")) -> None:
+    """Add a missing instrument stem to a song."""
+
+
+@contextlib.contextmanager
+def _tty_progress(description: str):
+    """Yields ``progress(done, total)`` drawing a rich bar on stderr where stderr is a terminal, else None."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=Console(stderr=True), transient=True) as prog:
+        task = prog.add_task(description, total=None)
+        yield lambda done, total: prog.update(task, completed=done, total=total)
 
 
 def _warn(path: Path, song) -> None:
@@ -74,8 +104,12 @@ def convert(
     """Convert songs into chunked piano-roll shards for training (resumable; broken files are skipped)."""
     from stemfill.datasets.convert import convert as run_convert
 
-    run_convert(inputs, out, chunk_len=chunk_len, hop=hop, jobs=jobs or None, require_all=require_all, seed=seed,
-                guitar_variants=guitar_variants, progress=sys.stderr.isatty(), log=lambda line: typer.echo(line, err=True))
+    rep = run_convert(inputs, out, chunk_len=chunk_len, hop=hop, jobs=jobs or None, require_all=require_all, seed=seed,
+                      guitar_variants=guitar_variants, progress=sys.stderr.isatty(),
+                      log=lambda line: typer.echo(line, err=True))
+    if rep.n_songs == 0:  # every file skipped: nothing to train on
+        raise StemfillError(f"{out}: no song converted: all {rep.n_files} song file{'s' * (rep.n_files != 1)} "
+                            "skipped (the reasons are above and in the manifest)")
 
 
 @app.command()
@@ -148,37 +182,18 @@ def midi_cmd(
     style: Optional[str] = typer.Option(None, "--style", help="Drums in a named groove, as --like a built-in bar: rock, reggae, funk, metal, swing, disco, halftime, punk."),
     temperature: List[str] = typer.Option([], "--temperature", help="How far the new part strays from the model's likeliest notes: 0 always plays them (plainest), 1 draws notes as often as the model expects them (toms, crashes, passing notes); one number or per stem as drums=1 (default: the model's own)."),
     engine: Optional[str] = typer.Option(None, "--engine", help="What runs the network: auto (onnxruntime where the model folder has model.onnx and no controls or candidates are asked for, else torch), onnx or torch (default: STEMFILL_ENGINE, else auto). The two draw different noise: a seed gives another fill on each."),
+    drum_decoder: Optional[str] = typer.Option(None, "--drum-decoder", help="How new drums become notes: patterns (whole real phrases from a library, chosen by the model and planned by the song's phrases and sections) or cells (the likeliest hits one by one); default: the model's own (the shipped model: patterns)."),
+    library: Optional[Path] = typer.Option(None, "--library", help="Drum pattern library for the pattern decoder (`stemfill library build`); default: the one shipped with the model. Implies --drum-decoder patterns."),
 ) -> None:
     """Add missing stems (drums / bass / guitar) to a song with the diffusion model."""
+    from stemfill.api import plan_fill
     from stemfill.files import check_output_path
-    from stemfill.song.bars import parse_bars
     from stemfill.song.io import WRITE_EXTS, read_song, write_song
 
-    from stemfill.pianoroll.controls import parse_controls, read_reference, resolve_controls
-
-    if bars:
-        parse_bars(bars)  # the syntax, before anything is read
-    from stemfill.pianoroll.fast import check_engine
-
-    engine = check_engine(engine)  # before anything is read
-    if like_bars:
-        parse_bars(like_bars)
-    if like_bars and like is None:
-        raise StemfillError("--like-bars needs --like FILE")
-    if style is not None:
-        from stemfill.pianoroll.styles import check_style
-
-        if like is not None:
-            raise StemfillError("--style and --like both name a part to play like; give one")
-        style = check_style(style, list(add))
-    from stemfill.pianoroll.config import parse_temperature, with_temperature
-
-    try:  # before anything is read
-        temperatures = parse_temperature(temperature, list(add))
-    except ValueError as e:
-        raise StemfillError(str(e)) from None
-    request = parse_controls(list(add), {"density": density, "complexity": complexity, "register": register},
-                             fills=fills, like=str(like) if like else style, like_bars=like_bars)
+    plan = plan_fill(list(add), bars=bars, density=density, complexity=complexity, register=register, fills=fills,
+                     style=style, like=like, like_bars=like_bars, seed=seed, temperature=temperature, model=model,
+                     steps=steps, candidates=candidates, replace=replace, guidance=guidance, key=key,
+                     engine=engine, drum_decoder=drum_decoder, library=library)  # every option, before anything is read
     out = out or _default_out(inp, list(add))
     check_output_path(out, inp, exts=WRITE_EXTS)
     if plot is not None:
@@ -188,35 +203,16 @@ def midi_cmd(
 
         check_output_path(audio, inp, exts=RENDER_EXTS)
         sf2 = check_renderer(soundfont)
-    from stemfill.pianoroll.model import default_model_path
-
-    model_path = model if model is not None else default_model_path()
+    plan.model_path()  # no model installed: say so before reading
     song = read_song(inp)
     _warn(inp, song)
-    reference = read_reference(like, like_bars) if like is not None else None
-    if style is not None:
-        from stemfill.pianoroll.styles import style_roll
-
-        reference = style_roll(style)
-    from stemfill.pianoroll.fast import load_fill_model
-    from stemfill.pianoroll.fill import fill_song
-
-    m = load_fill_model(model_path, engine, controls=not request.empty(), candidates=candidates)
-    if temperatures:
-        m.sampling = with_temperature(m.sampling, temperatures)
-    controls = None
-    if not request.empty():
-        if m.controls is None:
-            raise StemfillError(f"{model_path}: this model has no controls (--density, --complexity, --register, "
-                                "--fills, --like); use one trained with `stemfill train --controls`")
-        stems = list(dict.fromkeys(add))
-        if style is not None:  # a style is a drum groove; the other stems play as the model hears the song
-            controls = resolve_controls(request, ["drums"], m.controls, reference, f"style {style}")
-            controls.update({k: v for k, v in resolve_controls(request, stems, m.controls).items() if k != "drums"})
-        else:
-            controls = resolve_controls(request, stems, m.controls, reference, str(like))
-    res = fill_song(song, list(add), m, steps=steps, seed=seed, bars=bars, candidates=candidates, replace=replace,
-                    guidance=guidance, key=key, controls=controls)
+    with _tty_progress("filling windows") as progress:
+        res = plan.run(song, progress=progress)  # the same path as stemfill.fill and `stemfill studio`
+    for line in res.notes:  # what the decoder could not do as asked
+        typer.echo(f"note: {inp}: {line}", err=True)
+    if res.removed:  # --replace: the tracks it took out, by name
+        typer.echo(f"replaced: removed {len(res.removed)} track{'s' * (len(res.removed) != 1)}: "
+                   + ", ".join(f"{t.name or '(no name)'!r} ({len(t.notes)} notes)" for t in res.removed), err=True)
     notes: list[str] = []
     write_song(res.song, out, source=inp, report=notes)
     for line in notes:  # what the tab writer chose or could not keep (tunings, dropped notes)
@@ -232,6 +228,58 @@ def midi_cmd(
         from stemfill.audio.render import render_song_file
 
         typer.echo(f"wrote {audio} ({render_song_file(res.song, audio, sf2)['seconds']:.1f} s)")
+
+
+library_app = typer.Typer(no_args_is_help=True, help="Drum pattern libraries for the pattern decoder.")
+app.add_typer(library_app, name="library")
+
+
+@library_app.command("build")
+@friendly
+def library_build_cmd(
+    inputs: List[Path] = typer.Argument(..., help="Song files or folders (MIDI, Guitar Pro) whose drum tracks to learn from."),
+    out: Path = typer.Option(..., "-o", "--out", help="The library file to write (.npz)."),
+    train_of: Optional[Path] = typer.Option(None, "--train-of", help="A chunk folder (`stemfill convert`): of the songs it holds, take only its train split (keep valid and test songs out of a library you measure)."),
+    min_velocity: int = typer.Option(0, "--min-velocity", min=0, max=127, help="Leave out softer hits (ghost notes)."),
+    min_count: int = typer.Option(1, "--min-count", min=1, help="Keep bars played at least this often (fills are always kept)."),
+) -> None:
+    """Build a drum pattern library from your own tabs and MIDI files (your band's style): every whole bar
+    of their drum tracks in its own meter, and every run of 4 bars as a phrase. Use it with
+    `stemfill midi --add drums --library LIB`."""
+    from stemfill.files import check_output_path
+    from stemfill.generate.library import build_library, library_inputs
+
+    out = check_output_path(out, *inputs, exts=(".npz",))
+    files = library_inputs(inputs, train_of)
+    if not files:
+        raise StemfillError(f"no song files under {', '.join(map(str, inputs))}")
+    lib = build_library(files, min_velocity=min_velocity, min_count=min_count,
+                        log=lambda line: typer.echo(f"warning: {line}", err=True))
+    if not (~lib.fill).any():
+        raise StemfillError(f"no drum bars in {', '.join(map(str, inputs))}: nothing to build a library from")
+    lib.save(out)
+    meters = ", ".join(f"{m} {int(((lib.meter == m) & ~lib.fill).sum())}" for m in lib.meters())
+    typer.echo(f"wrote {out}: {len(lib)} bar patterns ({int(lib.fill.sum())} fills; grooves by meter: {meters}), "
+               f"{len(lib.phrases)} phrases, from {sum(s['songs'] for s in lib.meta['sources'])} songs")
+
+
+@app.command("studio")
+@friendly
+def studio_cmd(
+    song: Optional[Path] = typer.Argument(None, metavar="[SONG]", help="A MIDI or Guitar Pro file to open first (optional: the page opens files too)."),
+    port: int = typer.Option(0, "--port", min=0, max=65535, help="Port to listen on (0: a free one)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on. Anything but 127.0.0.1 / localhost / ::1 lets anyone who can reach the port use the studio."),
+    no_browser: bool = typer.Option(False, "--no-browser", help="Print the URL only; do not open a browser."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model folder, .safetensors or ckpt.pt (default: the shipped model)."),
+    soundfont: Optional[Path] = typer.Option(None, "--soundfont", help="General MIDI .sf2 for listening (default: STEMFILL_SOUNDFONT or the system's, as `stemfill render`)."),
+) -> None:
+    """Open a local page to add parts to a song, hear the takes side by side and download the one you keep."""
+    from stemfill.studio.server import serve
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(f"warning: --host {host}: anyone who can reach this port can use the studio (open files, run "
+                   "the model); use 127.0.0.1 unless you mean it", err=True)
+    serve(song, host=host, port=port, open_browser=not no_browser, model=model, soundfont=soundfont, echo=typer.echo)
 
 
 @app.command("export-onnx")

@@ -203,3 +203,12 @@ def test_midi_audio_with_a_missing_soundfont_fails_before_the_model(tmp_path, no
                             "--audio", str(tmp_path / "o.wav"), "--soundfont", str(sf2)])
     assert "soundfont not found" in _one_line_error(r, sf2)
     assert not (tmp_path / "o.mid").exists()
+
+
+def test_version():
+    import stemfill
+
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.output == f"stemfill {stemfill.__version__}\n"
+    r = runner.invoke(app, [])
+    assert "convert" in r.output and "--version" in r.output  # no arguments: the help, as before

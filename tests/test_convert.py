@@ -700,3 +700,31 @@ def test_evaluation_reads_only_the_songs_as_they_are_and_training_reads_the_vari
     T.train(T.TrainConfig(data=str(out), out=str(tmp_path / "run"), size="tiny", steps=1, batch=2, device="cpu"),
             progress=False, until=0)
     assert calls == [("train", True), ("valid", False)]
+
+
+def test_cli_convert_with_no_song_to_convert_fails_in_one_line(tmp_path):
+    """An empty folder (nothing written), or a folder of broken files only: exit 1 with one error line."""
+    from typer.testing import CliRunner
+
+    from stemfill.cli import app
+
+    runner = CliRunner()
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "notes.txt").write_text("no songs here")
+    r = runner.invoke(app, ["convert", str(empty), "-o", str(tmp_path / "out")])
+    assert r.exit_code == 1 and r.output.strip() == (
+        f"error: {empty}: no song files there (looked for .gp3, .gp4, .gp5, .gpx, .gp, .mid, .midi, .kar)")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(StemfillError, match="no song files there"):
+        C.convert([empty], tmp_path / "out", jobs=1)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.mid").write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0MTrk\x00\x00\xff\xff\x90<")
+    (broken / "b.gp5").write_bytes(b"\x18FICHIER GUITAR PRO v5.00" + b"\x00" * 10)
+    r = runner.invoke(app, ["convert", str(broken), "-o", str(tmp_path / "out2"), "--jobs", "1"])
+    errors = [line for line in r.output.splitlines() if line.startswith("error:")]
+    assert r.exit_code == 1 and errors == [
+        f"error: {tmp_path / 'out2'}: no song converted: all 2 song files skipped (the reasons are above and in "
+        "the manifest)"], r.output
+    assert "skipping a.mid: " in r.output and "skipping b.gp5: " in r.output

@@ -295,3 +295,26 @@ def test_default_model_fills_the_gaps_between_windows():
         pitch = [(bass[:, w].sum(1) * rows).sum() / bass[:, w].sum() for w in (~gap, gap)]
         shift.append(pitch[1] - pitch[0])
     assert np.mean(np.abs(shift)) < 2.5, shift  # measured: 1.9 semitones (the release before: 1.1)
+
+
+@pytest.mark.parametrize("chain", [False, True])
+def test_fill_progress_counts_every_window_and_changes_nothing(model, chain):
+    """``progress(done, total)``: from 0 to every window filled (a bass-then-guitar window counts twice);
+    the fill is the same with it as without (silent by default)."""
+    song = toy_song(bars=24, stems=("drums",))
+    model.sampling.chain_pitched = chain
+    try:
+        calls: list[tuple[int, int]] = []
+        res = fill_song(song, ["bass", "guitar"], model, steps=1, seed=3, window=192, overlap=48,
+                        progress=lambda done, total: calls.append((done, total)))
+        quiet = fill_song(song, ["bass", "guitar"], model, steps=1, seed=3, window=192, overlap=48)
+    finally:
+        model.sampling.chain_pitched = False
+    from stemfill.pianoroll.roll import n_steps
+
+    T = max(n_steps(song), 1)
+    _, pass1, pass2 = window_plan(T, 192, 48)
+    windows = sum(s < T for s in pass1 + pass2) * (2 if chain else 1)  # a window of padding alone is not filled
+    assert len(pass1) >= 3 and calls[0] == (0, windows) and calls[-1] == (windows, windows)
+    assert all(t == windows for _, t in calls) and [d for d, _ in calls] == sorted(d for d, _ in calls)
+    assert [notes_of(t) for t in res.added] == [notes_of(t) for t in quiet.added]

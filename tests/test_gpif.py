@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from stemfill.cli import app
 from stemfill.errors import GuitarProReadError
-from stemfill.song.gpx import SECTOR, GpxError, decompress_bcfz, gpx_files, read_bcfs
+from stemfill.song.gpx import SECTOR, BcfzCutShort, GpxError, decompress_bcfz, gpx_files, read_bcfs
 from stemfill.song.guitarpro import read_guitarpro
 from stemfill.song.io import read_song
 from stemfill.pianoroll.roll import DRUM_CLASS_OF_KEY, DRUM_KIT
@@ -454,6 +454,53 @@ def test_extension_does_not_matter(tmp_path):
         read_song(tmp_path / "old.gp")
 
 
+def band_gpx(tmp_path: Path, bars: int = 4) -> bytes:
+    """A GP6 container: guitar and bass over ``bars`` bars, then another file after the score (as GP6 writes
+    misc.xml, the stylesheet, ...)."""
+    b = Gpif(title="Cut")
+    b.gp6_track("Guitar", ref="s-gtr6", program=25)
+    b.gp6_track("Bass", ref="e-bass4", program=33, tuning=(28, 33, 38, 43))
+    for k in range(bars):
+        b.master([b.bar([b.voice([b.beat("Quarter", [b.fretted(s, (k + s) % 5)]) for s in range(4)])]),
+                  b.bar([b.voice([b.beat("Half", [b.fretted(1, k % 3)]), b.beat("Half", [b.fretted(0, 3)])])])])
+    return bcfz(bcfs({"score.gpif": b.xml(), "misc.xml": b"<misc>" + b"stylesheet " * 200 + b"</misc>"}))
+
+
+def test_gpx_cut_short_reads_what_is_there(tmp_path):
+    """A .gpx whose compressed stream ends bytes short of the length it announces (as a real tab did) reads,
+    with one warning line; one cut inside the score itself is refused in one line."""
+    data = band_gpx(tmp_path)
+    (tmp_path / "full.gpx").write_bytes(data)
+    (tmp_path / "cut.gpx").write_bytes(data[:-2])
+    with pytest.raises(BcfzCutShort, match="ends"):
+        decompress_bcfz(data[:-2])
+    with pytest.raises(GpxError):
+        gpx_files(data[:-2])  # without a list for the warning, a cut stream stays an error
+    full, cut = read_song(tmp_path / "full.gpx"), read_song(tmp_path / "cut.gpx")
+    assert cut.tracks == full.tracks and sum(len(t.notes) for t in cut.tracks) == 24
+    assert full.warnings == [] and len(cut.warnings) == 1
+    assert cut.warnings[0].startswith("file cut short: its compressed data ends after ")
+    res = runner.invoke(app, ["info", str(tmp_path / "cut.gpx")], env={"COLUMNS": "160"})
+    assert res.exit_code == 0 and res.output.count(f"warning: {tmp_path / 'cut.gpx'}: file cut short") == 1
+    score_cut = bcfz(bcfs({"score.gpif": Gpif().xml()}))
+    (tmp_path / "score-cut.gpx").write_bytes(score_cut[: len(score_cut) * 2 // 3])
+    with pytest.raises(GuitarProReadError) as err:
+        read_song(tmp_path / "score-cut.gpx")
+    msg = str(err.value)
+    assert "score-cut.gpx" in msg and "file cut short" in msg and "\n" not in msg
+
+
+def test_convert_keeps_a_gpx_cut_short(tmp_path):
+    from stemfill.datasets import convert as C
+
+    (tmp_path / "songs").mkdir()
+    (tmp_path / "songs" / "cut.gpx").write_bytes(band_gpx(tmp_path, bars=16)[:-2])
+    lines: list[str] = []
+    rep = C.convert([tmp_path / "songs"], tmp_path / "out", jobs=1, log=lines.append)
+    assert rep.n_songs == 1 and not rep.skipped
+    assert sum(line.startswith("warning: cut.gpx: file cut short") for line in lines) == 1
+
+
 # --- bad input: one line naming the file -----------------------------------------------------------
 
 def _bad_cases(tmp_path: Path) -> dict[str, tuple[bytes, str]]:
@@ -544,6 +591,8 @@ def test_full_song_gp_and_gp5_agree(shared_data):
     # fretted tracks keep their tuning; winds, voices, keys, strings and timpani do not (gp5 cannot tell)
     assert [t.name for t in gp7.tracks if t.tuning] == ["Emmpu(Acoustic)", "Emppu(Disto)", "Marco"]
     assert [classify_track(t) for t in gp7.tracks] == ["other"] * 3 + ["guitar"] * 2 + ["other", "bass"] + ["other"] * 3 + ["drums"]
+    # gp5 gives the voices, piano, strings, pipe and timpani strings too: their programs say they are none
+    assert [classify_track(t) for t in gp5.tracks] == [classify_track(t) for t in gp7.tracks]
     # velocity: GPIF has one dynamic per beat, gp5 one per note
     vel = lambda s: Counter((n.start, n.pitch, n.velocity) for t in s.tracks for n in t.notes)
     assert sum((vel(gp5) & vel(gp7)).values()) == 4411 - 121
@@ -645,3 +694,14 @@ def test_cli_midi_on_gpx_and_gp_keeps_the_source_notes(shared_data, tmp_path, na
 
     assert len(b.tracks) == len(a.tracks) + 1 and b.tracks[-1].notes
     assert [spans(b, t) for t in b.tracks[:-1]] == [spans(a, t) for t in a.tracks]
+
+
+def test_real_gpx_cut_two_bytes_short_reads_whole(shared_data, tmp_path):
+    """The real GP6 files, 2 bytes cut off the end as a download cut the one in issue 26: the same score."""
+    for name in ("conversion__full-song.gpx", "guitarpro6__serenade.gpx"):
+        data = (modern(shared_data) / name).read_bytes()
+        (tmp_path / name).write_bytes(data[:-2])
+        full, cut = read_song(modern(shared_data) / name), read_song(tmp_path / name)
+        assert [(t.name, notes_of(t)) for t in cut.tracks] == [(t.name, notes_of(t)) for t in full.tracks]
+        assert cut.tempos == full.tempos and cut.warnings == [cut.warnings[0]] + full.warnings
+        assert "file cut short" in cut.warnings[0]

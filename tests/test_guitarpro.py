@@ -578,3 +578,196 @@ def test_cli_adds_a_bass_to_a_gp7_file_and_writes_gp5(tmp_path):
     assert bass.notes and bass.tuning in [t for _, t in BASS_TUNINGS]
     assert all(bass.tuning[n.string - 1] + n.fret == n.pitch for n in bass.notes)
     assert any(d.tuplet.enters == 3 for m in tab.tracks[0].measures for d in [x.duration for x in m.voices[0].beats])
+
+
+# --- issue 26: real tabs that broke the writer, --replace, round trips, silent changes ----------------
+
+def band_tab(path: Path, bars: int = 4, version=(4, 0, 6)) -> Path:
+    """A gp4 band: "Guitar" (29) with a dead grace note (fret -1, as gp3/gp4 store it) before its first note,
+    "Intro" on String Ensemble (48, strings as every tab track has), "Bass" (33) and drums."""
+    song = gp.Song(tempo=120)
+    song.measureHeaders = []
+    song.tracks = []
+    specs = [("Guitar", 29, STD, False), ("Intro", 48, STD, False), ("Bass", 33, (43, 38, 33, 28), False),
+             ("Drums", 0, (0,) * 6, True)]
+    for k, (name, program, tuning, drum) in enumerate(specs):
+        ch = 9 if drum else 2 * k
+        song.tracks.append(gp.Track(song, number=k + 1, name=name, isPercussionTrack=drum, measures=[],
+                                    strings=[gp.GuitarString(i + 1, v) for i, v in enumerate(tuning)],
+                                    channel=gp.MidiChannel(channel=ch, effectChannel=ch if drum else ch + 1,
+                                                           instrument=program)))
+    for b in range(bars):
+        h = gp.MeasureHeader(number=b + 1, timeSignature=gp.TimeSignature(4, gp.Duration(value=4)))
+        song.addMeasureHeader(h)
+        for tr in song.tracks:
+            m = gp.Measure(tr, h)
+            voice = m.voices[0]
+            for q in range(4):
+                beat = gp.Beat(voice, duration=dur(4), status=gp.BeatStatus.normal)
+                if tr.name == "Guitar":
+                    note = gp.Note(beat, value=[0, 2, 3, 5][q], string=1 + q % 2, type=NORMAL)
+                    if b == 0 and q == 0:
+                        note.effect.grace = gp.GraceEffect(fret=-1, isDead=True, duration=32,
+                                                           transition=gp.GraceEffectTransition.bend)
+                    beat.notes.append(note)
+                elif tr.name == "Intro":
+                    beat.notes.append(gp.Note(beat, value=[5, 7, 8, 7][q], string=2, type=NORMAL))
+                elif tr.name == "Bass":
+                    beat.notes.append(gp.Note(beat, value=[0, 0, 3, 5][q], string=3, type=NORMAL))
+                else:
+                    beat.notes.append(gp.Note(beat, value=36 if q % 2 == 0 else 38, string=1, type=NORMAL))
+                    beat.notes.append(gp.Note(beat, value=42, string=2, type=NORMAL))
+                voice.beats.append(beat)
+            m.voices[1].beats.append(gp.Beat(m.voices[1], status=gp.BeatStatus.empty))
+            tr.measures.append(m)
+    gp.write(song, str(path), version=version)
+    return path
+
+
+def test_dead_grace_note_of_a_gp4_source_writes_a_valid_gp5(tmp_path):
+    src = band_tab(tmp_path / "band.gp4")
+    grace = gp.parse(str(src)).tracks[0].measures[0].voices[0].beats[0].notes[0].effect.grace
+    assert grace.fret == -1 and grace.isDead  # as the real tabs have it
+    song = read_song(src)
+    said: list[str] = []
+    out = write_song(song, tmp_path / "out.gp5", source=src, report=said)
+    assert said == ["Guitar: 1 dead grace note (fret -1 in the source) written as GP5 writes them: fret 0, dead"]
+    tab = gp.parse(str(out))  # PyGuitarPro reads it, every note kept
+    g = tab.tracks[0].measures[0].voices[0].beats[0].notes[0].effect.grace
+    assert (g.fret, g.isDead) == (0, True)
+    back = read_song(out)
+    assert [(t.name, spans(t)) for t in back.tracks] == [(t.name, spans(t)) for t in song.tracks]
+    assert list(tmp_path.glob(".*")) == []
+
+
+def test_cli_add_to_a_gp4_with_a_dead_grace_note(tmp_path):
+    from typer.testing import CliRunner
+
+    from stemfill.cli import app
+
+    src = band_tab(tmp_path / "band.gp4")
+    out = tmp_path / "out.gp5"
+    r = CliRunner().invoke(app, ["midi", str(src), "--add", "drums", "--replace", "-o", str(out)])
+    assert r.exit_code == 0, r.stdout + r.stderr
+    assert f"note: {out}: Guitar: 1 dead grace note" in r.stderr
+    assert "replaced: removed 1 track: 'Drums' (32 notes)" in r.stderr
+    song, back = read_song(src), read_song(out)
+    assert [t.name for t in back.tracks][:3] == ["Guitar", "Intro", "Bass"] and back.tracks[3].is_drum
+    assert [spans(t) for t in back.tracks[:3]] == [spans(t) for t in song.tracks[:3]]
+    assert len(gp.parse(str(out)).tracks) == 4
+
+
+def test_replace_guitar_keeps_a_tab_track_on_a_non_guitar_program(tmp_path):
+    from typer.testing import CliRunner
+
+    from stemfill.cli import app
+    from stemfill.song.stems import classify_song
+
+    src = band_tab(tmp_path / "band.gp4")
+    song = read_song(src)
+    assert classify_song(song)["guitar"] == [0] and classify_song(song)["other"] == [1]  # "Intro" on 48 is no guitar
+    out = tmp_path / "out.gp5"
+    r = CliRunner().invoke(app, ["midi", str(src), "--add", "guitar", "--replace", "-o", str(out)])
+    assert r.exit_code == 0, r.stdout + r.stderr
+    assert "replaced: removed 1 track: 'Guitar' (16 notes)" in r.stderr and "Intro" not in r.stderr
+    back = read_song(out)
+    assert [t.name for t in back.tracks][:3] == ["Intro", "Bass", "Drums"]
+    assert spans(back.tracks[0]) == spans(song.tracks[1])
+
+
+def test_gp5_round_trip_keeps_what_each_track_is(tmp_path):
+    """A GP7 tab's vocals, synths and keys written as .gp5 (where every track gets strings) read back as they were."""
+    from test_gpif import Gpif
+
+    from stemfill.song.stems import classify_track
+
+    b = Gpif(title="Kinds")
+    b.gp7_track("Vocals", kind="vocals", program=54, tuning=None)
+    b.gp7_track("Taurus", kind="synth", program=87, tuning=None)
+    b.gp7_track("Moog", kind="synth", program=81, tuning=None)
+    b.gp7_track("Keys", kind="piano", program=0, tuning=None)
+    b.gp7_track("Rhythm", program=29)
+    b.gp7_track("Low end", kind="electricBass", program=33, tuning=(28, 33, 38, 43))
+    for _ in range(2):
+        b.master([b.bar([b.voice([b.beat("Whole", [b.fretted(0, 0, midi=60 + k)])])]) for k in range(6)])
+    src = b.write_gp(tmp_path / "kinds.gp")
+    song = read_song(src)
+    kinds = [classify_track(t) for t in song.tracks]
+    assert kinds == ["other"] * 4 + ["guitar", "bass"]
+    back = read_song(write_song(song, tmp_path / "kinds.gp5", source=src))
+    assert all(t.tuning for t in back.tracks)  # GP5 gives every track strings ...
+    assert [classify_track(t) for t in back.tracks] == kinds  # ... and the program tells what it is
+    assert [t.program for t in back.tracks] == [t.program for t in song.tracks]
+
+
+def test_writer_says_how_many_duplicates_it_merged(tmp_path):
+    kit = Track("Kit", is_drum=True, notes=[Note(0, Q, 36), Note(0, Q // 2, 36), Note(Q, Q, 38), Note(Q, Q, 38),
+                                            Note(Q, Q, 38), Note(2 * Q, Q, 42)])
+    lead = Track("Lead", program=29, tuning=STD, notes=[Note(0, Q, 64, string=1, fret=0),
+                                                        Note(0, Q, 64, string=1, fret=0),
+                                                        Note(0, 2 * Q, 64, string=1, fret=0),
+                                                        Note(Q, Q, 59, string=2, fret=0)])
+    said = write_guitarpro(Song([kit, lead]), tmp_path / "dup.gp5")
+    assert "Kit: 3 duplicate notes merged (same pitch and start)" in said
+    assert "Lead: 1 duplicate note merged (same pitch and start)" in said
+    back = read_song(tmp_path / "dup.gp5")
+    assert len(back.tracks[0].notes) == 3 and len({(n.start, n.pitch) for n in back.tracks[0].notes}) == 3
+    assert len(back.tracks[1].notes) == 3  # two of the three E4s at 0 (voice 1 and 2), the B3
+    assert not any("left out" in line for line in said)
+
+
+def test_write_errors_name_the_users_path_in_plain_words(tmp_path, monkeypatch):
+    def fail(song, stream, version=None, encoding=None):
+        with open(stream, "wb") as f:
+            f.write(b"partial")
+        raise gp.GPException("writing track 1, measure 3, voice 1, beat 2, got error: ubyte format requires "
+                             "0 <= number <= 255")
+
+    monkeypatch.setattr(gp, "write", fail)
+    song = Song([Track("Lead", program=29, notes=[Note(0, Q, 64)])])
+    with pytest.raises(WriteError) as e:
+        write_song(song, tmp_path / "out.gp5")
+    msg = str(e.value)
+    assert msg == (f"{tmp_path / 'out.gp5'}: cannot write Guitar Pro 5: a value in track 1 ('Lead'), bar 3 is out of "
+                   "the range the format stores")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_added_part_ends_with_the_songs_last_bar(tmp_path):
+    """A new part that runs past the song's last bar is cut at its bar line: the song keeps its bars."""
+    from typer.testing import CliRunner
+
+    from stemfill.cli import app
+    from stemfill.song.bars import clip_track, last_bar_end
+
+    song = Song([Track("Lead", program=29, notes=[Note(0, 2 * Q, 64), Note(6 * Q, 2 * Q, 67)])])
+    assert last_bar_end(song) == 8 * Q and song.n_bars == 2
+    three_four = Song([Track("g", 29, notes=[Note(0, Q, 60), Note(13 * Q, Q // 2, 60)])],
+                      time_signatures=[TimeSignature(0, 4, 4), TimeSignature(8 * Q, 3, 4)])
+    assert last_bar_end(three_four) == 14 * Q  # 2 bars of 4/4, 2 of 3/4
+    new = Track("Bass", program=33, notes=[Note(0, Q, 40), Note(7 * Q, Q + Q // 12, 40), Note(8 * Q, Q, 40)])
+    assert clip_track(new, 8 * Q) == 2
+    assert [(n.start, n.duration) for n in new.notes] == [(0, Q), (7 * Q, Q)]
+    src = band_tab(tmp_path / "band.gp4", bars=3)
+    for ext in (".gp5", ".mid"):
+        out = tmp_path / f"out{ext}"
+        r = CliRunner().invoke(app, ["midi", str(src), "--add", "drums", "--replace", "-o", str(out)])
+        assert r.exit_code == 0, r.output
+        back = read_song(out)
+        assert back.n_bars == 3 and back.end <= 3 * 4 * Q * back.resolution // Q
+
+
+@pytest.mark.parametrize("name", ["freedark-107b387a.gp3", "freedark-b72b8a5d.gp3"])
+def test_real_tabs_with_dead_grace_notes_write_gp5_with_every_note(shared_data, tmp_path, name):
+    """Full real tabs whose dead grace notes (fret -1) stopped the GP5 writer: a new part appended, the file
+    is written, PyGuitarPro parses it and every source note comes back."""
+    src = gpdir(shared_data) / name
+    song, added = with_new_guitar(read_guitarpro(src))
+    said: list[str] = []
+    out = write_song(song, tmp_path / "out.gp5", source=src, report=said)
+    assert any("dead grace note" in line and "fret 0, dead" in line for line in said)
+    gp.parse(str(out))
+    back = read_guitarpro(out)
+    n = len(song.tracks) - 1
+    assert [(t.name, spans(t)) for t in back.tracks[:n]] == [(t.name, spans(t)) for t in song.tracks[:n]]
+    assert [(x.start, x.pitch) for x in back.tracks[n].notes] == [(x.start, x.pitch) for x in added]

@@ -449,6 +449,9 @@ def convert(
         raise StemfillError("no inputs given")
     _check_out(out, in_paths)
     files = discover(in_paths)
+    if not files:  # before any output is made
+        names = ", ".join(str(p) for p in in_paths[:3]) + (", ..." if len(in_paths) > 3 else "")
+        raise StemfillError(f"{names}: no song files there (looked for {', '.join(SONG_EXTS)})")
     say = log or (lambda line: None)
     report = Report(out=out, n_files=len(files))
 

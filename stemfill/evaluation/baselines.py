@@ -288,7 +288,7 @@ class ModelSystem:
 
     name = "model"
 
-    def __init__(self, path: str | Path | None, steps: int | None = None):
+    def __init__(self, path: str | Path | None, steps: int | None = None, drums="model"):
         import torch
 
         from stemfill.pianoroll.fill import fill_chunks
@@ -296,7 +296,7 @@ class ModelSystem:
 
         p = Path(path) if path is not None else default_model_path()
         self.model = load_model(p, device="cuda" if torch.cuda.is_available() else "cpu")
-        self.path, self._fill, self.steps = p, fill_chunks, steps
+        self.path, self._fill, self.steps, self.drums = p, fill_chunks, steps, drums
 
     def check(self, chunks: Chunks) -> None:
         dims = _model_dims(self.model)
@@ -315,7 +315,7 @@ class ModelSystem:
         return self.model.context_planes > 0
 
     def fill(self, rolls, known, rng, other=None):
-        kw = {"seed": int(rng.integers(2**31 - 1)), "other": other}
+        kw = {"seed": int(rng.integers(2**31 - 1)), "other": other, "drums": self.drums}
         if self.steps is not None:
             kw["steps"] = self.steps
         return np.asarray(self._fill(self.model, rolls, known, **kw), dtype=bool)

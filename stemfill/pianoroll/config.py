@@ -10,6 +10,7 @@ from stemfill.pianoroll.grid import BASS_LOW, GUITAR_LOW, STEPS_PER_BEAT, WINDOW
 
 OBJECTIVES = ("bernoulli", "atassi")
 DECODES = ("threshold", "count")
+DRUM_DECODERS = ("cells", "patterns")
 
 
 @dataclass
@@ -58,6 +59,7 @@ class SamplingConfig:
     control_guidance: float = 1.0  # models with controls: how far past the fill without them the controls push
     control_steer: float = 0.0  # models with controls: steer the prediction toward the requested attributes (steer.py; 0 off)
     temperature: tuple[float, ...] = (0.0, 0.0, 0.0)  # count decoding, per channel: 0 keeps the likeliest cells; > 0 draws them (gumbel_rank)
+    drum_decoder: str = "cells"  # "cells": the last step's decoding above; "patterns": whole bars from a library (stemfill.generate)
 
     def __post_init__(self) -> None:
         if self.decode not in DECODES:
@@ -67,6 +69,8 @@ class SamplingConfig:
         self.min_note = tuple(int(v) for v in self.min_note)
         self.line = tuple(bool(v) for v in self.line)
         self.temperature = tuple(float(v) for v in self.temperature)
+        if self.drum_decoder not in DRUM_DECODERS:
+            raise ValueError(f"SamplingConfig: drum_decoder {self.drum_decoder!r} is not one of {DRUM_DECODERS}")
         if any(v < 0 for v in self.temperature):
             raise ValueError(f"SamplingConfig: temperature must be >= 0, got {self.temperature}")
 

@@ -234,8 +234,11 @@ class BinaryDiffusion(nn.Module):
     @one_thread_per_op()
     def sample(self, context: torch.Tensor, known: torch.Tensor, steps: int | None = None, seed: int | None = 0,
                guidance: float | None = None, generator: torch.Generator | None = None,
-               other: torch.Tensor | None = None, controls: torch.Tensor | None = None) -> torch.Tensor:
+               other: torch.Tensor | None = None, controls: torch.Tensor | None = None,
+               probs: list | None = None) -> torch.Tensor:
         """Fill the unknown cells of ``context`` (B, 3, P, L). Returns a bool tensor, known cells bit-exact.
+        ``probs``: a list that gets the last step's P(note) of the drum channel (B, P, L), as numpy, for a
+        decoder that chooses whole patterns from it (``stemfill.generate``).
         ``other``: the other tracks' context (B, context_planes, P, L) where the model hears it;
         ``controls``: control planes (B, control_planes, P, L) where the model has controls.
 
@@ -283,6 +286,8 @@ class BinaryDiffusion(nn.Module):
                     noise = self.decode_noise(p.shape, g)
                     if controls is not None and sc.control_steer > 0 and self.controls is not None:
                         p = self.steer(p, known, ctx, controls, noise)
+                    if probs is not None:
+                        probs.append(p[:, 0].float().cpu().numpy())
                     x = self.decode_last(p, known, ctx, noise)
                     break
                 ab_t = cosine_abar(t).view(b, 1, 1, 1)

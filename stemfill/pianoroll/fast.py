@@ -80,7 +80,7 @@ class OnnxModel:
 
     def sample(self, context: np.ndarray, known: np.ndarray, steps: int | None = None,
                rng: np.random.Generator | None = None, guidance: float | None = None,
-               other: np.ndarray | None = None) -> np.ndarray:
+               other: np.ndarray | None = None, probs: list | None = None) -> np.ndarray:
         """``BinaryDiffusion.sample`` for the bernoulli objective, in numpy: fill the unknown cells of
         ``context`` (B, 3, P, L) bool, ``known`` (B, 3, P, L) bool; ``other`` (B, context_planes, P, L) or None.
         Returns bool (B, 3, P, L), the known cells bit-exact."""
@@ -108,6 +108,8 @@ class OnnxModel:
             if k == 1 and sc.partial_mass:
                 p = self.partial_mass(p, x, known, ctx, t, guidance, other)
             if k == 1:
+                if probs is not None:  # the drum channel's P, for the pattern decoder (BinaryDiffusion.sample)
+                    probs.append(np.asarray(p[:, 0], dtype=np.float32))
                 x = self.decode_last(p, known, ctx, self.decode_noise(p.shape, rng))
                 break
             ab_t = cosine_abar(t).reshape(b, 1, 1, 1)

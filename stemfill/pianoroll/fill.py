@@ -38,14 +38,16 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from dataclasses import replace as dc_replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from stemfill.errors import StemfillError
+from stemfill.generate.decoder import DrumDecoder, decode_roll_drums, drum_decoder_for
+from stemfill.generate.plan import song_bars
 from stemfill.pianoroll.controls import StemControls, control_planes
 from stemfill.pianoroll.fast import engine_name
 from stemfill.pianoroll.key import check_key_request, chosen_key, fit_key, key_is_free, other_tracks_key
@@ -119,11 +121,13 @@ def consensus(x: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
 
 def _sample_windows(model, ctx: np.ndarray, known: np.ndarray, steps, generator, guidance, candidates: int,
                     batch: int, select: str = "mbr", other: np.ndarray | None = None,
-                    controls: np.ndarray | None = None) -> np.ndarray:
+                    controls: np.ndarray | None = None, probs: list | None = None,
+                    advance: Callable[[int], None] | None = None) -> np.ndarray:
     """Fill a stack of windows (N, 3, P, L). With the model's ``chain_pitched`` on, windows missing both bass
     and guitar get the bass first (from the joint fill) and then a guitar filled given it: in one step
     the two parts are drawn independently and need not share a key."""
-    out = _sample_batched(model, ctx, known, steps, generator, guidance, candidates, batch, select, other, controls)
+    out = _sample_batched(model, ctx, known, steps, generator, guidance, candidates, batch, select, other, controls,
+                          probs, advance)
     if not model.sampling.chain_pitched:
         return out
     b, g = CHANNEL["bass"], CHANNEL["guitar"]
@@ -135,20 +139,30 @@ def _sample_windows(model, ctx: np.ndarray, known: np.ndarray, steps, generator,
         g2 = model.sampling.chain_guidance if guidance is None else guidance
         out[both] = _sample_batched(model, c2, k2, steps, generator, g2, candidates, batch, select,
                                     None if other is None else other[both],
-                                    None if controls is None else controls[both])
+                                    None if controls is None else controls[both], advance=advance)
     return out
+
+
+def _n_chained(model, known: np.ndarray) -> int:
+    """How many of these windows (N, 3, P, L) ``_sample_windows`` fills a second time (``chain_pitched``)."""
+    if not model.sampling.chain_pitched:
+        return 0
+    return int((~known[:, CHANNEL["bass"]].all(axis=(1, 2)) & ~known[:, CHANNEL["guitar"]].all(axis=(1, 2))).sum())
 
 
 def _sample_batched(model, ctx: np.ndarray, known: np.ndarray, steps, generator, guidance, candidates: int,
                     batch: int, select: str = "mbr", other: np.ndarray | None = None,
-                    controls: np.ndarray | None = None) -> np.ndarray:
+                    controls: np.ndarray | None = None, probs: list | None = None,
+                    advance: Callable[[int], None] | None = None) -> np.ndarray:
     """Fill a stack of windows (N, 3, P, L) in batches; with candidates > 1 keep one of K per window (``select``).
     ``other``: the windows' context planes (N, context_planes, P, L), for a model that hears them;
-    ``controls``: their control planes (N, control_planes, P, L), for a model that has controls."""
+    ``controls``: their control planes (N, control_planes, P, L), for a model that has controls; ``probs``: a list
+    that gets the drum channel's last-step P (N, P, L) where a pattern decoder needs it."""
     if select not in ("mbr", "score"):
         raise StemfillError(f"select must be 'mbr' or 'score', got {select!r}")
     if _on_onnx(model):
-        return _sample_onnx(model, ctx, known, steps, generator, guidance, candidates, batch, other, controls)
+        return _sample_onnx(model, ctx, known, steps, generator, guidance, candidates, batch, other, controls, probs,
+                            advance)
     import torch
 
     dev = model.r.device
@@ -164,8 +178,12 @@ def _sample_batched(model, ctx: np.ndarray, known: np.ndarray, steps, generator,
             c, k = c.repeat_interleave(candidates, 0), k.repeat_interleave(candidates, 0)
             o = o.repeat_interleave(candidates, 0) if o is not None else None
             q = q.repeat_interleave(candidates, 0) if q is not None else None
+        got: list = []
         x = model.sample(c.to(dev), k.to(dev), steps=steps, generator=generator, guidance=guidance, other=o,
-                         controls=q)
+                         controls=q, probs=got if probs is not None else None)
+        if probs is not None:
+            pk = got[0] if got else np.zeros((len(x),) + tuple(x.shape[2:]), np.float32)
+            probs.append(pk.reshape(n, candidates, *pk.shape[1:])[:, 0] if candidates > 1 else pk)
         if candidates > 1:
             if select == "score":
                 s = model.score(x, k.to(dev), seed=int(torch.randint(2**31, (1,), generator=generator)))
@@ -174,10 +192,13 @@ def _sample_batched(model, ctx: np.ndarray, known: np.ndarray, steps, generator,
             best = s.view(n, candidates).argmax(1).cpu()
             x = x.view(n, candidates, *x.shape[1:])[torch.arange(n), best]
         out[i:i + n] = x.cpu().numpy()
+        if advance is not None:
+            advance(n)
     return out
 
 
-def _sample_onnx(model, ctx, known, steps, rng, guidance, candidates: int, batch: int, other, controls) -> np.ndarray:
+def _sample_onnx(model, ctx, known, steps, rng, guidance, candidates: int, batch: int, other, controls,
+                 probs: list | None = None, advance: Callable[[int], None] | None = None) -> np.ndarray:
     """``_sample_batched`` on the onnxruntime engine (``fast.OnnxModel.sample``): one candidate, no controls."""
     if candidates != 1 or controls is not None:
         raise StemfillError("the onnxruntime engine fills one candidate without controls; use the torch engine")
@@ -185,7 +206,9 @@ def _sample_onnx(model, ctx, known, steps, rng, guidance, candidates: int, batch
     for i in range(0, len(ctx), batch):
         o = other[i:i + batch] if other is not None else None
         out[i:i + batch] = model.sample(ctx[i:i + batch], known[i:i + batch], steps=steps, rng=rng,
-                                        guidance=guidance, other=o)
+                                        guidance=guidance, other=o, probs=probs)
+        if advance is not None:
+            advance(len(out[i:i + batch]))
     return out
 
 
@@ -193,18 +216,30 @@ def _sample_onnx(model, ctx, known, steps, rng, guidance, candidates: int, batch
 def fill_chunks(model, rolls: np.ndarray, known: np.ndarray, steps: int | None = None, seed: int = 0,
                 guidance: float | None = None, candidates: int | None = None, batch: int = BATCH,
                 select: str = "mbr", other: np.ndarray | None = None,
-                controls: np.ndarray | None = None) -> np.ndarray:
+                controls: np.ndarray | None = None, drums: DrumDecoder | None | str = "model") -> np.ndarray:
     """Fill the unknown cells of chunks. rolls: bool (N, 3, P, L); known: (N, 3), (N, 3, L) or (N, 3, P, L);
     ``other``: the chunks' context planes (N, context_planes, P, L) or None (the model hears none);
     ``controls``: control planes (N, control_planes, P, L) (``controls.control_planes``) or None (auto).
+
+    ``drums``: the drum decoder (``generate.decoder``): "model" (default) what the model's sampling config
+    says, None the cell decoder. Each chunk is 4/4 bars from its first step, one phrase.
 
     Returns a bool array like ``rolls`` whose known cells are the input's, bit for bit.
     """
     rolls = np.asarray(rolls, dtype=bool)
     kn = np.ascontiguousarray(_known_full(known, rolls.shape))
     g = _generator(model, seed)
+    dec = drum_decoder_for(model) if drums == "model" else drums
+    probs: list | None = [] if dec is not None else None
     out = _sample_windows(model, rolls & kn, kn, steps, g, guidance, _candidates(model, candidates), batch, select,
-                          other, controls if model.control_planes else None)
+                          other, controls if model.control_planes else None, probs)
+    if dec is not None:
+        p = np.concatenate(probs)
+        d = CHANNEL["drums"]
+        for i in range(len(out)):
+            free = ~kn[i, d].all(axis=0)
+            if free.any():
+                out[i, d] = decode_roll_drums(dec, out[i, d], p[i], free, seed=seed * 1_000_003 + i, sections=False)
     return np.where(kn, rolls, out)
 
 
@@ -238,10 +273,16 @@ def gap_steps(T: int, window: int = WINDOW, overlap: int = OVERLAP) -> np.ndarra
 def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = None, seed: int = 0,
               guidance: float | None = None, candidates: int | None = None, window: int = WINDOW,
               overlap: int = OVERLAP, batch: int = BATCH, other: np.ndarray | None = None,
-              controls: np.ndarray | None = None) -> np.ndarray:
+              controls: np.ndarray | None = None, drums: DrumDecoder | None | str = "model",
+              bars: list | None = None, fill_bars: list[int] | None = None,
+              progress: Callable[[int, int], None] | None = None, notes: list | None = None) -> np.ndarray:
     """Fill the unknown cells of a whole-song roll (3, P, T); known: (3, T) or (3, P, T) bool;
     ``other``: the song's context planes (context_planes, P, T) (``roll.encode_context``) or None;
-    ``controls``: the song's control planes (control_planes, P, T) (``controls.control_planes``) or None."""
+    ``controls``: the song's control planes (control_planes, P, T) (``controls.control_planes``) or None.
+    ``drums``: the drum decoder, as ``fill_chunks``; ``bars``: the song's bars (``generate.plan.song_bars``;
+    default 4/4 from step 0) and ``fill_bars`` the bars asked to end in a fill, for the pattern decoder.
+    ``progress(done, total)``: called after each batch with the windows filled so far and in all
+    (a window filled twice, bass then guitar, counts twice); None: silent."""
     roll = np.asarray(roll, dtype=bool)
     C, P, T = roll.shape
     kn = np.broadcast_to(known[:, None, :] if known.ndim == 2 else known, roll.shape)
@@ -260,6 +301,26 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
         Q[..., :T] = controls[..., :T]
     g = _generator(model, seed)
     candidates = _candidates(model, candidates)
+    d = CHANNEL["drums"]
+    dec = drum_decoder_for(model) if drums == "model" else drums
+    dec = dec if dec is not None and not kn[d].all() else None
+    Pd = np.zeros((P, T_pad), dtype=np.float32) if dec is not None else None  # the drums' P where generated
+    advance = None
+    if progress is not None:  # the windows of both passes, counted before the first runs
+        K1, total = K.copy(), 0
+        for starts in (pass1, pass2):
+            todo = [s for s in starts if not K1[..., s:s + window].all()]
+            if todo:
+                total += len(todo) + _n_chained(model, np.stack([K1[..., s:s + window] for s in todo]))
+            for s in todo:
+                K1[..., s:s + window] = True
+        done = [0]
+
+        def advance(n: int) -> None:
+            done[0] += n
+            progress(done[0], total)
+
+        progress(0, total)
     for starts in (pass1, pass2):
         todo = [s for s in starts if not K[..., s:s + window].all()]
         if not todo:
@@ -268,10 +329,19 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
         kw = np.stack([K[..., s:s + window] for s in todo])
         ow = np.stack([O[..., s:s + window] for s in todo]) if O is not None else None
         qw = np.stack([Q[..., s:s + window] for s in todo]) if Q is not None else None
-        out = _sample_windows(model, ctx, kw, steps, g, guidance, candidates, batch, other=ow, controls=qw)
-        for s, o in zip(todo, out):
+        probs: list | None = [] if dec is not None else None
+        out = _sample_windows(model, ctx, kw, steps, g, guidance, candidates, batch, other=ow, controls=qw,
+                              probs=probs, advance=advance)
+        pw = np.concatenate(probs) if probs else None
+        for j, (s, o) in enumerate(zip(todo, out)):
+            if pw is not None:
+                Pd[:, s:s + window] = np.where(~kw[j, d], pw[j], Pd[:, s:s + window])
             R[..., s:s + window] = o
             K[..., s:s + window] = True
+    if dec is not None:
+        free = ~kn[d].all(axis=0)
+        R[d, :, :T] = decode_roll_drums(dec, R[d, :, :T], Pd[:, :T], free, bars, roll & kn, kn, other,
+                                        seed=seed, forced_fills=set(fill_bars or ()), notes=notes)
     return np.where(kn, roll, R[..., :T])
 
 
@@ -291,6 +361,8 @@ class FillResult:
     key: tuple[int, bool] | None = None  # (tonic pitch class, minor) of a new bass/guitar that no bass or
     key_source: str | None = None  # guitar of the song's set: "given" (key=), "other tracks", or "model"
     engine: str = "torch"  # what ran the network: "torch" or "onnx" (onnxruntime, ``fast.py``)
+    removed: list[Track] = field(default_factory=list)  # the input's tracks ``replace`` left out
+    notes: list[str] = field(default_factory=list)  # what the decoder could not do as asked, one line each
 
 
 def _split_tracks(song: Song, groups: dict[str, list[int]], stems: list[str], span, replace: bool):
@@ -320,13 +392,15 @@ def _split_tracks(song: Song, groups: dict[str, list[int]], stems: list[str], sp
             raise StemfillError(f"song already has a {s} part (tracks: {names}); use --replace to write a new one")
     new_index = {i: j for j, i in enumerate(i for i in range(len(tracks)) if i not in drop)}
     kept_groups = {g: [new_index[i] for i in idx if i in new_index] for g, idx in groups.items()}
-    return [t for i, t in enumerate(tracks) if i not in drop], kept_groups
+    return [t for i, t in enumerate(tracks) if i not in drop], kept_groups, [song.tracks[i] for i in sorted(drop)]
 
 
 def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed: int = 0, bars: str | None = None,
               candidates: int | None = None, replace: bool = False, guidance: float | None = None,
               key: str | None = None, follow_other: bool = True, window: int | None = None,
-              overlap: int | None = None, controls: dict[str, StemControls] | None = None) -> FillResult:
+              overlap: int | None = None, controls: dict[str, StemControls] | None = None,
+              progress: Callable[[int, int], None] | None = None,
+              drums: DrumDecoder | None | str = "model") -> FillResult:
     """Add the stems ``add`` to a copy of ``song``; original tracks are untouched (see module doc).
 
     ``bars`` ('A-B', 'A-', 'A'): generate only inside those bars; an existing stem keeps its notes
@@ -341,6 +415,12 @@ def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed:
     ``model``: a torch ``BinaryDiffusion`` or an onnxruntime ``fast.OnnxModel`` (``fast.load_fill_model``
     picks one); the latter hands controls and candidates > 1 to the torch model of the same folder.
     The tracks are classified into stems once, here, and the key is decided once (``FillResult.key``).
+    ``progress(done, total)``: windows filled so far and in all (``fill_roll``); None: silent.
+    ``drums``: the drum decoder (``generate.decoder.drum_decoder_for``): "model" (default) what the model's
+    sampling config says, None the cell decoder. The pattern decoder plays the song's own bars (its meter),
+    plans its phrases and sections, and takes the drums' ``fill_every`` / ``fill_bars`` as bars that must
+    (or, with ``fill_every`` 0, must not) end in a fill.
+    With no drums, bass or guitar to hear, a model that hears the other tracks writes from them alone.
     """
     stems = list(dict.fromkeys(add))
     if not stems:
@@ -358,7 +438,7 @@ def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed:
     if _on_onnx(model) and (asked or _candidates(model, candidates) != 1):
         model = model.torch_model()  # steering controls and choosing among candidates run on torch
     span = bar_span(song, bars) if bars else None
-    kept, groups = _split_tracks(song, classify_song(song), stems, span, replace)
+    kept, groups, removed = _split_tracks(song, classify_song(song), stems, span, replace)
     work = _copy_song(song, kept)
     T = max(n_steps(song), 1)
     roll = encode(work, length=T, groups=groups)
@@ -371,22 +451,36 @@ def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed:
             known[CHANNEL[s]] = False
         else:
             known[CHANNEL[s], a_step:b_step] = False
-    if not (roll & known[:, None, :]).any():
+    hears = model.context_planes > 0
+    other = encode_context(work, length=T, groups=groups) if hears else None
+    if not (roll & known[:, None, :]).any() and (other is None or not other.any()):
         raise StemfillError("nothing to condition on: the song has no drums, bass or guitar notes besides the "
-                            f"stem(s) to add ({', '.join(stems)})")
+                            f"stem(s) to add ({', '.join(stems)})"
+                            + ("" if hears else ", and this model does not hear the other tracks"))
     given = check_key_request(roll, ~known, key) if key is not None else None  # fails before the model runs
     window = window or int(model.config.window)
     overlap = overlap or window // 4
-    hears = model.context_planes > 0
-    other = encode_context(work, length=T, groups=groups) if hears else None
     for s, c in list(asked.items()):
         if c.fill_sections:  # fills before the section changes the known parts show
             from stemfill.pianoroll.sections import fill_bars
 
             asked[s] = dc_replace(c, fill_sections=False, fill_bars=tuple(fill_bars(roll, known, other)))
     planes = control_planes(asked, T, roll.shape[1]) if asked else None
+    dec = drum_decoder_for(model) if drums == "model" else drums
+    song_bar_list = song_bars(song, T)
+    said: list[str] = []
+    forced = None
+    if dec is not None and "drums" in asked:
+        c = asked["drums"]
+        if c.fill_every == 0:
+            dec = dc_replace(dec, plan=dc_replace(dec.plan, fill_section=0.0, fill_phrase=0.0, crash_after_fill=False))
+        elif c.fill_every:
+            forced = [b for b in range(len(song_bar_list)) if b % c.fill_every == c.fill_every - 1]
+        if c.fill_bars:
+            forced = sorted(set(forced or ()) | set(c.fill_bars))
     filled = fill_roll(model, roll, known, steps=steps, seed=seed, guidance=guidance, candidates=candidates,
-                       window=window, overlap=overlap, other=other, controls=planes)
+                       window=window, overlap=overlap, other=other, controls=planes, progress=progress,
+                       drums=dec, bars=song_bar_list, fill_bars=forced, notes=said)
     chosen, source = None, None
     if key_is_free(filled, ~known):  # new bass or guitar, and none of the song's own to follow
         if given is not None:
@@ -403,7 +497,8 @@ def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed:
         notes = decode_stem(filled[c] & ~known[c][None, :], s, resolution=song.resolution)
         added.append(new_track(s, notes))
     work.tracks.extend(added)
-    return FillResult(work, added, filled, ~known, chosen, source if chosen is not None else None, engine_name(model))
+    return FillResult(work, added, filled, ~known, chosen, source if chosen is not None else None, engine_name(model),
+                      removed, said)
 
 
 def save_roll_pngs(panels, path: str | Path, max_width: float = 24.0) -> Path:

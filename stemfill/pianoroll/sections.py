@@ -21,10 +21,12 @@ SHARE = 0.25  # at most this share of a song's phrase starts are section starts
 MIN_NOVELTY = 0.5  # ... and only where the known parts change at least this much
 
 
-def phrase_features(roll: np.ndarray, known: np.ndarray, other: np.ndarray | None) -> np.ndarray:
+def phrase_features(roll: np.ndarray, known: np.ndarray, other: np.ndarray | None,
+                    spans: list[tuple[int, int]] | None = None) -> np.ndarray:
     """(n_phrases, 14) per phrase: pitch-class histogram (12, summing to 1 where anything sounds), log
     onsets a bar, mean sounding row / 12. roll (3, P, T) bool; known (3, T) or (3, P, T) bool; other: the
-    context planes (2, P, T: sounding, onset) or None. Drums count for density only."""
+    context planes (2, P, T: sounding, onset) or None. Drums count for density only. ``spans``: the phrases'
+    (start, end) steps where the song's bars are not 4/4 from step 0 (``generate.plan.phrase_spans``)."""
     C, P, T = roll.shape
     kn = np.broadcast_to(known[:, None, :] if known.ndim == 2 else known, roll.shape)
     x = roll & kn
@@ -35,19 +37,21 @@ def phrase_features(roll: np.ndarray, known: np.ndarray, other: np.ndarray | Non
     sounding = np.stack(pitched).sum(0)  # (P, T)
     starts = np.stack(onsets).sum((0, 1))  # (T,)
     span = PHRASE_BARS * BAR
-    n = max(1, -(-T // span))
+    if spans is None:
+        spans = [(k * span, min(T, (k + 1) * span)) for k in range(max(1, -(-T // span)))]
+    n = len(spans)
     feats = np.zeros((n, 14))
     rows = np.arange(P)
-    for k in range(n):
-        s = sounding[:, k * span:(k + 1) * span]
+    for k, (a, e) in enumerate(spans):
+        s = sounding[:, a:e]
         per_row = s.sum(1).astype(float)
         hist = np.bincount(rows % 12, weights=per_row, minlength=12)
         total = hist.sum()
         if total > 0:
             feats[k, :12] = hist / total
             feats[k, 13] = (per_row * rows).sum() / total / 12.0
-        bars = max(1.0, min(span, T - k * span) / BAR)
-        feats[k, 12] = np.log1p(starts[k * span:(k + 1) * span].sum() / bars)
+        bars = max(1.0, (min(e, T) - a) / (span / PHRASE_BARS))
+        feats[k, 12] = np.log1p(starts[a:e].sum() / bars)
     return feats
 
 
@@ -62,10 +66,10 @@ def novelty(feats: np.ndarray) -> np.ndarray:
 
 
 def section_starts(roll: np.ndarray, known: np.ndarray, other: np.ndarray | None = None, share: float = SHARE,
-                   min_novelty: float = MIN_NOVELTY) -> list[int]:
+                   min_novelty: float = MIN_NOVELTY, spans: list[tuple[int, int]] | None = None) -> list[int]:
     """The song bars (0-based) where a section starts: phrase starts with novelty >= ``min_novelty`` among
-    the song's top ``share`` of phrase starts (ties kept)."""
-    nov = novelty(phrase_features(roll, known, other))
+    the song's top ``share`` of phrase starts (ties kept). ``spans``: as ``phrase_features``."""
+    nov = novelty(phrase_features(roll, known, other, spans))
     if len(nov) < 2:
         return []
     k = max(1, int(round(share * (len(nov) - 1))))

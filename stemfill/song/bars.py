@@ -51,3 +51,29 @@ def bar_span(song, bars: BarRange | str) -> tuple[int, int]:
     first, last = r.resolve(n)
     end = starts[last] if last < n else max(song.end, starts[-1] + 1)
     return starts[first - 1], end
+
+
+def last_bar_end(song) -> int:
+    """Tick of the bar line that closes the bar holding the song's last note end (0: no notes)."""
+    if song.end <= 0:
+        return 0
+    start = song.bar_starts()[-1]
+    ts = [t for t in song.time_signatures if t.time <= start][-1]
+    return start + song.bar_ticks(ts)
+
+
+def clip_track(track, end: int) -> int:
+    """Cut ``track``'s notes at tick ``end`` (those starting there or later go, longer ones end there);
+    returns how many notes went or got shorter."""
+    from dataclasses import replace
+
+    kept, changed = [], 0
+    for n in track.notes:
+        if n.end <= end:
+            kept.append(n)
+            continue
+        changed += 1
+        if n.start < end:
+            kept.append(replace(n, duration=end - n.start))
+    track.notes = kept
+    return changed

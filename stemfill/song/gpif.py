@@ -104,10 +104,14 @@ def read_gpif(path: str | os.PathLike) -> Song:
             data = f.read()
     except OSError as e:
         raise GuitarProReadError(path, f"cannot open: {e.strerror or e}") from e
-    xml = score_xml(path, data)
+    cut: list[str] = []  # a .gpx cut short: read as far as it goes
+    xml = score_xml(path, data, cut)
     try:
         root = ET.fromstring(xml)
     except ET.ParseError as e:
+        if cut:  # the missing bytes were the score's
+            raise GuitarProReadError(path, f"not a readable Guitar Pro 6 (.gpx) file: {cut[0]}: "
+                                           f"its score.gpif is cut ({e})") from e
         raise GuitarProReadError(path, f"score.gpif is not well-formed XML: {e}") from e
     if root.tag != "GPIF":
         raise GuitarProReadError(path, f"score.gpif: root element is <{root.tag}>, expected <GPIF>")
@@ -119,11 +123,15 @@ def read_gpif(path: str | os.PathLike) -> Song:
         raise GuitarProReadError(path, f"bad data in score.gpif: {one_line(e, with_type=True)}") from e
     if not any(t.notes for t in song.tracks):
         raise GuitarProReadError(path, "no notes")
+    song.warnings[:0] = cut
     return song
 
 
-def score_xml(path: str | os.PathLike, data: bytes) -> bytes:
-    """The score.gpif bytes of a .gp zip or a .gpx container (``path`` only names the file in errors)."""
+def score_xml(path: str | os.PathLike, data: bytes, cut: list[str] | None = None) -> bytes:
+    """The score.gpif bytes of a .gp zip or a .gpx container (``path`` only names the file in errors).
+
+    With a ``cut`` list, a .gpx whose compressed stream ends early is read as far as it goes and
+    one line on it goes to ``cut`` (``gpx.gpx_files``); without one, it is refused."""
     kind = "Guitar Pro 7/8 (.gp)" if data[:4] == b"PK\x03\x04" else "Guitar Pro 6 (.gpx)"
     try:
         if data[:4] == b"PK\x03\x04":
@@ -136,8 +144,11 @@ def score_xml(path: str | os.PathLike, data: bytes) -> bytes:
                     raise GuitarProReadError(path, f"{name} is larger than {MAX_XML_BYTES >> 20} MiB")
                 return z.read(name)
         if data[:4] in (b"BCFZ", b"BCFS"):
-            files = gpx_files(data)
+            n_cut = len(cut) if cut is not None else 0
+            files = gpx_files(data, cut)
             if GPX_SCORE not in files:
+                if cut is not None and len(cut) > n_cut:
+                    raise GuitarProReadError(path, f"not a readable {kind} file: {cut[-1]}, and no {GPX_SCORE} there")
                 raise GuitarProReadError(path, f"{kind} container has no {GPX_SCORE} (files: {sorted(files)[:8]})")
             return files[GPX_SCORE]
     except GuitarProReadError:

@@ -17,6 +17,12 @@ indices from +0x94, ending at a 0). A directory entry (1) has the same layout; i
 data sectors are skipped when scanning for entries. An uncompressed ``BCFS`` file is
 read the same way, without the decompression step.
 
+A stream that ends before the announced length (files cut short by a download or an
+editor: 1 to a few bytes) raises ``BcfzCutShort``, which carries what was decoded,
+zero-padded to that length. ``gpx_files(data, warnings=[...])`` reads the file system
+from it and adds one line to ``warnings``; ``gpif.read_gpif`` refuses the file only if
+the score it finds there is itself cut (its XML does not parse).
+
 Checked against the ``.gpx`` files of ../shared/data/guitarpro-modern (GP6 r11686).
 """
 
@@ -34,8 +40,18 @@ class GpxError(ValueError):
     """A .gpx container could not be decoded; the message says what is wrong."""
 
 
+class BcfzCutShort(GpxError):
+    """The BCFZ stream ends before its announced length; ``data`` is what it decoded, zero-padded to that length."""
+
+    def __init__(self, message: str, data: bytes, decoded: int, expected: int):
+        super().__init__(message)
+        self.data, self.decoded, self.expected = data, decoded, expected
+
+
 def decompress_bcfz(data: bytes) -> bytes:
-    """Inflate a ``BCFZ`` stream (magic included); returns the ``BCFS`` image, magic included."""
+    """Inflate a ``BCFZ`` stream (magic included); returns the ``BCFS`` image, magic included.
+
+    Raises ``BcfzCutShort`` (a GpxError) if the stream ends before the announced length."""
     if data[:4] != b"BCFZ":
         raise GpxError(f"not a BCFZ stream (starts with {data[:4]!r})")
     if len(data) < 8:
@@ -49,16 +65,19 @@ def decompress_bcfz(data: bytes) -> bytes:
     n_bits = len(bits)
     out = bytearray()
     pos = 0
+    short = ""
     while len(out) < expected:
         if pos >= n_bits:
-            raise GpxError(f"BCFZ stream ends after {len(out)} of {expected} bytes")
+            short = f"BCFZ stream ends after {len(out)} of {expected} bytes"
+            break
         if bits[pos] == "1":
             word = int(bits[pos + 1 : pos + 5] or "0", 2)
             offset_bits = bits[pos + 5 : pos + 5 + word]
             length_bits = bits[pos + 5 + word : pos + 5 + 2 * word]
             pos += 5 + 2 * word
             if pos > n_bits:
-                raise GpxError(f"BCFZ stream ends inside a back-reference after {len(out)} bytes")
+                short = f"BCFZ stream ends inside a back-reference after {len(out)} of {expected} bytes"
+                break
             offset = int(offset_bits[::-1] or "0", 2)
             length = int(length_bits[::-1] or "0", 2)
             if offset > len(out):
@@ -71,9 +90,16 @@ def decompress_bcfz(data: bytes) -> bytes:
             if count:
                 chunk = bits[pos : pos + 8 * count]
                 if len(chunk) < 8 * count:
-                    raise GpxError(f"BCFZ stream ends inside a literal after {len(out)} bytes")
+                    whole = len(chunk) // 8 * 8  # the literal's bytes that are there
+                    if whole:
+                        out += int(chunk[:whole], 2).to_bytes(whole // 8, "big")
+                    short = f"BCFZ stream ends inside a literal after {len(out)} of {expected} bytes"
+                    break
                 out += int(chunk, 2).to_bytes(count, "big")
                 pos += 8 * count
+    if short:
+        decoded = len(out)
+        raise BcfzCutShort(short, bytes(out) + bytes(expected - decoded), decoded, expected)
     return bytes(out[:expected])
 
 
@@ -117,8 +143,28 @@ def _blocks(fs: bytes, at: int, n_sectors: int) -> list[int]:
     return blocks
 
 
-def gpx_files(data: bytes) -> dict[str, bytes]:
-    """The files of a .gpx container (``BCFZ`` compressed or plain ``BCFS``)."""
+def gpx_files(data: bytes, warnings: list[str] | None = None) -> dict[str, bytes]:
+    """The files of a .gpx container (``BCFZ`` compressed or plain ``BCFS``).
+
+    With a ``warnings`` list, a BCFZ stream cut short is read as far as it goes (the missing
+    bytes as zeros) and one line on it goes to ``warnings``; without one it raises ``BcfzCutShort``.
+    """
     if data[:4] == b"BCFZ":
-        data = decompress_bcfz(data)
+        try:
+            data = decompress_bcfz(data)
+        except BcfzCutShort as e:
+            if warnings is None:
+                raise
+            try:
+                files = read_bcfs(e.data)
+            except GpxError as inner:
+                raise GpxError(f"{e} (and what is there: {inner})") from e
+            warnings.append(cut_short_line(e))
+            return files
     return read_bcfs(data)
+
+
+def cut_short_line(e: BcfzCutShort) -> str:
+    """The warning for a container read as far as its stream goes."""
+    return (f"file cut short: its compressed data ends after {e.decoded} of the {e.expected} bytes it announces; "
+            f"read what is there")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import copy
 import os
+import re
 from dataclasses import replace
 from fractions import Fraction
 
@@ -292,19 +293,25 @@ def _layout(track: Track, grid: Grid) -> tuple[bool, tuple[int, ...], int, list[
     return drum, tuning, 0, fretted.notes, said
 
 
-def _place(notes: list[Note], n_strings: int, drum: bool) -> list[list[int]]:
-    """Records [start, end, string, fret, velocity, voice] for notes with strings (drums: any free string, GM key as fret).
+def _place(notes: list[Note], n_strings: int, drum: bool) -> tuple[list[list[int]], int]:
+    """(records [start, end, string, fret, velocity, voice], duplicates merged) for notes with strings
+    (drums: any free string, GM key as fret).
 
     A note goes in voice 1 if its string is free there, else in voice 2, else it cuts short the
     note that holds its string in voice 1 (or is left out if that one starts at the same time).
+    Duplicates (same pitch and start) merge into one: drum hits always (the longest, loudest), a
+    tab's note where it finds no place (one of the same pitch and start is there).
     """
+    merged = 0
     if drum:
         hits: dict[tuple[int, int], tuple[int, int]] = {}  # (start, key) -> (longest duration, loudest velocity)
         for n in notes:
             key = (n.start, min(max(n.pitch, 0), MAX_DRUM_KEY))
             d, v = hits.get(key, (0, 0))
             hits[key] = (max(d, n.duration), max(v, n.velocity))
+        merged = len(notes) - len(hits)
         notes = [Note(s, d, k, v) for (s, k), (d, v) in sorted(hits.items())]
+    seen: set[tuple[int, int]] = set()  # (start, pitch) placed
     busy: list[dict[int, list[int]]] = [{}, {}]  # per voice: string -> record sounding on it
     placed: list[list[int]] = []
     for n in sorted(notes, key=lambda n: (n.start, n.pitch)):
@@ -320,13 +327,15 @@ def _place(notes: list[Note], n_strings: int, drum: bool) -> list[list[int]]:
         else:
             cands = [s for s in (strings if drum else [n.string]) if busy[0][s][0] < n.start]
             if not cands:
+                merged += (n.start, n.pitch) in seen
                 continue
             string, voice = min(cands, key=lambda s: busy[0][s][1]), 0
             busy[0][string][1] = n.start
         rec = [n.start, n.end, string, fret, n.velocity, voice]
         busy[voice][string] = rec
         placed.append(rec)
-    return placed
+        seen.add((n.start, n.pitch))
+    return placed, merged
 
 
 def _fill_measure(measure: gp.Measure, m0: int, length: int, placed: list[list[int]], marks: dict[int, float],
@@ -370,7 +379,7 @@ def _add_track(gsong: gp.Song, track: Track, bars: list[tuple[int, int]], number
     marks = {grid.snap(t): q for t, q in marks.items()}
     drum, tuning, capo, notes, said = _layout(track, grid)
     gtrack = _new_gp_track(gsong, track, number, used, drum, tuning, capo)
-    placed = _place(notes, len(tuning), drum)
+    placed, merged = _place(notes, len(tuning), drum)
     starts = [m0 for m0, _ in bars]
     per_bar: list[list[list[int]]] = [[] for _ in bars]
     for rec in placed:  # each note goes to every bar it sounds in
@@ -386,7 +395,9 @@ def _add_track(gsong: gp.Song, track: Track, bars: list[tuple[int, int]], number
         said.insert(0, f"tuned {fretting.tuning_name(tuning)}")
     if grid.inexact:
         said.append(f"times moved to the nearest note value in {_count(grid.inexact, 'beat')} (see docs/guitarpro.md)")
-    if (lost := len({(n.start, n.pitch) for n in notes}) - len(placed)) > 0:
+    if merged:
+        said.append(f"{_count(merged, 'duplicate note')} merged (same pitch and start)")
+    if (lost := len(notes) - merged - len(placed)) > 0:
         said.append(f"{_count(lost, 'note')} left out: more at once than strings")
     return gtrack, [f"{gtrack.name}: {s}" for s in said]
 
@@ -399,7 +410,8 @@ def _notes_end(tracks: list[Track]) -> int:
     return max((n.end for t in tracks for n in t.notes), default=0)
 
 
-def write_guitarpro(song: Song, path: str | os.PathLike, source: str | os.PathLike | None = None) -> list[str]:
+def write_guitarpro(song: Song, path: str | os.PathLike, source: str | os.PathLike | None = None, *,
+                    shown: str | os.PathLike | None = None) -> list[str]:
     """Write ``song`` as Guitar Pro 5 to ``path``; return one line per track on what the tab could not keep as given.
 
     Without ``source`` the tab is built from the Song: one bar per bar of its meter, the
@@ -417,8 +429,12 @@ def write_guitarpro(song: Song, path: str | os.PathLike, source: str | os.PathLi
     appended. Edits to the first tracks in the Song are ignored. The Song's timeline is
     the unrolled one, so a source with repeats is written unrolled (its repeat marks
     removed, bars copied in the order heard) to keep old and new tracks in time.
+    Values of the source that Guitar Pro 5 stores otherwise are fixed, one line each in the
+    returned list: a dead grace note (fret -1 in gp3/gp4) becomes GP5's dead grace note on fret 0.
     Any other ``source`` (a MIDI, .gp or .gpx file) is ignored: the tab is built from the Song.
+    ``shown``: the path errors name (the user's, where ``path`` is a hidden temp file; default ``path``).
     """
+    shown = path if shown is None else shown
     song = song.with_resolution(RESOLUTION)
     said: list[str] = []
     if source is not None and os.path.splitext(os.fspath(source))[1].lower() in SOURCE_EXTS:
@@ -427,9 +443,45 @@ def write_guitarpro(song: Song, path: str | os.PathLike, source: str | os.PathLi
         gsong = _song_to_gp(song, said)
     try:
         gp.write(gsong, os.fspath(path), version=GP5_VERSION)
-    except Exception as e:
-        raise WriteError(f"{path}: cannot write Guitar Pro 5: {one_line(e, with_type=True)}") from e
+    except Exception as e:  # PyGuitarPro: a value its GP5 format cannot hold ("writing track 3, measure 21, ...")
+        where = re.search(r"track (\d+), measure (\d+)", str(e))
+        at = ""
+        if where and 0 < int(where[1]) <= len(gsong.tracks):
+            at = f" in track {where[1]} ({gsong.tracks[int(where[1]) - 1].name!r}), bar {where[2]}"
+        raise WriteError(f"{shown}: cannot write Guitar Pro 5: a value{at} is out of the range the format "
+                         f"stores") from e
     return said
+
+
+def _fix_source_values(src: gp.Song, said: list[str]) -> None:
+    """Make the parsed source's values ones Guitar Pro 5 stores, one line in ``said`` per track fixed.
+
+    gp3/gp4 mark a dead grace note by fret -1, GP5 by a flag (PyGuitarPro reads both as
+    ``isDead``): such a grace note gets fret 0 and stays dead. A grace note on a fret outside
+    0..99 is left out (the note it leads to stays).
+    """
+    for tr in src.tracks:
+        dead = dropped = 0
+        for m in tr.measures:
+            for voice in m.voices:
+                for beat in voice.beats:
+                    for n in beat.notes:
+                        g = n.effect.grace
+                        if g is None:
+                            continue
+                        if g.fret == -1 or (g.isDead and not 0 <= g.fret <= 99):
+                            g.fret, g.isDead = 0, True
+                            dead += 1
+                        elif not 0 <= g.fret <= 99:
+                            n.effect.grace = None
+                            dropped += 1
+        name = tr.name or f"Track {tr.number}"
+        if dead:
+            said.append(f"{name}: {_count(dead, 'dead grace note')} (fret -1 in the source) written as GP5 writes "
+                        "them: fret 0, dead")
+        if dropped:
+            said.append(f"{name}: {_count(dropped, 'grace note')} on a fret outside 0-99 left out "
+                        "(the notes they lead to are kept)")
 
 
 def _song_to_gp(song: Song, said: list[str]) -> gp.Song:
@@ -467,6 +519,7 @@ def _source_with_tracks(song: Song, source: str | os.PathLike, said: list[str]) 
     src.tracks = [src.tracks[i] for i in keep]
     for k, tr in enumerate(src.tracks, 1):
         tr.number = k
+    _fix_source_values(src, said)
     n_src = len(src.tracks)
     order = play_order(src.measureHeaders)
     if order != list(range(len(src.measureHeaders))):

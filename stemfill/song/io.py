@@ -55,7 +55,7 @@ def write_song(song: Song, path: str | os.PathLike, *, source: str | os.PathLike
         from stemfill.song.guitarpro import write_guitarpro
 
         with atomic_path(p) as tmp:
-            said = write_guitarpro(song, tmp, source=source)
+            said = write_guitarpro(song, tmp, source=source, shown=p)
         if report is not None:
             report.extend(said)
     else:

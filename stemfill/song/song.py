@@ -154,6 +154,13 @@ class Song:
 
         return [t for t in self.tracks if (t.stem or classify_track(t)) == stem]
 
+    def write(self, path, *, source=None, notes: list[str] | None = None):
+        """Write the song as .mid/.midi or .gp5, atomically (``stemfill.write``; ``source``: the file it was
+        read from, never overwritten, whose Guitar Pro tracks a .gp5 keeps as they were). Returns the path."""
+        from stemfill.api import write
+
+        return write(self, path, source=source, notes=notes)
+
     def with_resolution(self, resolution: int) -> "Song":
         """The same song with every tick rescaled to ``resolution`` (rounded)."""
         if resolution == self.resolution:

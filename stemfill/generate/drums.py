@@ -1,0 +1,230 @@
+"""Drums by whole bars: the network's P(hit) per cell -> one real bar pattern per bar, planned by phrase.
+
+For each bar the network left open, every groove of the library in that bar's meter gets a score::
+
+    score(bar, pattern) = w_fit * sum over cells of x * logit(P)      (the network's log-likelihood, up to a
+                                                                      constant of the bar)
+                        - w_density * (hits(pattern) - sum P)^2 / (sum P + 1)
+                        + w_common * log(count(pattern))              (how often drummers played it)
+
+and a Viterbi pass over the bars picks one groove per bar: keeping the groove costs nothing, changing it
+costs ``change`` inside a phrase, ``change_phrase`` at a phrase start and ``change_section`` at a section
+start, so a groove holds through a section and changes where players change it. A per-pattern Gumbel
+draw (``temperature``, seeded) makes another take choose other grooves, consistently through the song.
+Then, at the bars the plan (``plan.py``) marks, the groove gives way to a real fill of the library (scored
+the same way, plus how well its first half matches the groove it leaves), and a crash goes on the
+downbeat after it and on each section start (replacing the hi-hat or ride hit there).
+
+Bars in a meter the library has no grooves for, and bars only partly open, keep the cell decoder's hits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from stemfill.generate.library import CRASH, PatternLibrary
+from stemfill.generate.plan import Plan
+from stemfill.pianoroll.roll import DRUM_KIT
+
+_CLASS = {name: i for i, (name, _, _) in enumerate(DRUM_KIT)}
+DOWNBEAT_YIELDS = [_CLASS[c] for c in ("closed hi-hat", "pedal hi-hat", "open hi-hat", "ride")]
+
+
+@dataclass
+class PatternConfig:
+    """The pattern decoder's weights (chosen on the valid split: docs/model-card.md)."""
+
+    unit: str = "phrase"  # "phrase": real runs of PHRASE_BARS bars from the library; "bar": one bar at a time
+    phrase_temperature: float = 0.5  # Gumbel scale of the draw among phrases (per phrase slot)
+    repeat: float = 1.0  # phrases: bonus for playing the previous phrase again (not at a section start)
+    fit: str = "dice"  # "dice": expected agreement 2 sum(x P) / (hits + sum P); "ll": Bernoulli log-likelihood
+    w_fit: float = 10.0
+    w_density: float = 0.0
+    w_common: float = 0.0
+    change: float = 2.0  # cost of a new groove inside a phrase
+    change_phrase: float = 0.5  # ... at a phrase start
+    change_section: float = 0.1  # ... at a section start
+    temperature: float = 0.3  # Gumbel scale of the per-pattern draw (0: the best-scoring sequence)
+    bar_temperature: float = 0.0  # Gumbel scale of a draw per bar and pattern (bar-to-bar variation)
+    fill_join: float = 2.0  # fills: weight of their first half's agreement with the groove they leave
+    fill_top: int = 8  # fills: drawn among the best this many
+
+
+def _bar_scores(lib: PatternLibrary, idx: np.ndarray, length: int, p_bars: np.ndarray, cfg: PatternConfig) -> np.ndarray:
+    """(n_bars, len(idx)) scores of patterns ``idx`` for bars of P ``p_bars`` (n_bars, classes, length)."""
+    C = p_bars.shape[1]
+    x = lib.bits[idx][:, :C, :length].reshape(len(idx), -1).astype(np.float32)  # (n, C*length)
+    p = np.clip(p_bars.reshape(len(p_bars), -1).astype(np.float32), 1e-4, 1 - 1e-4)
+    hits = x.sum(1)
+    expect = p_bars.reshape(len(p_bars), -1).sum(1, dtype=np.float64)
+    if cfg.fit == "dice":
+        ll = 2 * (p @ x.T) / (hits[None, :] + expect[:, None] + 1e-6)
+    else:
+        ll = (np.log(p) - np.log1p(-p)) @ x.T  # (n_bars, n)
+    dens = (hits[None, :] - expect[:, None]) ** 2 / (expect[:, None] + 1.0)
+    common = np.log(lib.count[idx].astype(np.float64))
+    return cfg.w_fit * ll - cfg.w_density * dens + cfg.w_common * common[None, :]
+
+
+def _viterbi(scores: np.ndarray, change_cost: np.ndarray) -> np.ndarray:
+    """Best path through (n_bars, n) scores where staying is free and moving into bar b costs change_cost[b]."""
+    n_bars, n = scores.shape
+    delta = scores[0].copy()
+    back_best = np.zeros(n_bars, dtype=np.int64)  # the best previous state, when a bar changed
+    stay = np.zeros((n_bars, n), dtype=bool)
+    for b in range(1, n_bars):
+        j = int(np.argmax(delta))
+        moved = delta[j] - change_cost[b]
+        stay[b] = delta >= moved
+        delta = np.where(stay[b], delta, moved) + scores[b]
+        back_best[b] = j
+    path = np.zeros(n_bars, dtype=np.int64)
+    path[-1] = int(np.argmax(delta))
+    for b in range(n_bars - 1, 0, -1):
+        path[b - 1] = path[b] if stay[b, path[b]] else back_best[b]
+    return path
+
+
+def decode_drums(p: np.ndarray, free: np.ndarray, plan: Plan, lib: PatternLibrary, cfg: PatternConfig | None = None,
+                 rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Drum hits for the open bars. ``p`` (classes, T) the network's P(hit); ``free`` (T,) the steps to write.
+    Returns (hits (classes, T) bool, done (T,) bool: the steps decoded here; the rest are left to the caller)."""
+    cfg = cfg or PatternConfig()
+    rng = rng or np.random.default_rng(0)
+    C, T0 = p.shape
+    bars = plan.bars
+    T = max([T0] + [b.start + b.length for b in bars])  # a last bar may reach past the roll: pad, crop at the end
+    if T > T0:
+        p = np.pad(p, ((0, 0), (0, T - T0)))
+        free = np.pad(free, (0, T - T0), constant_values=True)
+    hits = np.zeros((C, T), dtype=bool)
+    done = np.zeros(T, dtype=bool)
+    ok = [i for i, b in enumerate(bars)
+          if b.start + b.length <= T and free[b.start:b.start + b.length].all()
+          and len(lib.select(b.meter, b.length, False))]
+    if not ok:
+        return hits[:, :T0], done[:T0]
+    # runs of consecutive open bars of one meter and length: one Viterbi pass each
+    runs, cur = [], [ok[0]]
+    for i in ok[1:]:
+        if i == cur[-1] + 1 and bars[i].meter == bars[cur[-1]].meter and bars[i].length == bars[cur[-1]].length:
+            cur.append(i)
+        else:
+            runs.append(cur)
+            cur = [i]
+    runs.append(cur)
+    noise_cache: dict[tuple[str, int], np.ndarray] = {}
+    for run in runs:
+        if cfg.unit == "phrase" and len(lib.phrases):
+            _phrase_run(run, bars, p, plan, lib, cfg, rng, hits, done)
+            continue
+        b0 = bars[run[0]]
+        L, meter = b0.length, b0.meter
+        idx = lib.select(meter, L, False)
+        pb = np.stack([p[:, bars[i].start:bars[i].start + L] for i in run])
+        s = _bar_scores(lib, idx, L, pb, cfg)
+        if cfg.temperature > 0:
+            key = (meter, L)
+            if key not in noise_cache:  # one draw per pattern for the whole song: a take's grooves are consistent
+                noise_cache[key] = -np.log(-np.log(rng.uniform(1e-12, 1.0, len(idx))))
+            s = s + cfg.temperature * noise_cache[key][None, :]
+        if cfg.bar_temperature > 0:
+            s = s + cfg.bar_temperature * -np.log(-np.log(rng.uniform(1e-12, 1.0, s.shape)))
+        cost = np.array([cfg.change_section if plan.section_start[i] else cfg.change_phrase if plan.phrase_start[i]
+                         else cfg.change for i in run])
+        path = idx[_viterbi(s, cost)]
+        fidx = lib.select(meter, L, True)
+        for k, i in enumerate(run):
+            bar = bars[i]
+            pat = lib.bits[path[k], :C, :L].copy()
+            if plan.fill[i] and len(fidx):
+                fs = _bar_scores(lib, fidx, L, pb[k:k + 1], cfg)[0]
+                half = L // 2
+                g = lib.bits[path[k], :C, :half].reshape(-1)
+                f = lib.bits[fidx][:, :C, :half].reshape(len(fidx), -1)
+                inter = (f & g).sum(1)
+                join = 2 * inter / np.maximum(f.sum(1) + g.sum(), 1)
+                fs = fs + cfg.fill_join * join * max(1.0, np.abs(fs).std())
+                top = np.argsort(-fs)[:max(1, cfg.fill_top)]
+                w = np.exp((fs[top] - fs[top].max()) / max(1e-6, fs[top].std() + 1e-6))
+                pat = lib.bits[fidx[rng.choice(top, p=w / w.sum())], :C, :L].copy()
+            if plan.crash[i]:
+                pat[DOWNBEAT_YIELDS, 0] = False
+                pat[CRASH, 0] = True
+            hits[:, bar.start:bar.start + L] = pat
+            done[bar.start:bar.start + L] = True
+    return hits[:, :T0], done[:T0]
+
+
+def _phrase_run(run: list[int], bars, p: np.ndarray, plan: Plan, lib: PatternLibrary, cfg: PatternConfig,
+                rng: np.random.Generator, hits: np.ndarray, done: np.ndarray) -> None:
+    """Decode one run of open bars of one meter by whole phrases: each slot (up to PHRASE_BARS bars, from a
+    phrase start) plays the first bars of a real phrase, drawn by the sum of its bars' scores."""
+    C = p.shape[0]
+    b0 = bars[run[0]]
+    L, meter = b0.length, b0.meter
+    allidx = np.flatnonzero((lib.meter == meter) & (lib.length == L))
+    local = np.full(len(lib.bits), -1, dtype=np.int64)
+    local[allidx] = np.arange(len(allidx))
+    ph_ok = (local[lib.phrases] >= 0).all(axis=1)
+    phrases, pcrash = lib.phrases[ph_ok], lib.phrase_crash[ph_ok]
+    if not len(phrases):
+        return
+    pc = np.log(lib.phrase_count[ph_ok].astype(np.float64))
+    pb = np.stack([p[:, bars[i].start:bars[i].start + L] for i in run])
+    S = _bar_scores(lib, allidx, L, pb, cfg) - cfg.w_common * np.log(lib.count[allidx])[None, :]
+    slots, cur = [], [0]
+    for k in range(1, len(run)):
+        if plan.phrase_start[run[k]] or len(cur) == len(phrases[0]):
+            slots.append(cur)
+            cur = []
+        cur.append(k)
+    slots.append(cur)
+    prev = -1
+    for slot in slots:
+        n = len(slot)
+        score = sum(S[slot[k], local[phrases[:, k]]] for k in range(n)) + cfg.w_common * pc
+        last = run[slot[-1]]
+        if plan.constrain_fills:
+            wants = bool(plan.fill[last])
+            has = lib.fill[phrases[:, n - 1]]
+            score = score + np.where(has == wants, 0.0, -1e3)
+        if prev >= 0 and not plan.section_start[run[slot[0]]]:
+            score[prev] += cfg.repeat
+        if cfg.phrase_temperature > 0:
+            score = score + cfg.phrase_temperature * -np.log(-np.log(rng.uniform(1e-12, 1.0, len(score))))
+        j = int(np.argmax(score))
+        prev = j
+        for k, bk in enumerate(slot):
+            i = run[bk]
+            bar = bars[i]
+            pat = lib.bits[phrases[j, k], :C, :L].copy()
+            if plan.constrain_fills and plan.fill[i] and not lib.fill[phrases[j, k]]:
+                f = _fill_for(lib, allidx, S[bk], phrases[j, k], L, C, cfg, rng)
+                if f is not None:
+                    pat = lib.bits[f, :C, :L].copy()
+            if pcrash[j, k] or (plan.constrain_fills and plan.crash[i]):
+                pat[DOWNBEAT_YIELDS, 0] = False
+                pat[CRASH, 0] = True
+            hits[:, bar.start:bar.start + L] = pat
+            done[bar.start:bar.start + L] = True
+
+
+def _fill_for(lib: PatternLibrary, allidx: np.ndarray, scores: np.ndarray, groove: int, L: int, C: int,
+              cfg: PatternConfig, rng: np.random.Generator) -> int | None:
+    """A fill bar for a bar that must end in one: drawn among the best ``fill_top`` fills of the meter by
+    their score plus how well their first half matches the groove they leave."""
+    is_f = lib.fill[allidx]
+    if not is_f.any():
+        return None
+    fidx, fs = allidx[is_f], scores[is_f]
+    half = L // 2
+    g = lib.bits[groove, :C, :half].reshape(-1)
+    f = lib.bits[fidx][:, :C, :half].reshape(len(fidx), -1)
+    join = 2 * (f & g).sum(1) / np.maximum(f.sum(1) + g.sum(), 1)
+    fs = fs + cfg.fill_join * join
+    top = np.argsort(-fs)[:max(1, cfg.fill_top)]
+    w = np.exp(fs[top] - fs[top].max())
+    return int(fidx[rng.choice(top, p=w / w.sum())])

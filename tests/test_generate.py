@@ -1,0 +1,237 @@
+"""The generation stage (stemfill/generate): pattern libraries, the phrase plan and the drum decoder, on songs
+and rolls built here, and the shipped model filling a song from its other tracks alone."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from stemfill.cli import app
+from stemfill.errors import StemfillError
+from stemfill.generate.decoder import DrumDecoder, decode_roll_drums
+from stemfill.generate.drums import PatternConfig
+from stemfill.generate.library import (CRASH, FORMAT, MAX_BAR, PatternLibrary, build_library, is_fill,
+                                       library_inputs, load_library)
+from stemfill.generate.plan import Bar, PlanConfig, grid_bars, make_plan, song_bars
+from stemfill.pianoroll.roll import DRUM_KIT, N_DRUM_CLASSES
+from stemfill.song.io import read_song, write_song
+from stemfill.song.song import Note, Song, TimeSignature, Track
+
+K = {name: i for i, (name, _, _) in enumerate(DRUM_KIT)}
+KEY = {name: key for name, key, _ in DRUM_KIT}
+runner = CliRunner()
+
+
+def _bar(hits: dict[str, list[int]], length: int = 48) -> np.ndarray:
+    b = np.zeros((N_DRUM_CLASSES, MAX_BAR), dtype=bool)
+    for name, steps in hits.items():
+        b[K[name], steps] = True
+    return b
+
+
+GROOVE_A = _bar({"kick": [0, 24], "snare": [12, 36], "closed hi-hat": list(range(0, 48, 6))})
+GROOVE_B = _bar({"kick": [0, 18, 30], "snare": [12, 36], "ride": list(range(0, 48, 12))})
+FILL = _bar({"kick": [0], "snare": [12, 24, 27, 30, 33], "low tom": [36, 39], "mid tom": [42, 45]})
+
+
+def _library(phrases=True) -> PatternLibrary:
+    bits = np.stack([GROOVE_A, GROOVE_B, FILL])
+    lib = PatternLibrary(bits, np.array([48, 48, 48]), np.array(["4/4"] * 3), np.array([10, 10, 2]),
+                         np.array([False, False, True]),
+                         meta={"format": FORMAT, "steps_per_beat": 12, "classes": N_DRUM_CLASSES})
+    if phrases:
+        lib.phrases = np.array([[0, 0, 0, 0], [0, 0, 0, 2], [1, 1, 1, 1], [1, 1, 1, 2]])
+        lib.phrase_crash = np.zeros((4, 4), dtype=bool)
+        lib.phrase_count = np.array([5, 2, 5, 2])
+    return lib
+
+
+def _probs(patterns: list[np.ndarray], noise: float = 0.05) -> np.ndarray:
+    """P (classes, T) that plays ``patterns`` bar after bar, with a little mass everywhere."""
+    p = np.full((N_DRUM_CLASSES, 48 * len(patterns)), noise, dtype=np.float32)
+    for i, pat in enumerate(patterns):
+        p[:, i * 48:(i + 1) * 48][pat[:, :48]] = 0.8
+    return p
+
+
+def _decode(p, plan, unit="phrase"):
+    dec = DrumDecoder(_library(), PatternConfig(unit=unit, phrase_temperature=0.0, temperature=0.0))
+    T = p.shape[1]
+    from stemfill.generate.drums import decode_drums
+
+    hits, done = decode_drums(p, np.ones(T, bool), plan, dec.library, dec.patterns, np.random.default_rng(0))
+    return hits, done
+
+
+@pytest.mark.parametrize("unit", ["phrase", "bar"])
+def test_a_groove_repeats_through_its_section_and_changes_at_the_section(unit):
+    p = _probs([GROOVE_A] * 8 + [GROOVE_B] * 8)
+    bars = grid_bars(p.shape[1])
+    plan = make_plan(bars, cfg=PlanConfig(fill_section=0.0, fill_phrase=0.0), sections=False)
+    plan.section_start[8] = True
+    hits, done = _decode(p, plan, unit)
+    assert done.all()
+    for b in range(16):
+        got = hits[:, b * 48:(b + 1) * 48]
+        want = (GROOVE_A if b < 8 else GROOVE_B)[:, :48].copy()
+        if plan.crash[b]:
+            want[K["closed hi-hat"], 0] = want[K["ride"], 0] = False
+            want[CRASH, 0] = True
+        assert (got == want).all(), f"bar {b}"
+
+
+def test_a_fill_lands_before_the_section_change_and_a_crash_follows():
+    p = _probs([GROOVE_A] * 8 + [GROOVE_B] * 8)
+    bars = grid_bars(p.shape[1])
+    plan = make_plan(bars, cfg=PlanConfig(fill_section=1.0, fill_phrase=0.0), sections=False)
+    plan.section_start[8] = True
+    plan.fill[7] = True  # the planner's decision, as make_plan takes it for a section start
+    plan.crash[8] = True
+    plan.constrain_fills = True
+    hits, _ = _decode(p, plan)
+    assert (hits[:, 7 * 48:8 * 48] == FILL[:, :48]).all()  # the real fill, in the bar before the section
+    assert hits[CRASH, 8 * 48]  # a crash on the section's downbeat ...
+    assert not hits[K["ride"], 8 * 48]  # ... instead of the ride there
+    assert not hits[:, :7 * 48][[K["low tom"], K["mid tom"]]].any()  # no fill anywhere else
+
+
+def test_the_planner_puts_fills_before_sections_at_the_rate_asked():
+    bars = grid_bars(48 * 400)
+    roll = np.zeros((3, 48, 48 * 400), bool)
+    plan = make_plan(bars, roll, np.ones((3, 48 * 400), bool), cfg=PlanConfig(fill_section=1.0, fill_phrase=0.25),
+                     rng=np.random.default_rng(1), sections=False)
+    ends = np.flatnonzero(plan.phrase_start[1:])  # bars before a phrase start
+    assert 0.15 < plan.fill[ends].mean() < 0.35
+    other = np.setdiff1d(np.arange(399), ends)
+    assert not plan.fill[other].any()
+    assert (plan.crash[1:][plan.fill[:-1]]).all()  # a crash after every fill
+    forced = make_plan(bars[:16], cfg=PlanConfig(fill_phrase=0.0), forced_fills={5}, sections=False)
+    assert forced.fill[5] and forced.fill.sum() == 1
+
+
+def test_bars_of_a_meter_without_patterns_keep_their_hits_and_say_so():
+    lib = _library()
+    T = 36 * 4
+    drums = np.zeros((48, T), bool)
+    drums[K["kick"], ::36] = True
+    notes: list[str] = []
+    bars = [Bar(s, 36, "3/4") for s in range(0, T, 36)]
+    out = decode_roll_drums(DrumDecoder(lib), drums, np.full((48, T), 0.1, np.float32), np.ones(T, bool), bars,
+                            notes=notes)
+    assert (out == drums).all()
+    assert notes and "3/4" in notes[0]
+
+
+def _drum_song(path, meter=(4, 4), bars=8, pattern=None, name="Drums"):
+    q = 480
+    bar = q * 4 * meter[0] // meter[1]
+    pattern = pattern or {"kick": [0], "snare": [bar // 2]}
+    notes = [Note(b * bar + t, q // 4, KEY[k], 100) for b in range(bars) for k, ts in pattern.items() for t in ts]
+    song = Song([Track(name, program=0, is_drum=True, notes=notes)], time_signatures=[TimeSignature(0, *meter)],
+                resolution=q)
+    write_song(song, path)
+    return path
+
+
+def test_library_build_reads_bars_in_their_meter_and_phrases(tmp_path):
+    a = _drum_song(tmp_path / "songs" / "waltz.mid", (3, 4), 8, {"kick": [0], "snare": [480, 960]})
+    _drum_song(tmp_path / "songs" / "rock.mid", (4, 4), 6, {"kick": [0, 960], "snare": [480, 1440]})
+    lib = build_library(library_inputs([tmp_path / "songs"]))
+    assert sorted(lib.meter.tolist()) == ["3/4", "4/4"]
+    w = int(np.flatnonzero(lib.meter == "3/4")[0])
+    assert lib.length[w] == 36 and lib.count[w] == 8
+    assert lib.bits[w, K["kick"], 0] and lib.bits[w, K["snare"], [12, 24]].all()
+    assert len(lib.phrases) == 2 and set(lib.phrase_count.tolist()) == {5, 3}  # 8 - 3 and 6 - 3 runs of 4
+    out = lib.save(tmp_path / "lib.npz")
+    back = load_library(out)
+    assert (back.bits == lib.bits).all() and (back.phrases == lib.phrases).all()
+    # a 3/4 song decoded with it plays the waltz bar, in 36-step bars
+    song = read_song(a)
+    bars = song_bars(song, 36 * 8)
+    assert [b.length for b in bars] == [36] * 8
+    p = np.full((48, 36 * 8), 0.02, np.float32)
+    p[K["kick"], ::36] = 0.9
+    out = decode_roll_drums(DrumDecoder(back), np.zeros((48, 36 * 8), bool), p, np.ones(36 * 8, bool), bars,
+                            sections=False)
+    assert out[K["kick"], ::36].all() and out[K["snare"], 12::36].all() and out.sum() == 24
+
+
+def test_is_fill():
+    assert is_fill(FILL, 48) and not is_fill(GROOVE_A, 48)
+
+
+def test_library_refusals(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a library")
+    with pytest.raises(StemfillError, match="bad.npz: not a stemfill drum pattern library"):
+        load_library(bad)
+    lib = _library()
+    lib.meta = dict(lib.meta, steps_per_beat=4)
+    other_grid = lib.save(tmp_path / "grid.npz")
+    with pytest.raises(StemfillError, match="grid.npz: built for another grid"):
+        load_library(other_grid)
+    empty = _library()
+    empty.fill[:] = True
+    with pytest.raises(StemfillError, match="holds no drum grooves"):
+        load_library(empty.save(tmp_path / "empty.npz"))
+    with pytest.raises(StemfillError, match="no such pattern library"):
+        load_library(tmp_path / "missing.npz")
+
+
+def test_cli_library_build_and_use(tmp_path):
+    _drum_song(tmp_path / "in" / "a.mid")
+    lib = tmp_path / "lib.npz"
+    r = runner.invoke(app, ["library", "build", str(tmp_path / "in"), "-o", str(lib)])
+    assert r.exit_code == 0, r.output
+    assert "1 bar patterns" in r.output and "1 phrases" in r.output  # one distinct bar, one distinct phrase
+    # a folder with no drums: one line, exit 1, nothing written
+    (tmp_path / "nodrums").mkdir()
+    write_song(Song([Track("Bass", program=33, notes=[Note(0, 480, 40, 90)])]), tmp_path / "nodrums" / "b.mid")
+    r = runner.invoke(app, ["library", "build", str(tmp_path / "nodrums"), "-o", str(tmp_path / "x.npz")])
+    assert r.exit_code == 1 and "no drum bars" in r.output and not (tmp_path / "x.npz").exists()
+    # --library checked before the song is read: a bad library, or no drums to add
+    song = tmp_path / "riff.mid"
+    _drum_song(song)
+    r = runner.invoke(app, ["midi", str(tmp_path / "nosong.mid"), "--add", "drums", "--library", str(tmp_path / "bad.npz")])
+    assert r.exit_code == 1 and "bad.npz: no such pattern library" in r.output
+    r = runner.invoke(app, ["midi", str(song), "--add", "bass", "--library", str(lib), "-o", str(tmp_path / "o.mid")])
+    assert r.exit_code == 1 and "drums are not being added" in r.output
+    r = runner.invoke(app, ["midi", str(song), "--add", "drums", "--drum-decoder", "beats"])
+    assert r.exit_code == 1 and "choose patterns or cells" in r.output
+
+
+def test_the_shipped_library_reads_and_names_its_sources():
+    from stemfill.generate.library import default_library_path
+
+    lib = load_library(default_library_path())
+    assert len(lib.phrases) > 1000 and "4/4" in lib.meters() and "3/4" in lib.meters()
+    assert {s["source"] for s in lib.meta["sources"]} <= {"corpus", "corpus-extra", "onyxite", "gmd"}
+    cfg = json.loads((default_library_path().parent / "config.json").read_text())
+    assert cfg["sampling"]["drum_decoder"] == "patterns"
+
+
+def test_the_shipped_model_writes_a_band_under_a_piano_alone(tmp_path):
+    """No drums, bass or guitar in the song: the model writes all three from the other tracks, which stay
+    note for note."""
+    q = 480
+    chords = [(57, 60, 64), (53, 57, 60), (48, 52, 55), (55, 59, 62)]  # Am F C G
+    piano = [Note(b * 4 * q + k * q, q, p, 70) for b in range(16) for k in range(4) for p in chords[b % 4]]
+    strings = [Note(b * 4 * q, 4 * q, chords[b % 4][0] + 12, 60) for b in range(16)]
+    song = Song([Track("Piano", program=0, notes=piano), Track("Strings", program=48, notes=strings)])
+    src = write_song(song, tmp_path / "piano.mid")
+    out = tmp_path / "band.mid"
+    r = runner.invoke(app, ["midi", str(src), "--add", "drums", "--add", "bass", "--add", "guitar", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    back = read_song(out)
+    by = {t.name: t for t in back.tracks}
+    assert sorted((n.start, n.pitch) for n in by["Piano"].notes) == sorted((n.start, n.pitch) for n in piano)
+    assert sorted((n.start, n.pitch) for n in by["Strings"].notes) == sorted((n.start, n.pitch) for n in strings)
+    for name in ("Drums (stemfill)", "Bass (stemfill)", "Guitar (stemfill)"):
+        assert len(by[name].notes) > 16, name
+    # the new bass plays in the piano's key: most of its notes are A minor / C major scale tones
+    scale = {0, 2, 4, 5, 7, 9, 11}
+    bass_pc = [n.pitch % 12 for n in by["Bass (stemfill)"].notes]
+    assert np.mean([pc in scale for pc in bass_pc]) > 0.8
