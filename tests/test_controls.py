@@ -414,3 +414,35 @@ def test_read_reference_cuts_whole_bars(tmp_path):
     two = read_reference(ref, "2-3")
     assert two.shape[-1] == 2 * BAR and np.array_equal(two, whole[..., BAR:3 * BAR])
     assert read_reference(ref, "2").shape[-1] == BAR
+
+
+def test_control_planes_by_song_bar():
+    T = 4 * BAR
+    dens = slot_index("drums", "density")
+    fill = slot_index("drums", "polyphony")  # the drums' fill flag
+    p = control_planes({"drums": StemControls({"density": 0.9}, fill_every=4)}, T, N_PITCHES, start=2 * BAR)
+    assert p.shape == (N_CONTROL_PLANES, N_PITCHES, T) and p.dtype == np.float32
+    assert (p[dens] == np.float32(0.9)).all() and (p[dens + 1] == 1).all()
+    want = np.zeros(T, np.float32)
+    want[BAR:2 * BAR] = 1  # the window starts at song bar 2: its second bar is song bar 3, a 4th bar
+    assert (p[fill] == want).all() and (p[fill + 1] == 1).all()
+    p = control_planes({"drums": StemControls(fill_bars=(1, 4))}, T, N_PITCHES, start=BAR)
+    want = np.zeros(T, np.float32)
+    want[:BAR] = want[3 * BAR:] = 1  # song bars 1 and 4: given, and a fill, there only
+    assert (p[fill] == want).all() and (p[fill + 1] == want).all()
+    others = np.ones(N_CONTROL_PLANES, bool)
+    others[[fill, fill + 1]] = False
+    assert not p[others].any()
+
+
+def test_fit_quantiles_of_known_densities():
+    rolls = np.zeros((40, 3, N_PITCHES, L), dtype=bool)
+    for k in range(40):  # chunk k: k + 1 kicks in every bar, and no bass or guitar
+        for b in range(4):
+            rolls[k, 0, 0, b * BAR:b * BAR + k + 1] = True
+    q = fit_quantiles(rolls, max_chunks=40)
+    want = np.quantile(np.repeat(np.arange(1, 41), 4), np.linspace(0, 1, 21))
+    assert q["drums.density"] == [round(float(x), 4) for x in want] and len(q["drums.density"]) == 21
+    assert q["bass.density"] == [0.0] * 21  # no bar plays the bass
+    sub = fit_quantiles(rolls, max_chunks=10, seed=1)  # a seeded pick of 10 distinct chunks
+    assert sub == fit_quantiles(rolls, max_chunks=10, seed=1) and len(set(sub["drums.density"])) > 5
