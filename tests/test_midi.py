@@ -492,3 +492,17 @@ def test_written_file_layout():
                                      (480, "note_on", 40, 80, 0), (960, "note_off", 40, 0, 0), (960, "end_of_track")]
     assert events(mid.tracks[2])[1:4] == [(0, "program_change", 0, 9), (0, "note_on", 36, 100, 9),
                                           (100, "note_off", 36, 0, 9)]
+
+
+def test_a_retriggered_note_is_kept_as_pretty_midi_keeps_it():
+    """Two note-ons of one pitch before its note-off: symusic pairs the first and leaves the second; the reader
+    places it at the next note-off after its start (as pretty_midi does), in the track and program it came in."""
+    track = [M("program_change", channel=2, program=29), M("note_on", channel=2, note=60, velocity=90),
+             M("note_on", channel=2, note=60, velocity=80, time=100), M("note_off", channel=2, note=60, time=100),
+             M("note_on", channel=2, note=64, velocity=70, time=20), M("note_off", channel=2, note=64, time=40)]
+    data = build([[MM("set_tempo", tempo=500_000)], track])
+    song = midi_from_bytes(data)
+    assert song.warnings == [] and [(t.program, t.is_drum) for t in song.tracks] == [(29, False)]
+    notes = sorted((n.start, n.end, n.pitch, n.velocity) for n in song.tracks[0].notes)
+    assert notes == [(0, 400, 60, 90), (200, 400, 60, 80), (440, 520, 64, 70)]  # 480 ticks a quarter -> 960
+    assert len(notes) == len(pretty_midi_notes(data))
