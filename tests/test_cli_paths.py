@@ -85,7 +85,7 @@ def test_plot_refuses_a_non_png(tmp_path):
 def test_convert_output_under_a_file(tmp_path):
     out, why = _cases(tmp_path)["deeper under a file"]
     r = runner.invoke(app, ["convert", str(RIFF), "-o", str(out.parent)])
-    _one_line_error(r, out.parent)
+    assert why in _one_line_error(r, out.parent)
 
 
 def test_eval_bad_json_and_plot_paths(tmp_path):

@@ -13,7 +13,8 @@ from stemfill.cli import app
 from stemfill.errors import StemfillError
 from stemfill.pianoroll.controls import (BAR, LEVELS, N_CONTROL_PLANES, ControlConfig, StemControls, bar_attributes,
                                          control_planes, fit_quantiles, groove, groove_distance, parse_controls,
-                                         reference_controls, resolve_controls, slot_index, training_planes)
+                                         read_reference, reference_controls, resolve_controls, slot_index,
+                                         training_planes)
 from stemfill.pianoroll.diffusion import DiffusionConfig, SamplingConfig
 from stemfill.pianoroll.fill import fill_chunks, fill_song
 from stemfill.pianoroll.grid import N_PITCHES
@@ -21,6 +22,7 @@ from stemfill.pianoroll.model import build_model, load_model, save_pretrained
 from stemfill.pianoroll.unet import UNetConfig
 from stemfill.song.midi import write_midi
 from symbolic_toy import toy_rolls, toy_song
+from wired_model import wired_model
 
 TINY = dict(channels=(8, 16), down=((2, 2),), layers=(0, 1), norm_groups=4, time_dim=16, attention=False)
 L = 4 * BAR
@@ -163,19 +165,77 @@ def test_a_model_with_controls_saves_them_and_fills_with_and_without(tmp_path):
         fill_song(song, ["drums"], m2, controls={"bass": StemControls({"density": 0.9})})
 
 
-def test_cli_controls(tmp_path):
-    m = save_pretrained(_tiny_with_controls(), tmp_path / "m")
+def _drum_roll(path) -> np.ndarray:
+    """The drums of a written file as a roll (P, T) (read_reference: the file as the --like reader sees it)."""
+    return read_reference(path)[0]
+
+
+def _fill_cli(tmp_path, model, song, *args) -> np.ndarray:
+    out = tmp_path / "out.mid"
+    out.unlink(missing_ok=True)
+    r = CliRunner().invoke(app, ["midi", str(song), "--add", "drums", "--model", str(model), "-o", str(out), *args])
+    assert r.exit_code == 0, r.output
+    return _drum_roll(out)
+
+
+def _cli_song(tmp_path):
     song = tmp_path / "song.mid"
     write_midi(toy_song(bars=8, stems=("bass", "guitar")), song)
+    return song
+
+
+def test_cli_density_moves_the_part(tmp_path):
+    """A model wired to play the rows under the requested density (wired_model): --density high writes more
+    drums than low, auto none; so the CLI's --density reaches the fill."""
+    m = save_pretrained(wired_model("density"), tmp_path / "m")
+    song = _cli_song(tmp_path)
+    auto = _fill_cli(tmp_path, m, song)
+    low = _fill_cli(tmp_path, m, song, "--density", "low")
+    high = _fill_cli(tmp_path, m, song, "--density", "drums=high")
+    assert auto.sum() == 0
+    assert set(np.flatnonzero(low.any(1))) == {0}  # low: the first row (the kick) only
+    assert set(np.flatnonzero(high.any(1))) == set(range(18))  # high: rows 0-17
+    assert high.sum() > 10 * low.sum() > 0
+
+
+def test_cli_fills_put_fills_where_asked(tmp_path):
+    """A model wired to play toms where the fill flag is set: --fills phrase writes a fill in every 4th bar
+    (bars 4 and 8 of 8, as bar_attributes counts a fill) and nowhere else; --fills none and auto, none."""
+    m = save_pretrained(wired_model("fill"), tmp_path / "m")
+    song = _cli_song(tmp_path)
+    for args, fill_bars in ((["--fills", "phrase"], [3, 7]), (["--fills", "often"], [1, 3, 5, 7]),
+                            (["--fills", "none"], []), ([], [])):
+        d = _fill_cli(tmp_path, m, song, *args)
+        d = d[:, :d.shape[1] // BAR * BAR]
+        roll = np.zeros((1, 3) + d.shape, dtype=bool)
+        roll[0, 0] = d
+        raw, _ = bar_attributes(torch.from_numpy(roll))
+        assert np.flatnonzero(raw[("drums", "fill")][0].numpy()).tolist() == fill_bars, args
+        assert set(np.flatnonzero(d.any(1))) <= {7, 8, 9} if fill_bars else d.sum() == 0  # toms only
+
+
+def test_cli_like_takes_the_references_groove(tmp_path):
+    """A model wired to play where the requested groove has an onset in at least half the bars: with --like,
+    the new drums play the reference's groove exactly (groove distance 0); without it, nothing (distance 2)."""
+    m = save_pretrained(wired_model("groove"), tmp_path / "m")
+    song = _cli_song(tmp_path)
+    ref = tmp_path / "ref.mid"
+    write_midi(toy_song(bars=4, stems=("drums", "guitar")), ref)
+    want = groove(torch.from_numpy(read_reference(ref)[None]))[0, 0].numpy()
+    auto = _fill_cli(tmp_path, m, song)
+    for args in (["--like", str(ref)], ["--like", str(ref), "--like-bars", "1-2"]):
+        liked = _fill_cli(tmp_path, m, song, *args)
+        got = groove(torch.from_numpy(np.stack([liked, 0 * liked, 0 * liked])[None]))[0, 0].numpy()
+        assert liked.sum() > 0 and groove_distance(got, want) == 0
+    assert auto.sum() == 0 and groove_distance(np.zeros_like(want), want) == 2
+
+
+def test_cli_control_errors(tmp_path):
+    m = save_pretrained(_tiny_with_controls(), tmp_path / "m")
+    song = _cli_song(tmp_path)
     ref = tmp_path / "ref.mid"
     write_midi(toy_song(bars=4, stems=("drums", "guitar")), ref)
     run = CliRunner().invoke
-    for args in (["--density", "high", "--fills", "phrase"], ["--like", str(ref), "--like-bars", "1-2"]):
-        out = tmp_path / "out.mid"
-        r = run(app, ["midi", str(song), "--add", "drums", "--model", str(m), "-o", str(out), *args])
-        assert r.exit_code == 0, r.output
-        assert out.exists()
-        out.unlink()
     r = run(app, ["midi", str(song), "--add", "bass", "--replace", "--model", str(m), "--like", str(ref),
                   "-o", str(tmp_path / "x.mid")])
     assert r.exit_code == 1 and f"{ref}: has no bass part" in r.output and not (tmp_path / "x.mid").exists()
@@ -206,14 +266,19 @@ def test_styles_are_drum_references_and_other_words_are_reported():
 
 
 def test_cli_style(tmp_path):
-    m = save_pretrained(_tiny_with_controls(), tmp_path / "m")
-    song = tmp_path / "song.mid"
-    write_midi(toy_song(bars=8, stems=("bass", "guitar")), song)
-    out = tmp_path / "out.mid"
-    r = CliRunner().invoke(app, ["midi", str(song), "--add", "drums", "--model", str(m), "--style", "reggae",
-                                 "-o", str(out)])
-    assert r.exit_code == 0, r.output
-    r = CliRunner().invoke(app, ["midi", str(song), "--add", "drums", "--style", "polka", "-o", str(out)])
+    """--style reggae: the groove-wired model plays the built-in one-drop bar (no kick on beat 1, one on beat 3),
+    where auto plays nothing."""
+    from stemfill.pianoroll.styles import style_roll
+
+    m = save_pretrained(wired_model("groove"), tmp_path / "m")
+    song = _cli_song(tmp_path)
+    auto = _fill_cli(tmp_path, m, song)
+    d = _fill_cli(tmp_path, m, song, "--style", "reggae")
+    want = groove(torch.from_numpy(style_roll("reggae")[None]))[0, 0].numpy()
+    got = groove(torch.from_numpy(np.stack([d, 0 * d, 0 * d])[None]))[0, 0].numpy()
+    assert auto.sum() == 0 and d.sum() > 0 and groove_distance(got, (want >= 0.5) * want) == 0
+    assert not d[0, 0::BAR].any() and d[0, 24::BAR].all()  # one drop: the kick on beat 3, never on beat 1
+    r = CliRunner().invoke(app, ["midi", str(song), "--add", "drums", "--style", "polka", "-o", str(tmp_path / "o.mid")])
     assert r.exit_code == 1 and "known styles" in r.output
 
 
@@ -252,3 +317,132 @@ def test_cli_train_with_controls_from_a_model_without(tmp_path):
     assert saved["controls"]["quantiles"]["drums.density"][-1] > 0
     trained = load_model(run / "model")
     assert trained.controls is not None and trained.context_planes == 0
+
+
+# --- assertions that mutation testing showed missing (scripts/mutation.sh, docs/benchmarks.md) -----------
+
+
+def test_percentiles_map_raw_values_both_ways():
+    cfg = ControlConfig(quantiles={"bass.density": [float(i) for i in range(21)],
+                                   "drums.toms": [0.0] * 10 + [0.1 * i for i in range(1, 12)]})
+    assert cfg.to_unit("bass", "density", 10.0) == pytest.approx(0.5)
+    assert cfg.to_unit("bass", "density", 5.0) == pytest.approx(0.25)
+    assert cfg.to_unit("bass", "density", 0.0) == pytest.approx(0.0, abs=1e-5)
+    assert cfg.to_unit("bass", "density", 99.0) == pytest.approx(1.0)  # past the top: the top
+    assert cfg.from_unit("bass", "density", 0.25) == pytest.approx(5.0)
+    assert cfg.from_unit("bass", "density", 1.0) == pytest.approx(20.0)
+    t = cfg.to_unit("bass", "density", torch.tensor([5.0, 10.0]))
+    assert isinstance(t, torch.Tensor) and t.dtype == torch.float32 and torch.allclose(t, torch.tensor([0.25, 0.5]))
+    # a value tied with many quantiles (bars without toms) takes the middle of their range: 0 .. 9/20
+    assert cfg.to_unit("drums", "toms", 0.0) == pytest.approx(0.225, abs=1e-4)
+    assert cfg.to_unit("drums", "fill", 0.7) == 0.7 and cfg.from_unit("drums", "fill", 0.7) == 0.7  # shares pass
+    with pytest.raises(ValueError, match="no quantiles for guitar.density"):
+        cfg.to_unit("guitar", "density", 3.0)
+
+
+def test_groove_counts_only_the_bars_a_stem_plays():
+    x = np.zeros((1, 3, N_PITCHES, L), dtype=bool)
+    x[0, 0, 0, [0, 2 * BAR]] = True  # a kick on beat 1 of bars 1 and 3 only
+    x[0, 0, 4, 2 * BAR + 6] = True
+    x[0, 1, 10, BAR + 12:BAR + 20] = True  # the bass plays once, in bar 2
+    g = groove(torch.from_numpy(x))[0]
+    assert g[0, 0, 0] == 1.0 and g[0, 4, 6] == 0.5  # share of the 2 bars the drums play in, not of 4
+    assert (g[1, :, 12] == 1.0).all() and g[1].sum() == N_PITCHES  # the bass's one start, in every row
+
+
+def test_groove_distance_edge_cases():
+    a = np.zeros((N_PITCHES, BAR))
+    b = a.copy()
+    b[0, 0] = 1
+    assert groove_distance(a, a) == 0.0 and groove_distance(a, b) == 2.0 and groove_distance(b, a) == 2.0
+    c = a.copy()
+    c[0, 0] = c[1, 6] = 3  # normalised: half of it on b's cell
+    assert groove_distance(b, c) == pytest.approx(1.0) and groove_distance(c, 2 * c) == 0.0
+
+
+def test_parse_controls_per_stem_lists_and_like_bars():
+    req = parse_controls(["drums", "bass"], {"density": ["drums=high, bass=3"], "complexity": ["low"]},
+                         like="ref.mid", like_bars="2-3")
+    assert req.levels == {"density": {"drums": "high", "bass": 3.0}, "complexity": {"drums": "low", "bass": "low"}}
+    assert req.like == "ref.mid" and req.like_bars == "2-3"
+    assert parse_controls(["drums"], {"density": ["high", "auto"]}).levels == {"density": {}}  # auto: given back
+    with pytest.raises(StemfillError, match="--register applies to bass and guitar"):
+        parse_controls(["drums"], {"register": ["high"]})
+
+
+def test_resolve_controls_fills_sections_and_numbers():
+    cfg = ControlConfig(quantiles={"bass.density": [float(i) for i in range(21)],
+                                   "bass.register": [float(i) for i in range(21)]})
+    out = resolve_controls(parse_controls(["drums", "bass"], {"register": ["bass=34"]}, fills="sections"),
+                           ["drums", "bass"], cfg)
+    assert out["drums"].fill_sections and out["drums"].fill_every is None
+    assert out["bass"].values == {"register": pytest.approx(0.5)}  # MIDI 34 = row 10 of 0..20
+    out = resolve_controls(parse_controls(["drums"], {}, fills="often"), ["drums"], cfg)
+    assert out["drums"].fill_every == 2 and not out["drums"].fill_sections
+
+
+def test_reference_controls_fill_rate_and_short_references():
+    cfg = ControlConfig(quantiles=fit_quantiles(np.concatenate([_roll(), toy_rolls(30, seed=2)])))
+    roll = _roll()[0]  # bar 2 of 4 ends in a fill: a quarter of the bars
+    assert reference_controls(roll, "drums", cfg).fill_every == 4
+    assert reference_controls(np.tile(roll[..., :BAR], 4), "drums", cfg).fill_every == 0  # no fills
+    assert reference_controls(roll[..., :BAR - 1], "drums", cfg).empty()  # shorter than a bar
+    ref = reference_controls(roll, "bass", cfg)
+    assert ref.fill_every is None and set(ref.values) == {"density", "syncopation", "register"}
+
+
+def test_training_planes_give_what_the_config_says():
+    x0 = torch.from_numpy(_roll())
+    target = torch.tensor([[True, True, False]])
+    cfg = ControlConfig(quantiles=fit_quantiles(toy_rolls(30, seed=2)), given_prob=1.0, groove_prob=0.0)
+    p = training_planes(x0, target, cfg, torch.Generator().manual_seed(0))
+    g = slot_index("drums", "groove")
+    assert not p[0, g].any() and not p[0, g + 1].any()  # grooves never given
+    d = slot_index("drums", "density")
+    assert (p[0, d + 1] == 1).all() and p[0, d].max() > 0  # every attribute given, every bar
+    assert not p[0, slot_index("guitar", "density") + 1].any()  # not a target
+    cfg = ControlConfig(quantiles=cfg.quantiles, given_prob=0.0, groove_prob=1.0)
+    p = training_planes(x0, target, cfg, torch.Generator().manual_seed(0))
+    assert not p[0, d + 1].any() and (p[0, g + 1] == 1).all()
+    assert torch.equal(p[0, g, :, :BAR], groove(x0)[0, 0])  # the drums' own groove, bar after bar
+
+
+def test_read_reference_cuts_whole_bars(tmp_path):
+    ref = tmp_path / "ref.mid"
+    write_midi(toy_song(bars=4, stems=("drums", "guitar")), ref)
+    whole = read_reference(ref)
+    two = read_reference(ref, "2-3")
+    assert two.shape[-1] == 2 * BAR and np.array_equal(two, whole[..., BAR:3 * BAR])
+    assert read_reference(ref, "2").shape[-1] == BAR
+
+
+def test_control_planes_by_song_bar():
+    T = 4 * BAR
+    dens = slot_index("drums", "density")
+    fill = slot_index("drums", "polyphony")  # the drums' fill flag
+    p = control_planes({"drums": StemControls({"density": 0.9}, fill_every=4)}, T, N_PITCHES, start=2 * BAR)
+    assert p.shape == (N_CONTROL_PLANES, N_PITCHES, T) and p.dtype == np.float32
+    assert (p[dens] == np.float32(0.9)).all() and (p[dens + 1] == 1).all()
+    want = np.zeros(T, np.float32)
+    want[BAR:2 * BAR] = 1  # the window starts at song bar 2: its second bar is song bar 3, a 4th bar
+    assert (p[fill] == want).all() and (p[fill + 1] == 1).all()
+    p = control_planes({"drums": StemControls(fill_bars=(1, 4))}, T, N_PITCHES, start=BAR)
+    want = np.zeros(T, np.float32)
+    want[:BAR] = want[3 * BAR:] = 1  # song bars 1 and 4: given, and a fill, there only
+    assert (p[fill] == want).all() and (p[fill + 1] == want).all()
+    others = np.ones(N_CONTROL_PLANES, bool)
+    others[[fill, fill + 1]] = False
+    assert not p[others].any()
+
+
+def test_fit_quantiles_of_known_densities():
+    rolls = np.zeros((40, 3, N_PITCHES, L), dtype=bool)
+    for k in range(40):  # chunk k: k + 1 kicks in every bar, and no bass or guitar
+        for b in range(4):
+            rolls[k, 0, 0, b * BAR:b * BAR + k + 1] = True
+    q = fit_quantiles(rolls, max_chunks=40)
+    want = np.quantile(np.repeat(np.arange(1, 41), 4), np.linspace(0, 1, 21))
+    assert q["drums.density"] == [round(float(x), 4) for x in want] and len(q["drums.density"]) == 21
+    assert q["bass.density"] == [0.0] * 21  # no bar plays the bass
+    sub = fit_quantiles(rolls, max_chunks=10, seed=1)  # a seeded pick of 10 distinct chunks
+    assert sub == fit_quantiles(rolls, max_chunks=10, seed=1) and len(set(sub["drums.density"])) > 5

@@ -16,7 +16,7 @@ from stemfill.pianoroll.diffusion import (SAMPLING_KEYS, BinaryDiffusion, Diffus
                                           diatonic_rows, pitched_context, pitched_open, span_mask, subtractive_mask)
 from stemfill.pianoroll.fill import fill_chunks
 from stemfill.pianoroll.model import build_model, load_model, save_pretrained, split_sampling
-from stemfill.pianoroll.train import PRESETS, TrainConfig, pitch_shift, train, training_batch
+from stemfill.pianoroll.train import PRESETS, TrainConfig, shift_rows, train, training_batch
 from stemfill.pianoroll.unet import UNet, UNetConfig, one_thread_per_op
 
 TINY = UNetConfig(**PRESETS["tiny"])
@@ -96,11 +96,16 @@ def test_subtractive_mask_removes_only_present_stems():
     assert (known & present).any(1)[present.sum(1) >= 2].all()  # some context always stays
 
 
-def test_pitch_shift_leaves_drums():
+def test_shift_rows_moves_bass_and_guitar_only():
     x = toy_rolls(8, seed=1)
-    y = pitch_shift(x, 5, np.random.default_rng(0))
-    assert (y[:, 0] == x[:, 0]).all()
-    assert y[:, 1:].sum() <= x[:, 1:].sum()
+    shifts = np.array([3, -2, 0, 5, -5, 1, 0, 2])
+    y = shift_rows(x, shifts)
+    assert (y[:, 0] == x[:, 0]).all()  # drums never shift
+    for i, k in enumerate(shifts):
+        if k >= 0:
+            assert (y[i, 1:, k:] == x[i, 1:, :x.shape[2] - k]).all() and not y[i, 1:, :k].any()
+        else:
+            assert (y[i, 1:, :k] == x[i, 1:, -k:]).all() and not y[i, 1:, k:].any()
 
 
 def test_span_mask_removes_a_span_of_the_removed_stems_only():
@@ -135,7 +140,7 @@ def test_key_prior_shifts_only_samples_with_pitched_context():
     rng = np.random.default_rng(1)
     x1, k1 = training_batch(rolls, TrainConfig(augment=5), rng)
     rng2 = np.random.default_rng(1)
-    x2 = torch.from_numpy(pitch_shift(rolls, 5, rng2))
+    x2 = torch.from_numpy(shift_rows(rolls, rng2.integers(-5, 6, size=len(rolls))))
     k2 = subtractive_mask(x2, 2, torch.Generator().manual_seed(int(rng2.integers(2**62))))
     assert torch.equal(x1, x2) and torch.equal(k1, k2)
 
@@ -181,8 +186,15 @@ def test_sampling_is_seeded():
     a = fill_chunks(model, rolls, known, steps=3, seed=7)
     b = fill_chunks(model, rolls, known, steps=3, seed=7)
     assert (a == b).all()
-    c = fill_chunks(model, rolls, known, steps=3, seed=7, guidance=2.0, candidates=2)
-    assert c.shape == a.shape
+    with torch.no_grad():  # logits that depend on the input, so that guidance can move them
+        torch.nn.init.normal_(model.net.conv_out.weight, std=0.5, generator=torch.Generator().manual_seed(0))
+    a = fill_chunks(model, rolls, known, steps=3, seed=7)
+    g = fill_chunks(model, rolls, known, steps=3, seed=7, guidance=3.0)
+    c = fill_chunks(model, rolls, known, steps=3, seed=7, guidance=3.0, candidates=3)
+    assert (g != a).any()  # guidance changes the fill
+    assert (c == fill_chunks(model, rolls, known, steps=3, seed=7, guidance=3.0, candidates=3)).all()  # seeded
+    for x in (a, g, c):
+        assert (x[:, known[0]] == rolls[:, known[0]]).all()  # the known stems exact
 
 
 def test_save_pretrained_round_trip(tmp_path):
@@ -242,28 +254,33 @@ def test_sampling_settings_are_saved_apart_and_the_older_layout_loads(tmp_path):
 def test_load_model_errors(tmp_path):
     model = tiny_model()
     d = save_pretrained(model, tmp_path / "m")
-    with pytest.raises(ModelError, match="no such"):
+    errors = []
+    with pytest.raises(ModelError, match="no such") as e:
         load_model(tmp_path / "missing")
+    errors.append((e.value, "missing"))
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "config.json").write_text((d / "config.json").read_text())
     (bad / "model.safetensors").write_bytes(b"\x00garbage" * 10)
-    with pytest.raises(ModelError, match="corrupt"):
+    with pytest.raises(ModelError, match="corrupt") as e:
         load_model(bad)
+    errors.append((e.value, "bad"))
     other = tmp_path / "other"
     other.mkdir()
     cfg = json.loads((d / "config.json").read_text())
     cfg["unet"]["channels"] = [16, 32]
     (other / "config.json").write_text(json.dumps(cfg))
     (other / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes())
-    with pytest.raises(ModelError, match="do not fit"):
+    with pytest.raises(ModelError, match="do not fit") as e:
         load_model(other)
+    errors.append((e.value, "other"))
     ck = tmp_path / "ckpt.pt"
     ck.write_bytes(b"not a checkpoint")
-    with pytest.raises(ModelError, match="not a readable checkpoint"):
+    with pytest.raises(ModelError, match="not a readable checkpoint") as e:
         load_model(ck)
-    for e in (ModelError("x"),):
-        assert "\n" not in str(e)
+    errors.append((e.value, "ckpt.pt"))
+    for err, name in errors:  # one line that names the user's path
+        assert "\n" not in str(err) and name in str(err), str(err)
 
 
 def _cfg(tmp_path, **kw) -> TrainConfig:
@@ -585,8 +602,15 @@ def test_torchrun_two_processes_train_in_sync(tmp_path):
     run = tmp_path / "run"
     r = launch(run)
     if r.returncode != 0 and "SIGABRT" in r.stderr:
-        # Known flake, open: under pytest on the 2-core CI machine a gloo worker sometimes aborts (about 1
-        # launch in 10-20; never in 35 launches outside pytest). One fresh launch; any other failure fails.
+        # Known flake, cause not found: under pytest on the 2-core CI machine a gloo worker sometimes aborted
+        # (about 1 launch in 10-20). Not reproduced since: 0 aborts in 30 launches outside pytest and 25 under
+        # pytest at load average 4-7 (2026-12-07). One fresh launch; any other failure fails. The abort's own
+        # lines go to the run's warnings summary, so that the next one can be diagnosed.
+        import warnings
+
+        said = [line for line in r.stderr.splitlines() if any(w in line for w in (
+            "terminate", "gloo", "what()", "Signal", "SIGABRT", "exitcode", "Error"))]
+        warnings.warn("torchrun: a worker aborted (SIGABRT), launched again:\n" + "\n".join(said[-40:]))
         run = tmp_path / "run-again"
         r = launch(run)
     assert r.returncode == 0, r.stderr[:3000] + "\n...\n" + r.stderr[-1500:]  # the workers' own errors come first

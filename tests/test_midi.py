@@ -347,19 +347,26 @@ def test_mutated_real_files_keep_every_note_pretty_midi_reads(real_bytes):
     import random
 
     rng = random.Random(7)
-    accepted = warned = 0
-    while accepted < 8:
+    accepted = warned = refused = 0
+    for _ in range(200):
         data = bytearray(real_bytes[rng.randrange(len(real_bytes))])
         for _ in range(rng.randrange(1, 9)):
             data[rng.randrange(len(data))] = rng.randrange(256)
         try:
-            song = midi_from_bytes(bytes(data))
+            song = midi_from_bytes(bytes(data))  # ours refuses bad bytes with MidiReadError only
+        except MidiReadError:
+            refused += 1
+            continue
+        try:
             theirs = len(pretty_midi_notes(bytes(data)))
-        except Exception:  # noqa: BLE001 - either reader refusing the bytes is fine here
+        except Exception:  # noqa: BLE001 - pretty_midi refusing bytes that ours reads is fine here
             continue
         accepted += 1
         warned += bool(song.warnings)
         assert sum(len(t.notes) for t in song.tracks) >= theirs
+        if accepted == 8:
+            break
+    assert accepted == 8, f"only {accepted} of 200 mutated files read by both ({refused} refused by ours)"
     assert warned >= 1  # random edits leave note-ons unended in some files, and the reader says so
 
 
@@ -385,3 +392,117 @@ def test_implicit_meter_round_trips_as_no_time_signature():
     assert bare.with_resolution(480).implicit_meter
     bare.time_signatures = [TimeSignature(0, 3, 4)]  # a meter set after reading is written
     assert signatures(bare) == [(0, 3, 4)]
+
+
+def test_ticks_rescale_to_960_rounding_half_up():
+    """At 500 ticks a quarter, tick t is t * 960 / 500 ticks of the song, rounded half up: 1 -> 1.92 -> 2,
+    25 -> 48 exactly, 26 -> 49.92 -> 50, 3 -> 5.76 -> 6 (a floor would give 1, 49, 5)."""
+    from stemfill.song.song import RESOLUTION
+
+    assert RESOLUTION == 960
+    song = midi_from_bytes(build([[M("note_on", note=60, velocity=90, time=1), M("note_off", note=60, time=24),
+                                   M("note_on", note=62, velocity=90, time=1), M("note_off", note=62, time=3)]],
+                                 ticks_per_beat=500))
+    notes = sorted((n.start, n.end) for t in song.tracks for n in t.notes)
+    assert notes == [(2, 48), (50, 56)]
+
+
+# --- assertions that mutation testing showed missing (scripts/mutation.sh, docs/benchmarks.md) -----------
+
+NOTE = [M("note_on", note=60, velocity=90), M("note_off", note=60, time=480)]
+
+
+@pytest.mark.parametrize("data,why", [
+    (b"", "empty file"),
+    (b"RIFF" + bytes(20), "not a MIDI file (no MThd header)"),
+    (b"MThd" + bytes(9), "not a MIDI file (no MThd header)"),  # shorter than a header
+    (b"MThd\x00\x00\x00\x04\x00\x01\x00\x01\x01\xe0", "corrupt MIDI header (length 4 < 6)"),
+    (b"MThd\x00\x00\x00\x06\x00\x02\x00\x01\x01\xe0", "MIDI type 2 (independent sequences) is not supported"),
+    (b"MThd\x00\x00\x00\x06\x00\x03\x00\x01\x01\xe0", "unknown MIDI type 3"),
+    (b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x00\x00", "zero ticks per beat in the MIDI header"),
+    (b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\xe7\x28", "SMPTE time division (frames per second) is not supported"),
+])
+def test_bad_headers_say_what_is_wrong_and_name_the_file(data, why):
+    with pytest.raises(MidiReadError) as e:
+        midi_from_bytes(data, name="song.mid")
+    assert str(e.value) == f"song.mid: {why}"
+
+
+def test_tempo_map_bounds_and_order_across_tracks():
+    at_max = build([[MM("set_tempo", tempo=60_000), *NOTE]])  # exactly 1,000 qpm: the highest taken
+    assert midi_from_bytes(at_max).tempos == [TempoChange(0, 1000.0)]
+    with pytest.raises(MidiReadError, match=r"^z.mid: tempo of 0 at tick 0$"):
+        midi_from_bytes(build([[MM("set_tempo", tempo=0), *NOTE]]), name="z.mid")
+    # tempo events in two tracks, the later track's first in time: sorted, the last at a tick wins
+    data = build([[MM("set_tempo", tempo=500_000, time=960), *NOTE],
+                  [MM("set_tempo", tempo=1_000_000), MM("set_tempo", tempo=750_000, time=480), *NOTE]])
+    assert midi_from_bytes(data).tempos == [TempoChange(0, 60.0), TempoChange(960, 80.0), TempoChange(1920, 120.0)]
+    assert midi_from_bytes(build([NOTE])).tempos == [TempoChange(0, 120.0)]  # none set: MIDI's 120
+
+
+def test_time_signature_bounds_and_order():
+    def meters(*sigs):
+        track = [MM("time_signature", numerator=n, denominator=d, time=t) for t, n, d in sigs]
+        return midi_from_bytes(build([track + NOTE])).time_signatures
+
+    assert meters((0, 1, 1), (480, 64, 64)) == [TimeSignature(0, 1, 1), TimeSignature(960, 64, 64)]
+    assert meters((0, 65, 4)) == [TimeSignature(0, 4, 4)]  # invalid numerator: dropped, 4/4 stays
+    assert meters((0, 3, 128)) == [TimeSignature(0, 4, 4)]  # denominator past 64: dropped
+    data = build([[MM("time_signature", numerator=3, denominator=4, time=480), *NOTE],
+                  [MM("time_signature", numerator=6, denominator=8), *NOTE]])
+    assert midi_from_bytes(data).time_signatures == [TimeSignature(0, 6, 8), TimeSignature(960, 3, 4)]
+
+
+def test_reader_errors_read_as_one_line():
+    from stemfill.song.midi import _reason
+
+    assert _reason(ValueError("Get program=208")) == "program 208 outside 0..127"
+    assert _reason(ValueError("Get control_number=300")) == "control number 300 outside 0..127"
+    assert _reason(ValueError("MiniMidi:  Invaild\n  event: iostream error")) == "Invalid event"
+    assert _reason(KeyError()) == "KeyError"
+
+
+def test_written_file_layout():
+    """What the writer promises a sequencer: type 1 at the song's resolution, a conductor track (title, meters,
+    tempos, absolute times as written), then one track per instrument: its name, its program on its channel,
+    and at each tick the note-offs before the note-ons (a repeated pitch is re-struck, not cut)."""
+    import io
+
+    song = Song(tracks=[Track(name="Bass", program=33, notes=[Note(0, 480, 40, 90), Note(480, 480, 40, 80)]),
+                        Track(name="Drums", is_drum=True, notes=[Note(0, 100, 36, 100)])],
+                resolution=960, title="t", tempos=[TempoChange(0, 100.0), TempoChange(1920, 90.0)],
+                time_signatures=[TimeSignature(0, 3, 4)])
+    mid = mido.MidiFile(file=io.BytesIO(midi_bytes(song)))
+    assert mid.type == 1 and mid.ticks_per_beat == 960 and len(mid.tracks) == 3
+
+    def events(track):
+        now, out = 0, []
+        for m in track:
+            now += m.time
+            d = m.dict()
+            out.append((now, m.type, *(d[k] for k in ("name", "numerator", "denominator", "tempo", "program",
+                                                       "note", "velocity", "channel") if k in d)))
+        return out
+
+    assert events(mid.tracks[0]) == [(0, "track_name", "t"), (0, "time_signature", 3, 4), (0, "set_tempo", 600000),
+                                     (1920, "set_tempo", 666667), (1920, "end_of_track")]
+    # (tick, type, program or note, velocity, channel)
+    assert events(mid.tracks[1]) == [(0, "track_name", "Bass"), (0, "program_change", 33, 0),
+                                     (0, "note_on", 40, 90, 0), (480, "note_off", 40, 0, 0),
+                                     (480, "note_on", 40, 80, 0), (960, "note_off", 40, 0, 0), (960, "end_of_track")]
+    assert events(mid.tracks[2])[1:4] == [(0, "program_change", 0, 9), (0, "note_on", 36, 100, 9),
+                                          (100, "note_off", 36, 0, 9)]
+
+
+def test_a_retriggered_note_is_kept_as_pretty_midi_keeps_it():
+    """Two note-ons of one pitch before its note-off: symusic pairs the first and leaves the second; the reader
+    places it at the next note-off after its start (as pretty_midi does), in the track and program it came in."""
+    track = [M("program_change", channel=2, program=29), M("note_on", channel=2, note=60, velocity=90),
+             M("note_on", channel=2, note=60, velocity=80, time=100), M("note_off", channel=2, note=60, time=100),
+             M("note_on", channel=2, note=64, velocity=70, time=20), M("note_off", channel=2, note=64, time=40)]
+    data = build([[MM("set_tempo", tempo=500_000)], track])
+    song = midi_from_bytes(data)
+    assert song.warnings == [] and [(t.program, t.is_drum) for t in song.tracks] == [(29, False)]
+    notes = sorted((n.start, n.end, n.pitch, n.velocity) for n in song.tracks[0].notes)
+    assert notes == [(0, 400, 60, 90), (200, 400, 60, 80), (440, 520, 64, 70)]  # 480 ticks a quarter -> 960
+    assert len(notes) == len(pretty_midi_notes(data))

@@ -192,45 +192,6 @@ def test_note_f1_usma_segments():
     assert np.nanmean(f) == pytest.approx((2 / 3 + 0) / 2)
 
 
-def test_note_f1_usma_agrees_with_smg_metrics(tmp_path):
-    """smg-metrics (USMA's Note-F1 from MIDI files) and note_f1_usma on the same notes. Skipped where
-    smg-metrics and miditoolkit are not installed (they are not project dependencies)."""
-    pytest.importorskip("miditoolkit")
-    note_f1 = pytest.importorskip("smg_metrics.note_f1")
-    import mido
-
-    def write(path, roll, drum):
-        """MIDI at 480 ticks a beat (40 ticks a step) of a roll's notes; drum rows as GM keys."""
-        from stemfill.pianoroll.roll import DRUM_KEY_OF_CLASS
-
-        events = []
-        for row, start, dur in zip(*M.notes(roll[None], "drums" if drum else "bass")[1:]):
-            pitch = int(DRUM_KEY_OF_CLASS[row]) if drum else 24 + int(row)
-            events += [(start * 40, 1, pitch), ((start + dur) * 40, 0, pitch)]
-        mid = mido.MidiFile(ticks_per_beat=480)
-        tr = mido.MidiTrack()
-        mid.tracks.append(tr)
-        ch = 9 if drum else 0
-        now = 0
-        for t, on, pitch in sorted(events):
-            tr.append(mido.Message("note_on" if on else "note_off", note=pitch, velocity=90 if on else 0,
-                                   channel=ch, time=int(t - now)))
-            now = t
-        mid.save(path)
-
-    rng = np.random.default_rng(0)
-    for drum in (True, False):
-        real = rng.random((P, PHRASE)) < 0.03
-        gen = real & (rng.random((P, PHRASE)) < 0.6) | (rng.random((P, PHRASE)) < 0.02)
-        if drum:
-            real[18:], gen[18:] = False, False  # kit classes only
-        stem = "drums" if drum else "bass"
-        write(tmp_path / "g.mid", gen, drum)
-        write(tmp_path / "r.mid", real, drum)
-        theirs = note_f1.compute_all(tmp_path / "g.mid", tmp_path / "r.mid").note_f1
-        assert M.note_f1_usma(gen, real, stem) == pytest.approx(theirs)
-
-
 # --------------------------------------------------------------------------- the band split
 
 

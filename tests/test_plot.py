@@ -40,8 +40,16 @@ def test_plot_compare_is_wider(tmp_path):
 
 
 def test_plot_empty_roll_and_bad_shape(tmp_path):
-    plot_roll(np.zeros((3, R.N_PITCHES, 10), dtype=bool), tmp_path / "empty.png")
-    assert (tmp_path / "empty.png").exists()
+    from PIL import Image
+
+    full = _roll(T=96)
+    plot_roll(np.zeros_like(full), tmp_path / "empty.png")
+    plot_roll(full, tmp_path / "full.png")
+    empty_px = np.asarray(Image.open(tmp_path / "empty.png").convert("RGB")).astype(int)
+    full_px = np.asarray(Image.open(tmp_path / "full.png").convert("RGB")).astype(int)
+    assert min(empty_px.shape[:2]) > 100
+    coloured = lambda px: int((px.max(-1) - px.min(-1) > 60).sum())  # noqa: E731 - not grey: notes, legend
+    assert coloured(full_px) > 3 * coloured(empty_px), (coloured(full_px), coloured(empty_px))
     with pytest.raises(ValueError):
         plot_roll(np.zeros((2, R.N_PITCHES, 10), dtype=bool), tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()

@@ -194,15 +194,15 @@ def test_harness_realism_keys_and_real_is_chance():
     assert rule["drums"]["realism/accuracy"] > 0.9  # the rule groove never plays toms or crashes
     assert rule["drums"]["telltale/toms/gen"] == 0.0 and rule["drums"]["telltale/toms/real"] > 0
     assert rule["bass"]["telltale/repeat_rate/gen"] > rule["bass"]["telltale/repeat_rate/real"]
-    md = H.realism_markdown(report)
-    assert "### drums" in md and "| real parts |" in md and "| rule |" in md
+    header, rows = H.realism_rows(report, "drums")
+    assert header[0] == "system" and [r[0] for r in rows][-1] == "real parts" and "rule" in [r[0] for r in rows]
     boosted, _ = H.evaluate_many({"rule": get_system("rule")}, chunks, kinds=("single",), realism="boosting")
     assert boosted["config"]["realism"] == "boosting" and boosted["results"]["rule"]["drums"]["realism/accuracy"] > 0.9
     with pytest.raises(StemfillError, match="unknown realism classifier"):
         H.evaluate(get_system("rule"), chunks, kinds=("single",), realism="forest")
     plain, _ = H.evaluate_many({"rule": get_system("rule")}, chunks, kinds=("single",))
     assert not any(k.startswith(("realism/", "telltale/")) for k in plain["results"]["rule"]["bass"])
-    assert H.realism_markdown(plain) == ""
+    assert H.realism_rows(plain, "bass") is None
 
 
 def write_folder(root, splits: dict[str, np.ndarray]):

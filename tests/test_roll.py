@@ -151,7 +151,7 @@ def test_song_roll_song_round_trip(bass, guitar, drums):
     assert np.array_equal(R.encode(rebuild(dec), length=roll.shape[-1]), roll)
 
 
-# --- real files (skipped until the readers are in place) ---------------------------------
+# --- real files ---------------------------------------------------------------------------
 
 def _real_files(shared_data: Path) -> list[Path]:
     files = sorted((shared_data / "midi").glob("*.mid"))[:4]
@@ -162,10 +162,7 @@ def _real_files(shared_data: Path) -> list[Path]:
 def _read(path: Path) -> Song:
     from stemfill.song.io import read_song
 
-    try:
-        return read_song(path)
-    except ModuleNotFoundError as e:  # pragma: no cover - readers land separately
-        pytest.skip(f"reader not available yet: {e}")
+    return read_song(path)
 
 
 def test_real_files_round_trip(shared_data):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -19,11 +18,6 @@ from stemfill.cli import app
 from stemfill.errors import AudioError, StemfillError
 
 SR = sp.SAMPLE_RATE
-HAS_FLUIDSYNTH = shutil.which("fluidsynth") is not None
-needs_fluidsynth = pytest.mark.skipif(
-    not HAS_FLUIDSYNTH,
-    reason="fluidsynth not installed: apt-get install --no-install-recommends fluidsynth (scripts/setup.sh does it as root)",
-)
 
 
 def _song(key: str, seconds: float = 6.0, seed: int = 0) -> T.SongStems:
@@ -36,7 +30,7 @@ def _song(key: str, seconds: float = 6.0, seed: int = 0) -> T.SongStems:
     return T.SongStems(key=key, stems={"drums": drums, "bass": bass, "guitar": guitar}, qpm=120.0)
 
 
-@needs_fluidsynth
+@pytest.mark.usefixtures("sf2")  # FluidSynth and a soundfont: conftest.need's rule
 def test_synthetic_render_has_no_leakage(shared_data):
     from stemfill.audio.render import render_stems
     from stemfill.song.io import read_song

@@ -106,11 +106,6 @@ def shift_rows(batch: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     return _shift_planes(batch, shifts, [CHANNEL["bass"], CHANNEL["guitar"]])
 
 
-def pitch_shift(batch: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Shift bass and guitar rows of each sample by the same random -k..k semitones (k = 0: off)."""
-    return shift_rows(batch, rng.integers(-k, k + 1, size=len(batch))) if k > 0 else batch
-
-
 def shift_context(other: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     """Shift every context plane of sample i by shifts[i] semitones (as ``shift_rows`` the bass and guitar)."""
     return _shift_planes(other, shifts, list(range(other.shape[1])))
