@@ -4,7 +4,7 @@ For each bar the network left open, every groove of the library in that bar's me
 
     score(bar, pattern) = w_fit * sum over cells of x * logit(P)      (the network's log-likelihood, up to a
                                                                       constant of the bar)
-                        - w_density * max(0, hits(pattern) - 1.25 sum P)^2 / (sum P + 1)   (no more hits
+                        - w_density * max(0, hits(pattern) - 2 sum P)^2 / (sum P + 1)   (no more hits
                                                                       than the network expects: sparse bars stay sparse)
                         + w_common * log(count(pattern))              (how often drummers played it)
 
@@ -44,7 +44,7 @@ class PatternConfig:
     w_fit: float = 10.0
     w_density: float = 1.0
     w_common: float = 0.0
-    density_margin: float = 1.25  # the density cost counts only the hits past this x the network's expected count
+    density_margin: float = 2.0  # the density cost counts only the hits past this x the network's expected count
     change: float = 2.0  # cost of a new groove inside a phrase
     change_phrase: float = 0.5  # ... at a phrase start
     change_section: float = 0.1  # ... at a section start
