@@ -92,18 +92,31 @@ def fill_song_stems(model, path: Path, seed: int, fills: str | None, drums="mode
             continue
         known = np.ones((real.shape[0], T), dtype=bool)
         known[c] = False
-        planes = None
+        from stemfill.generate.plan import song_bars
+
+        planes, forced, dec, sb = None, None, drums, song_bars(song, T)
         if stem == "drums" and fills == "sections":
             from stemfill.pianoroll.sections import fill_bars
 
             bars = tuple(fill_bars(real, known, other))
             planes = control_planes({"drums": StemControls(fill_bars=bars)}, T, real.shape[1])
+            forced = list(bars)
         elif stem == "drums" and fills is not None:
-            planes = control_planes({"drums": StemControls(fill_every=FILL_PATTERNS[fills])}, T, real.shape[1])
-        from stemfill.generate.plan import song_bars
+            every = FILL_PATTERNS[fills]
+            planes = control_planes({"drums": StemControls(fill_every=every)}, T, real.shape[1])
+            forced = [b for b in range(len(sb)) if every and b % every == every - 1]
+            if not every and dec is not None:  # --fills none: the pattern decoder plans none either
+                from dataclasses import replace
 
-        filled = fill_roll(model, real, known, seed=seed, other=other, controls=planes, drums=drums,
-                           bars=song_bars(song, T))
+                from stemfill.generate.decoder import drum_decoder_for
+
+                d = drum_decoder_for(model) if dec == "model" else dec
+                dec = d if d is None else replace(d, plan=replace(d.plan, fill_section=0.0, fill_phrase=0.0,
+                                                                    crash_after_fill=False))
+        # what `stemfill midi --fills ...` does: the control planes steer the network, the pattern decoder
+        # plays the fills at those bars (fill.fill_song)
+        filled = fill_roll(model, real, known, seed=seed, other=other, controls=planes, drums=dec, bars=sb,
+                           fill_bars=forced)
         g, r = filled[c], real[c]
         contour = PH.density_contour_corr(g, r, stem)
         res = {"note_f1_segments": [None if np.isnan(v) else float(v) for v in M.note_f1_usma_segments(g, r, stem)],

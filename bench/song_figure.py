@@ -74,6 +74,8 @@ def main(argv=None) -> int:
         from stemfill.generate.plan import song_bars
 
         kw = {"drums": None} if mode == "cells" else {"bars": song_bars(song, T)}  # cells: the cell decoder
+        if mode == "sections":
+            kw["fill_bars"] = list(bars)  # the pattern decoder plays a fill there, as `stemfill midi --fills sections`
         fills[mode] = fill_roll(model, real, known, seed=a.seed, other=other, controls=planes, **kw)[c]
     starts = section_starts(real, known, other)
     n_bars = -(-T // BAR)
