@@ -1,22 +1,25 @@
-"""Drums by whole bars: the network's P(hit) per cell -> one real bar pattern per bar, planned by phrase.
+"""Drums by whole units: the network's P(hit) per cell -> real drumming from a library, planned by phrase.
 
-For each bar the network left open, every groove of the library in that bar's meter gets a score::
+Every bar pattern of the library in a bar's meter gets a score against the network's P for that bar::
 
-    score(bar, pattern) = w_fit * sum over cells of x * logit(P)      (the network's log-likelihood, up to a
-                                                                      constant of the bar)
+    score(bar, pattern) = w_fit * 2 sum(x P) / (hits(pattern) + sum P)       (expected Dice agreement; "ll":
+                                                                        the Bernoulli log-likelihood)
                         - w_density * max(0, hits(pattern) - 2 sum P)^2 / (sum P + 1)   (no more hits
                                                                       than the network expects: sparse bars stay sparse)
-                        + w_common * log(count(pattern))              (how often drummers played it)
+                        + w_common * log(count(pattern))
 
-and a Viterbi pass over the bars picks one groove per bar: keeping the groove costs nothing, changing it
-costs ``change`` inside a phrase, ``change_phrase`` at a phrase start and ``change_section`` at a section
-start, so a groove holds through a section and changes where players change it. A per-pattern Gumbel
-draw (``temperature``, seeded) makes another take choose other grooves, consistently through the song.
-Then, at the bars the plan (``plan.py``) marks, the groove gives way to a real fill of the library (scored
-the same way, plus how well its first half matches the groove it leaves), and a crash goes on the
-downbeat after it and on each section start (replacing the hi-hat or ride hit there).
+``unit="phrase"`` (the default): each phrase slot (up to 4 bars from a phrase start) plays the first bars of
+one real phrase of the library (``library.phrases``: 4 bars as a drummer played them, with their variations,
+fills and crashes), the one with the best sum of its bars' scores after a Gumbel draw at
+``phrase_temperature`` (another seed, another take), a bonus for repeating the phrase before (``repeat``),
+and, in a whole song, the plan's fill or no fill at the slot's end as a constraint (``plan.py``).
 
-Bars in a meter the library has no grooves for, and bars only partly open, keep the cell decoder's hits.
+``unit="bar"``: one groove per bar by Viterbi (keeping the groove is free, changing it costs ``change``
+inside a phrase, less at phrase and section starts), with real fills at the planned bars.
+
+In both, a bar that must end in a fill takes a real fill whose first half matches the groove it leaves
+(``_fill_for``), and a planned crash replaces the hi-hat or ride hit on the bar's downbeat. Bars in a meter
+the library has no grooves for, and bars only partly open, keep the cell decoder's hits.
 """
 
 from __future__ import annotations
@@ -139,21 +142,14 @@ def decode_drums(p: np.ndarray, free: np.ndarray, plan: Plan, lib: PatternLibrar
         cost = np.array([cfg.change_section if plan.section_start[i] else cfg.change_phrase if plan.phrase_start[i]
                          else cfg.change for i in run])
         path = idx[_viterbi(s, cost)]
-        fidx = lib.select(meter, L, True)
         for k, i in enumerate(run):
             bar = bars[i]
             pat = lib.bits[path[k], :C, :L].copy()
-            if plan.fill[i] and len(fidx):
-                fs = _bar_scores(lib, fidx, L, pb[k:k + 1], cfg)[0]
-                half = L // 2
-                g = lib.bits[path[k], :C, :half].reshape(-1)
-                f = lib.bits[fidx][:, :C, :half].reshape(len(fidx), -1)
-                inter = (f & g).sum(1)
-                join = 2 * inter / np.maximum(f.sum(1) + g.sum(), 1)
-                fs = fs + cfg.fill_join * join * max(1.0, np.abs(fs).std())
-                top = np.argsort(-fs)[:max(1, cfg.fill_top)]
-                w = np.exp((fs[top] - fs[top].max()) / max(1e-6, fs[top].std() + 1e-6))
-                pat = lib.bits[fidx[rng.choice(top, p=w / w.sum())], :C, :L].copy()
+            if plan.fill[i]:
+                allidx = np.flatnonzero((lib.meter == meter) & (lib.length == L))
+                f = _fill_for(lib, allidx, _bar_scores(lib, allidx, L, pb[k:k + 1], cfg)[0], path[k], L, C, cfg, rng)
+                if f is not None:
+                    pat = lib.bits[f, :C, :L].copy()
             if plan.crash[i]:
                 pat[DOWNBEAT_YIELDS, 0] = False
                 pat[CRASH, 0] = True
