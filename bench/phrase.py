@@ -66,7 +66,8 @@ def pick_songs(manifest: dict, n: int, seed: int, band: bool, split: str = "test
     return sets
 
 
-def fill_song_stems(model, path: Path, seed: int, fills: str | None, drums="model") -> dict:
+def fill_song_stems(model, path: Path, seed: int, fills: str | None, drums="model",
+                    stems: tuple[str, ...] = STEMS_ORDER) -> dict:
     """Read one song, fill each of its stems alone over the whole song, and measure (see module doc).
     Returns {"stems": {stem: {...}}, "steps": T, "seconds": s}."""
     from stemfill.evaluation import metrics as M
@@ -86,7 +87,7 @@ def fill_song_stems(model, path: Path, seed: int, fills: str | None, drums="mode
     other = encode_context(song, length=T, groups=groups) if model.context_planes else None
     has = real.any(axis=(1, 2))
     out: dict = {"steps": int(T), "stems": {}}
-    for stem in STEMS_ORDER:
+    for stem in stems:
         c = CHANNEL[stem]
         if not has[c] or not np.delete(has, c).any():
             continue
@@ -112,7 +113,7 @@ def fill_song_stems(model, path: Path, seed: int, fills: str | None, drums="mode
 
                 d = drum_decoder_for(model) if dec == "model" else dec
                 dec = d if d is None else replace(d, plan=replace(d.plan, fill_section=0.0, fill_phrase=0.0,
-                                                                    crash_after_fill=False))
+                                                                    crash_after_fill=0.0))
         # what `stemfill midi --fills ...` does: the control planes steer the network, the pattern decoder
         # plays the fills at those bars (fill.fill_song)
         filled = fill_roll(model, real, known, seed=seed, other=other, controls=planes, drums=dec, bars=sb,
@@ -200,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fills", choices=("none", "phrase", "often", "sections"), help="ask the filled drums for fills "
                     "(a model with control planes only)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the song pick and of the fills")
+    ap.add_argument("--stems", default=",".join(STEMS_ORDER), help="stems to fill, comma-separated (default: all)")
     ap.add_argument("--drum-decoder", choices=("model", "cells", "patterns"), default="model",
                     help="drums by cells or by whole phrases from the shipped library (default: the model's own)")
     ap.add_argument("--json", type=Path, help="write every number and the per-song rows here")
@@ -232,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
             key = f"{e['root']}/{e['path']}"
             if key not in done:
                 try:
-                    r = fill_song_stems(model, song_file(e, a.data), a.seed, a.fills, drums)
+                    r = fill_song_stems(model, song_file(e, a.data), a.seed, a.fills, drums,
+                                        tuple(x for x in STEMS_ORDER if x in a.stems.split(",")))
                 except (StemfillError, FileNotFoundError) as err:
                     print(f"skipping {key}: {err}", file=sys.stderr)
                     continue

@@ -33,10 +33,10 @@ class Bar:
 class PlanConfig:
     """How often the planner asks for fills (the rest of the decoder's settings are ``drums.PatternConfig``)."""
 
-    fill_section: float = 0.35  # chance of a fill in the bar before a section start
-    fill_phrase: float = 0.04  # ... at the end of any other phrase of PHRASE_BARS bars
-    crash_after_fill: bool = True
-    crash_section: float = 0.3  # chance of a crash on a section start's downbeat (after a fill: always)
+    fill_section: float = 0.5  # chance of a fill in the bar before a section start
+    fill_phrase: float = 0.08  # ... at the end of any other phrase of PHRASE_BARS bars
+    crash_after_fill: float = 0.4  # chance of a crash on the downbeat after a planned fill (asked-for fills: always)
+    crash_section: float = 0.2  # chance of a crash on a section start's downbeat (after a fill: always)
 
 
 @dataclass
@@ -114,10 +114,12 @@ def make_plan(bars: list[Bar], roll: np.ndarray | None = None, known: np.ndarray
             fill[i] = draw[i] < cfg.fill_section
         elif phrase[nxt]:
             fill[i] = draw[i] < cfg.fill_phrase
+    forced = np.zeros(n, dtype=bool)
     for b in forced_fills or ():
         if 0 <= b < n:
-            fill[b] = True
+            forced[b] = True
+    fill |= forced
     crash = section & (rng.random(n) < cfg.crash_section)
-    if cfg.crash_after_fill:
-        crash[1:] |= fill[:-1]
+    after = forced | (fill & (rng.random(n) < float(cfg.crash_after_fill)))
+    crash[1:] |= after[:-1]
     return Plan(bars, phrase, section, fill, crash, notes, constrain_fills=sections)

@@ -476,7 +476,7 @@ def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed:
     if dec is not None and "drums" in asked:
         c = asked["drums"]
         if c.fill_every == 0:
-            dec = dc_replace(dec, plan=dc_replace(dec.plan, fill_section=0.0, fill_phrase=0.0, crash_after_fill=False))
+            dec = dc_replace(dec, plan=dc_replace(dec.plan, fill_section=0.0, fill_phrase=0.0, crash_after_fill=0.0))
         elif c.fill_every:
             forced = [b for b in range(len(song_bar_list)) if b % c.fill_every == c.fill_every - 1]
         if c.fill_bars:
