@@ -107,9 +107,16 @@ def test_the_planner_puts_fills_before_sections_at_the_rate_asked():
     assert 0.15 < plan.fill[ends].mean() < 0.35
     other = np.setdiff1d(np.arange(399), ends)
     assert not plan.fill[other].any()
-    assert (plan.crash[1:][plan.fill[:-1]]).all()  # a crash after every fill
-    forced = make_plan(bars[:16], cfg=PlanConfig(fill_phrase=0.0), forced_fills={5}, sections=False)
+    after = plan.crash[1:][plan.fill[:-1]]
+    assert 0.2 < after.mean() < 0.6  # a crash after about 40 % of the planned fills ...
+    assert not plan.crash[1:][~plan.fill[:-1]].any()  # ... and nowhere else (no section starts here)
+    always = make_plan(bars, roll, np.ones((3, 48 * 400), bool), rng=np.random.default_rng(1), sections=False,
+                       cfg=PlanConfig(fill_section=1.0, fill_phrase=0.25, crash_after_fill=1.0))
+    assert always.crash[1:][always.fill[:-1]].all()
+    forced = make_plan(bars[:16], cfg=PlanConfig(fill_phrase=0.0, crash_after_fill=0.0), forced_fills={5},
+                       sections=False)
     assert forced.fill[5] and forced.fill.sum() == 1
+    assert forced.crash[6] and forced.crash.sum() == 1  # a fill the user asked for always crashes after
 
 
 def test_bars_of_a_meter_without_patterns_keep_their_hits_and_say_so():
