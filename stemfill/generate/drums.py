@@ -58,10 +58,11 @@ class PatternConfig:
     fill_top: int = 8  # fills: drawn among the best this many
 
 
-def _bar_scores(lib: PatternLibrary, idx: np.ndarray, length: int, p_bars: np.ndarray, cfg: PatternConfig) -> np.ndarray:
-    """(n_bars, len(idx)) scores of patterns ``idx`` for bars of P ``p_bars`` (n_bars, classes, length)."""
-    C = p_bars.shape[1]
-    x = lib.bits[idx][:, :C, :length].reshape(len(idx), -1).astype(np.float32)  # (n, C*length)
+def _bar_scores(lib: PatternLibrary, meter: str, length: int, p_bars: np.ndarray, cfg: PatternConfig,
+                common: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, (n_bars, n) scores) of every pattern of ``meter`` and ``length`` for bars of P ``p_bars``
+    (n_bars, classes, length); ``common``: with the w_common term."""
+    idx, x = lib.of_meter(meter, length)
     p = np.clip(p_bars.reshape(len(p_bars), -1).astype(np.float32), 1e-4, 1 - 1e-4)
     hits = x.sum(1)
     expect = p_bars.reshape(len(p_bars), -1).sum(1, dtype=np.float64)
@@ -71,8 +72,10 @@ def _bar_scores(lib: PatternLibrary, idx: np.ndarray, length: int, p_bars: np.nd
         ll = (np.log(p) - np.log1p(-p)) @ x.T  # (n_bars, n)
     over = np.maximum(hits[None, :] - cfg.density_margin * expect[:, None], 0.0)  # hits past what the network expects
     dens = over ** 2 / (expect[:, None] + 1.0)
-    common = np.log(lib.count[idx].astype(np.float64))
-    return cfg.w_fit * ll - cfg.w_density * dens + cfg.w_common * common[None, :]
+    s = cfg.w_fit * ll - cfg.w_density * dens
+    if common and cfg.w_common:
+        s = s + cfg.w_common * np.log(lib.count[idx].astype(np.float64))[None, :]
+    return idx, s
 
 
 def _viterbi(scores: np.ndarray, change_cost: np.ndarray) -> np.ndarray:
@@ -129,9 +132,10 @@ def decode_drums(p: np.ndarray, free: np.ndarray, plan: Plan, lib: PatternLibrar
             continue
         b0 = bars[run[0]]
         L, meter = b0.length, b0.meter
-        idx = lib.select(meter, L, False)
         pb = np.stack([p[:, bars[i].start:bars[i].start + L] for i in run])
-        s = _bar_scores(lib, idx, L, pb, cfg)
+        allidx, s_all = _bar_scores(lib, meter, L, pb, cfg)
+        groove = ~lib.fill[allidx]
+        idx, s = allidx[groove], s_all[:, groove]
         if cfg.temperature > 0:
             key = (meter, L)
             if key not in noise_cache:  # one draw per pattern for the whole song: a take's grooves are consistent
@@ -146,8 +150,7 @@ def decode_drums(p: np.ndarray, free: np.ndarray, plan: Plan, lib: PatternLibrar
             bar = bars[i]
             pat = lib.bits[path[k], :C, :L].copy()
             if plan.fill[i]:
-                allidx = np.flatnonzero((lib.meter == meter) & (lib.length == L))
-                f = _fill_for(lib, allidx, _bar_scores(lib, allidx, L, pb[k:k + 1], cfg)[0], path[k], L, C, cfg, rng)
+                f = _fill_for(lib, allidx, s_all[k], path[k], L, C, cfg, rng)
                 if f is not None:
                     pat = lib.bits[f, :C, :L].copy()
             if plan.crash[i]:
@@ -165,7 +168,8 @@ def _phrase_run(run: list[int], bars, p: np.ndarray, plan: Plan, lib: PatternLib
     C = p.shape[0]
     b0 = bars[run[0]]
     L, meter = b0.length, b0.meter
-    allidx = np.flatnonzero((lib.meter == meter) & (lib.length == L))
+    pb = np.stack([p[:, bars[i].start:bars[i].start + L] for i in run])
+    allidx, S = _bar_scores(lib, meter, L, pb, cfg, common=False)  # a phrase's own count stands in for its bars'
     local = np.full(len(lib.bits), -1, dtype=np.int64)
     local[allidx] = np.arange(len(allidx))
     ph_ok = (local[lib.phrases] >= 0).all(axis=1)
@@ -173,8 +177,6 @@ def _phrase_run(run: list[int], bars, p: np.ndarray, plan: Plan, lib: PatternLib
     if not len(phrases):
         return
     pc = np.log(lib.phrase_count[ph_ok].astype(np.float64))
-    pb = np.stack([p[:, bars[i].start:bars[i].start + L] for i in run])
-    S = _bar_scores(lib, allidx, L, pb, cfg) - cfg.w_common * np.log(lib.count[allidx])[None, :]
     slots, cur = [], [0]
     for k in range(1, len(run)):
         if plan.phrase_start[run[k]] or len(cur) == len(phrases[0]):

@@ -32,6 +32,8 @@ from typing import Callable, Iterable
 import numpy as np
 
 from stemfill.errors import StemfillError
+from stemfill.generate.plan import meter_steps
+from stemfill.generate.plan import song_bars as plan_bars
 from stemfill.pianoroll.grid import STEPS_PER_BEAT
 from stemfill.pianoroll.roll import DRUM_CLASS_OF_KEY, DRUM_KIT, N_DRUM_CLASSES
 
@@ -62,6 +64,16 @@ class PatternLibrary:
     phrase_count: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     meta: dict = field(default_factory=dict)
     path: Path | None = None
+    _flat: dict = field(default_factory=dict, repr=False, compare=False)  # (meter, length) -> rows, matrix
+
+    def of_meter(self, meter: str, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """(indices, float32 (n, N_DRUM_CLASSES * length) hits) of every bar of one meter and length; made once
+        per library and meter, as every song decoded with it scores its bars against the same matrix."""
+        key = (meter, int(length))
+        if key not in self._flat:
+            idx = np.flatnonzero((self.meter == meter) & (self.length == length))
+            self._flat[key] = (idx, self.bits[idx][:, :, :length].reshape(len(idx), -1).astype(np.float32))
+        return self._flat[key]
 
     def __len__(self) -> int:
         return len(self.bits)
@@ -168,40 +180,19 @@ def song_bars(song, min_velocity: int = 0, kit: str = "auto", name: str = "") ->
     keys = np.array([TD11_KEYS.get(n.pitch, n.pitch) if td11 else n.pitch for n in notes])
     cls = DRUM_CLASS_OF_KEY[np.clip(keys, 0, 127)]
     pos = _grid_steps(np.array([n.start for n in notes], dtype=np.float64) * STEPS_PER_BEAT / song.resolution)
-    starts = song.bar_starts()
-    bar_steps = np.rint(np.array(starts + [max(song.end, starts[-1] + 1)], dtype=np.float64)
-                        * STEPS_PER_BEAT / song.resolution).astype(np.int64)
-    sig_at = _meter_of_bars(song, starts)
+    bars = plan_bars(song, int(pos.max()) + 1)
+    which = np.searchsorted(np.array([b.start for b in bars]), pos, side="right") - 1
     out = []
-    which = np.searchsorted(bar_steps, pos, side="right") - 1
-    for b in np.unique(which):
-        if b < 0 or b >= len(starts):
-            continue
-        meter = sig_at[b]
-        length = _meter_steps(meter)
-        if b + 1 < len(starts) and int(bar_steps[b + 1] - bar_steps[b]) != length or length > MAX_BAR:
+    for k in np.unique(which):
+        if k < 0:
+            continue  # hits before the first bar line
+        bar = bars[k]
+        if bar.length != meter_steps(bar.meter) or bar.length > MAX_BAR:
             continue  # a bar cut short by a meter change: not a whole bar of its meter
-        sel = which == b
-        bar = np.zeros((N_DRUM_CLASSES, MAX_BAR), dtype=bool)
-        bar[cls[sel], pos[sel] - bar_steps[b]] = True
-        out.append((meter, bar, int(b)))
-    return out
-
-
-def _meter_steps(meter: str) -> int:
-    num, den = (int(v) for v in meter.split("/"))
-    return num * STEPS_PER_BEAT * 4 // den
-
-
-def _meter_of_bars(song, starts: list[int]) -> list[str]:
-    sigs = sorted(song.time_signatures, key=lambda ts: ts.time) if song.time_signatures else []
-    out = []
-    for s in starts:
-        cur = "4/4"
-        for ts in sigs:
-            if ts.time <= s:
-                cur = f"{ts.numerator}/{ts.denominator}"
-        out.append(cur)
+        sel = (which == k) & (pos - bar.start < bar.length)  # a hit past the song's last bar line: dropped
+        hits = np.zeros((N_DRUM_CLASSES, MAX_BAR), dtype=bool)
+        hits[cls[sel], pos[sel] - bar.start] = True
+        out.append((bar.meter, hits, int(k)))
     return out
 
 
@@ -231,7 +222,7 @@ def build_library(files: Iterable[tuple[Path, str]], min_velocity: int = 0, min_
         src["bars"] += len(bars)
         played = {}  # bar number -> (pattern key, crash on its downbeat, meter)
         for meter, bar, number in bars:
-            length = _meter_steps(meter)
+            length = meter_steps(meter)
             crash_first = bool(bar[CRASH, 0])
             groove = bar.copy()
             groove[CRASH, 0] = False

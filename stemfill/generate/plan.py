@@ -55,6 +55,12 @@ def grid_bars(T: int, bar: int = 4 * STEPS_PER_BEAT) -> list[Bar]:
     return [Bar(s, min(bar, T - s), "4/4") for s in range(0, T, bar)]
 
 
+def meter_steps(meter: str) -> int:
+    """Steps of one bar of ``meter`` ("4/4" -> 48, "3/4" and "6/8" -> 36, "7/8" -> 42)."""
+    num, den = (int(v) for v in meter.split("/"))
+    return num * STEPS_PER_BEAT * 4 // den
+
+
 def song_bars(song, T: int) -> list[Bar]:
     """The song's bars on the roll's grid (``STEPS_PER_BEAT`` steps a quarter note) that start before step T;
     each as long as its meter makes it (the last may reach past T), a bar cut by a meter change as written."""
@@ -68,9 +74,8 @@ def song_bars(song, T: int) -> list[Bar]:
         for ts in sigs:
             if ts.time <= s:
                 meter = f"{ts.numerator}/{ts.denominator}"
-        num, den = (int(v) for v in meter.split("/"))
         a = int(steps[i])
-        b = int(steps[i + 1]) if i + 1 < len(starts) else a + num * STEPS_PER_BEAT * 4 // den
+        b = int(steps[i + 1]) if i + 1 < len(starts) else a + meter_steps(meter)
         if a >= T:
             break
         if b > a:
@@ -79,8 +84,12 @@ def song_bars(song, T: int) -> list[Bar]:
 
 
 def phrase_spans(bars: list[Bar]) -> list[tuple[int, int]]:
-    return [(bars[i].start, bars[min(i + PHRASE_BARS, len(bars)) - 1].start + bars[min(i + PHRASE_BARS, len(bars)) - 1].length)
-            for i in range(0, len(bars), PHRASE_BARS)]
+    """(first step, end step) of each phrase of PHRASE_BARS bars."""
+    spans = []
+    for i in range(0, len(bars), PHRASE_BARS):
+        last = bars[min(i + PHRASE_BARS, len(bars)) - 1]
+        spans.append((bars[i].start, last.start + last.length))
+    return spans
 
 
 def make_plan(bars: list[Bar], roll: np.ndarray | None = None, known: np.ndarray | None = None,
