@@ -237,8 +237,8 @@ class BinaryDiffusion(nn.Module):
                other: torch.Tensor | None = None, controls: torch.Tensor | None = None,
                probs: list | None = None) -> torch.Tensor:
         """Fill the unknown cells of ``context`` (B, 3, P, L). Returns a bool tensor, known cells bit-exact.
-        ``probs``: a list that gets the last step's P(note) of the drum channel (B, P, L), as numpy, for a
-        decoder that chooses whole patterns from it (``stemfill.generate``).
+        ``probs``: a list that gets the last step's P(note) (B, 3, P, L), as numpy, for a decoder that
+        chooses whole patterns from it (``stemfill.generate``).
         ``other``: the other tracks' context (B, context_planes, P, L) where the model hears it;
         ``controls``: control planes (B, control_planes, P, L) where the model has controls.
 
@@ -287,7 +287,7 @@ class BinaryDiffusion(nn.Module):
                     if controls is not None and sc.control_steer > 0 and self.controls is not None:
                         p = self.steer(p, known, ctx, controls, noise)
                     if probs is not None:
-                        probs.append(p[:, 0].float().cpu().numpy())
+                        probs.append(p.float().cpu().numpy())
                     x = self.decode_last(p, known, ctx, noise)
                     break
                 ab_t = cosine_abar(t).view(b, 1, 1, 1)

@@ -108,8 +108,8 @@ class OnnxModel:
             if k == 1 and sc.partial_mass:
                 p = self.partial_mass(p, x, known, ctx, t, guidance, other)
             if k == 1:
-                if probs is not None:  # the drum channel's P, for the pattern decoder (BinaryDiffusion.sample)
-                    probs.append(np.asarray(p[:, 0], dtype=np.float32))
+                if probs is not None:  # P of every channel, for the pattern decoders (BinaryDiffusion.sample)
+                    probs.append(np.asarray(p, dtype=np.float32))
                 x = self.decode_last(p, known, ctx, self.decode_noise(p.shape, rng))
                 break
             ab_t = cosine_abar(t).reshape(b, 1, 1, 1)

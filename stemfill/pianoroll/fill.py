@@ -157,7 +157,7 @@ def _sample_batched(model, ctx: np.ndarray, known: np.ndarray, steps, generator,
     """Fill a stack of windows (N, 3, P, L) in batches; with candidates > 1 keep one of K per window (``select``).
     ``other``: the windows' context planes (N, context_planes, P, L), for a model that hears them;
     ``controls``: their control planes (N, control_planes, P, L), for a model that has controls; ``probs``: a list
-    that gets the drum channel's last-step P (N, P, L) where a pattern decoder needs it."""
+    that gets the last-step P (N, 3, P, L) where a pattern decoder needs it."""
     if select not in ("mbr", "score"):
         raise StemfillError(f"select must be 'mbr' or 'score', got {select!r}")
     if _on_onnx(model):
@@ -182,7 +182,7 @@ def _sample_batched(model, ctx: np.ndarray, known: np.ndarray, steps, generator,
         x = model.sample(c.to(dev), k.to(dev), steps=steps, generator=generator, guidance=guidance, other=o,
                          controls=q, probs=got if probs is not None else None)
         if probs is not None:
-            pk = got[0] if got else np.zeros((len(x),) + tuple(x.shape[2:]), np.float32)
+            pk = got[0] if got else np.zeros(tuple(x.shape), np.float32)
             probs.append(pk.reshape(n, candidates, *pk.shape[1:])[:, 0] if candidates > 1 else pk)
         if candidates > 1:
             if select == "score":
@@ -239,7 +239,7 @@ def fill_chunks(model, rolls: np.ndarray, known: np.ndarray, steps: int | None =
         for i in range(len(out)):
             free = ~kn[i, d].all(axis=0)
             if free.any():
-                out[i, d] = decode_roll_drums(dec, out[i, d], p[i], free, seed=seed * 1_000_003 + i, sections=False)
+                out[i, d] = decode_roll_drums(dec, out[i, d], p[i, d], free, seed=seed * 1_000_003 + i, sections=False)
     return np.where(kn, rolls, out)
 
 
@@ -335,7 +335,7 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
         pw = np.concatenate(probs) if probs else None
         for j, (s, o) in enumerate(zip(todo, out)):
             if pw is not None:
-                Pd[:, s:s + window] = np.where(~kw[j, d], pw[j], Pd[:, s:s + window])
+                Pd[:, s:s + window] = np.where(~kw[j, d], pw[j, d], Pd[:, s:s + window])
             R[..., s:s + window] = o
             K[..., s:s + window] = True
     if dec is not None:
