@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stemfill.datasets.chunks import load_chunks  # noqa: E402
 from stemfill.evaluation.metrics import score_stem  # noqa: E402
 from stemfill.evaluation.realism import segment_features, two_sample_accuracy  # noqa: E402
-from stemfill.pianoroll.controls import (LEVELS, StemControls, bar_attributes, control_planes,  # noqa: E402
-                                         groove, groove_distance, reference_controls)
+from stemfill.generate.controls import (LEVELS, StemControls, bar_attributes, control_planes,  # noqa: E402
+                                        groove, groove_distance, reference_controls)
 from stemfill.pianoroll.fill import fill_chunks  # noqa: E402
 from stemfill.pianoroll.model import default_model_path, load_model  # noqa: E402
 from stemfill.song.song import STEMS  # noqa: E402

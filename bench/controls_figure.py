@@ -16,12 +16,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stemfill.pianoroll.controls import (bar_attributes, groove, groove_distance, parse_controls,  # noqa: E402
-                                         read_reference, resolve_controls)
+from stemfill.generate.controls import (bar_attributes, groove, groove_distance, parse_controls,  # noqa: E402
+                                        read_reference, resolve_controls)
+from stemfill.generate.styles import style_roll  # noqa: E402
 from stemfill.pianoroll.fill import fill_song  # noqa: E402
 from stemfill.pianoroll.roll import DRUM_KIT  # noqa: E402
 from stemfill.pianoroll.model import default_model_path, load_model  # noqa: E402
-from stemfill.pianoroll.styles import style_roll  # noqa: E402
 from stemfill.song.io import read_song  # noqa: E402
 from stemfill.song.song import STEMS  # noqa: E402
 

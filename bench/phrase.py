@@ -72,7 +72,7 @@ def fill_song_stems(model, path: Path, seed: int, fills: str | None, drums="mode
     Returns {"stems": {stem: {...}}, "steps": T, "seconds": s}."""
     from stemfill.evaluation import metrics as M
     from stemfill.evaluation import phrase as PH
-    from stemfill.pianoroll.controls import FILL_PATTERNS, StemControls, control_planes
+    from stemfill.generate.controls import FILL_PATTERNS, StemControls, control_planes
     from stemfill.pianoroll.fill import fill_roll
     from stemfill.pianoroll.grid import CHANNEL
     from stemfill.pianoroll.roll import encode, encode_context, n_steps
@@ -97,7 +97,7 @@ def fill_song_stems(model, path: Path, seed: int, fills: str | None, drums="mode
 
         planes, forced, dec, sb = None, None, drums, song_bars(song, T)
         if stem == "drums" and fills == "sections":
-            from stemfill.pianoroll.sections import fill_bars
+            from stemfill.generate.sections import fill_bars
 
             bars = tuple(fill_bars(real, known, other))
             planes = control_planes({"drums": StemControls(fill_bars=bars)}, T, real.shape[1])

@@ -42,12 +42,12 @@ def main(argv=None) -> int:
     from stemfill.evaluation import phrase as PH
     from stemfill.files import atomic_path
     from stemfill.pianoroll.config import with_temperature
-    from stemfill.pianoroll.controls import BAR, CRASH_ROWS, StemControls, control_planes
+    from stemfill.generate.controls import BAR, CRASH_ROWS, StemControls, control_planes
     from stemfill.pianoroll.fill import fill_roll
     from stemfill.pianoroll.grid import CHANNEL
     from stemfill.pianoroll.model import load_model
     from stemfill.pianoroll.roll import DRUM_KIT, encode, encode_context, n_steps
-    from stemfill.pianoroll.sections import fill_bars, section_starts
+    from stemfill.generate.sections import fill_bars, section_starts
     from stemfill.song.io import read_song
     from stemfill.song.stems import classify_song
 

@@ -2,7 +2,7 @@
 # Mutation testing (mutmut) of one module against a narrow, fast test selection. Slow: not run by CI.
 #
 #   scripts/mutation.sh MODULE TEST [TEST...]
-#   scripts/mutation.sh stemfill/pianoroll/controls.py tests/test_controls.py
+#   scripts/mutation.sh stemfill/generate/controls.py tests/test_controls.py
 #
 # Works on a temporary copy of the tracked files (mutmut writes a mutants/ folder beside the code), runs
 # `mutmut run` there under `nice -n 10` with one worker per CPU, and prints the counts (killed, survived,

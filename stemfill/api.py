@@ -26,7 +26,7 @@ from stemfill.errors import StemfillError
 if TYPE_CHECKING:
     import numpy as np
 
-    from stemfill.pianoroll.controls import ControlRequest
+    from stemfill.generate.controls import ControlRequest
     from stemfill.song.song import Song, Track
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -141,13 +141,13 @@ class FillPlan:
         """Fill ``song`` (it is not changed) as planned: what `stemfill midi` does between reading and writing.
         ``progress(done, total)``: called as the model's windows are filled."""
         from stemfill.pianoroll.config import with_temperature
-        from stemfill.pianoroll.controls import read_reference, resolve_controls
+        from stemfill.generate.controls import read_reference, resolve_controls
         from stemfill.pianoroll.fill import fill_song
 
         model_path = self.model_path()
         reference = read_reference(self.like, self.like_bars) if self.like is not None else None
         if self.style is not None:
-            from stemfill.pianoroll.styles import style_roll
+            from stemfill.generate.styles import style_roll
 
             reference = style_roll(self.style)
         m = self.load_model(cache)
@@ -191,7 +191,7 @@ def plan_fill(add: str | Sequence[str], *, bars: str | None = None, density: Con
 
     The options are `stemfill midi`'s (see ``fill``)."""
     from stemfill.pianoroll.config import parse_temperature
-    from stemfill.pianoroll.controls import parse_controls
+    from stemfill.generate.controls import parse_controls
     from stemfill.pianoroll.fast import check_engine
     from stemfill.song.bars import parse_bars
 
@@ -204,7 +204,7 @@ def plan_fill(add: str | Sequence[str], *, bars: str | None = None, density: Con
     if like_bars and like is None:
         raise StemfillError("--like-bars needs --like FILE")
     if style is not None:
-        from stemfill.pianoroll.styles import check_style
+        from stemfill.generate.styles import check_style
 
         if like is not None:
             raise StemfillError("--style and --like both name a part to play like; give one")

@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from stemfill.cli import app
 from stemfill.errors import StemfillError
-from stemfill.pianoroll.controls import (BAR, LEVELS, N_CONTROL_PLANES, ControlConfig, StemControls, bar_attributes,
-                                         control_planes, fit_quantiles, groove, groove_distance, parse_controls,
-                                         read_reference, reference_controls, resolve_controls, slot_index,
-                                         training_planes)
+from stemfill.generate.controls import (BAR, LEVELS, N_CONTROL_PLANES, ControlConfig, StemControls, bar_attributes,
+                                        control_planes, fit_quantiles, groove, groove_distance, parse_controls,
+                                        read_reference, reference_controls, resolve_controls, slot_index,
+                                        training_planes)
 from stemfill.pianoroll.diffusion import DiffusionConfig, SamplingConfig
 from stemfill.pianoroll.fill import fill_chunks, fill_song
 from stemfill.pianoroll.grid import N_PITCHES
@@ -248,7 +248,7 @@ def test_cli_control_errors(tmp_path):
 
 
 def test_styles_are_drum_references_and_other_words_are_reported():
-    from stemfill.pianoroll.styles import STYLES, check_style, prompt_styles, style_roll
+    from stemfill.generate.styles import STYLES, check_style, prompt_styles, style_roll
 
     cfg = ControlConfig(quantiles=fit_quantiles(np.concatenate([_roll(), toy_rolls(30, seed=2)])))
     for name in STYLES:
@@ -268,7 +268,7 @@ def test_styles_are_drum_references_and_other_words_are_reported():
 def test_cli_style(tmp_path):
     """--style reggae: the groove-wired model plays the built-in one-drop bar (no kick on beat 1, one on beat 3),
     where auto plays nothing."""
-    from stemfill.pianoroll.styles import style_roll
+    from stemfill.generate.styles import style_roll
 
     m = save_pretrained(wired_model("groove"), tmp_path / "m")
     song = _cli_song(tmp_path)

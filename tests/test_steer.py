@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from stemfill.pianoroll.controls import (BAR, N_CONTROL_PLANES, ControlConfig, StemControls, bar_attributes,
-                                         control_planes, fit_quantiles)
+from stemfill.generate.controls import (BAR, N_CONTROL_PLANES, ControlConfig, StemControls, bar_attributes,
+                                        control_planes, fit_quantiles)
+from stemfill.generate.steer import CRASH_ON, FILL_OFF, FILL_ON, soft_starts, steer
 from stemfill.pianoroll.diffusion import DiffusionConfig, SamplingConfig, full_mask
 from stemfill.pianoroll.fill import fill_chunks
 from stemfill.pianoroll.grid import N_PITCHES
 from stemfill.pianoroll.model import build_model
-from stemfill.pianoroll.steer import CRASH_ON, FILL_OFF, FILL_ON, soft_starts, steer
 from stemfill.pianoroll.unet import UNetConfig
 from symbolic_toy import toy_rolls
 
@@ -110,7 +110,7 @@ def test_a_steered_model_plays_the_requested_density():
 
 
 def test_density_requests_keep_the_models_bar_to_bar_contour():
-    from stemfill.pianoroll.steer import with_contour
+    from stemfill.generate.steer import with_contour
 
     own = torch.tensor([[10.0, 10.0, 10.0, 30.0], [0.0, 0.0, 0.0, 0.0], [4.0, 8.0, 4.0, 8.0]])
     target = torch.tensor([[15.0] * 4, [15.0] * 4, [6.0, 6.0, 20.0, 20.0]])
@@ -124,7 +124,7 @@ def test_density_requests_keep_the_models_bar_to_bar_contour():
 
 
 def test_sections_put_fills_before_the_song_changes():
-    from stemfill.pianoroll.sections import fill_bars, section_starts
+    from stemfill.generate.sections import fill_bars, section_starts
 
     T = 24 * BAR  # six 4-bar phrases: C major chords, then from bar 12 a busier part in F# (a new section)
     roll = np.zeros((3, N_PITCHES, T), dtype=bool)
@@ -142,7 +142,7 @@ def test_sections_put_fills_before_the_song_changes():
     i = 3 * 2  # drums' fill slot (the fourth) value plane; given only in bar 11
     assert planes[i, 0, 11 * BAR] == 1 and planes[i + 1, 0, 11 * BAR] == 1 and planes[i + 1, 0, 10 * BAR] == 0
 
-    from stemfill.pianoroll.controls import parse_controls, resolve_controls
+    from stemfill.generate.controls import parse_controls, resolve_controls
 
     req = resolve_controls(parse_controls(["drums"], {}, fills="sections"), ["drums"], CFG)
     assert req["drums"].fill_sections and req["drums"].fill_every is None and not req["drums"].empty()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from stemfill.pianoroll.controls import N_CONTROL_PLANES, ControlConfig, fit_quantiles, slot_index
+from stemfill.generate.controls import N_CONTROL_PLANES, ControlConfig, fit_quantiles, slot_index
 from stemfill.pianoroll.diffusion import DiffusionConfig, SamplingConfig
 from stemfill.pianoroll.model import build_model
 from stemfill.pianoroll.roll import DRUM_KIT

@@ -428,7 +428,7 @@ def add_stem_symbolic(in_path, out_path, prompt: str, *, stem_out=None, midi_out
                                                 for o in (out_path, Path(stem_out) if stem_out else out_path))
     if on_start is not None:
         on_start()
-    from stemfill.pianoroll.styles import prompt_styles
+    from stemfill.generate.styles import prompt_styles
 
     style, unused = prompt_styles(p.style_words, list(p.stems))
     if unused:
@@ -462,8 +462,8 @@ def add_stem_symbolic(in_path, out_path, prompt: str, *, stem_out=None, midi_out
             if m.controls is None:
                 log(f"style words not used: {style} ({model_path} has no controls)")
             else:
-                from stemfill.pianoroll.controls import reference_controls
-                from stemfill.pianoroll.styles import style_roll
+                from stemfill.generate.controls import reference_controls
+                from stemfill.generate.styles import style_roll
 
                 controls = {"drums": reference_controls(style_roll(style), "drums", m.controls)}
                 log(f"style: {style} drums (asked of the model as a reference groove: docs/controls.md)")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from stemfill.pianoroll.controls import BAR, CRASH_ROWS, SNARE_ROWS, TOM_ROWS, bar_attributes
+from stemfill.generate.controls import BAR, CRASH_ROWS, SNARE_ROWS, TOM_ROWS, bar_attributes
 from stemfill.pianoroll.grid import STEPS_PER_BEAT
 from stemfill.song.song import STEMS
 

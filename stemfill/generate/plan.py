@@ -97,7 +97,7 @@ def make_plan(bars: list[Bar], roll: np.ndarray | None = None, known: np.ndarray
               forced_fills: set[int] | None = None, sections: bool = True) -> Plan:
     """The plan for ``bars``. ``roll``/``known``/``other``: what is known of the song, for its section starts
     (``sections=False`` or no roll: phrases only). ``forced_fills``: bars that must end in a fill."""
-    from stemfill.pianoroll.sections import section_starts
+    from stemfill.generate.sections import section_starts
 
     cfg = cfg or PlanConfig()
     rng = rng or np.random.default_rng(0)

@@ -57,7 +57,7 @@ class SamplingConfig:
     chain_pitched: bool = False  # fill.py: with bass and guitar both missing, fill the bass, then the guitar given it
     chain_guidance: float | None = None  # fill.py: guidance of that second (guitar given the new bass) pass; None: guidance
     control_guidance: float = 1.0  # models with controls: how far past the fill without them the controls push
-    control_steer: float = 0.0  # models with controls: steer the prediction toward the requested attributes (steer.py; 0 off)
+    control_steer: float = 0.0  # models with controls: steer the prediction toward the requested attributes (generate/steer.py; 0 off)
     temperature: tuple[float, ...] = (0.0, 0.0, 0.0)  # count decoding, per channel: 0 keeps the likeliest cells; > 0 draws them (gumbel_rank)
     drum_decoder: str = "cells"  # "cells": the last step's decoding above; "patterns": whole bars from a library (stemfill.generate)
 

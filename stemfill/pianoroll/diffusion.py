@@ -150,7 +150,7 @@ class BinaryDiffusion(nn.Module):
 
     @property
     def control_planes(self) -> int:
-        """Control planes the network reads (``controls.py``; 0: a model without controls)."""
+        """Control planes the network reads (``generate/controls.py``; 0: a model without controls)."""
         return int(getattr(self.net.config, "control_planes", 0))
 
     def model_logits(self, x_t: torch.Tensor, known: torch.Tensor, context: torch.Tensor, t: torch.Tensor,
@@ -355,7 +355,7 @@ class BinaryDiffusion(nn.Module):
         """P moved toward the attributes requested in ``controls`` (``steer.steer``), by ``control_steer``.
         Channels decoded as a line count their soft starts as the line decoder will (``line_starts``); the
         targets are corrected once by what the decoder (``decode_last``) makes of the first fit."""
-        from stemfill.pianoroll.steer import steer
+        from stemfill.generate.steer import steer
 
         sc = self.sampling
         scale = {c: self.line_starts(pitched_open(known, c)) for c, on in enumerate(sc.line)

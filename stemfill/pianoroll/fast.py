@@ -34,8 +34,8 @@ from typing import Callable
 import numpy as np
 
 from stemfill.errors import ModelError, StemfillError
+from stemfill.generate.controls import ControlConfig
 from stemfill.pianoroll.config import DiffusionConfig, SamplingConfig, split_sampling
-from stemfill.pianoroll.controls import ControlConfig
 from stemfill.pianoroll.export import onnx_path
 from stemfill.pianoroll.grid import BASS_LOW, GUITAR_LOW, N_PITCHES
 

@@ -46,9 +46,9 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from stemfill.errors import StemfillError
+from stemfill.generate.controls import StemControls, control_planes
 from stemfill.generate.decoder import DrumDecoder, decode_roll_drums, drum_decoder_for
 from stemfill.generate.plan import song_bars
-from stemfill.pianoroll.controls import StemControls, control_planes
 from stemfill.pianoroll.fast import engine_name
 from stemfill.pianoroll.key import check_key_request, chosen_key, fit_key, key_is_free, other_tracks_key
 from stemfill.song.bars import bar_span
@@ -462,7 +462,7 @@ def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed:
     overlap = overlap or window // 4
     for s, c in list(asked.items()):
         if c.fill_sections:  # fills before the section changes the known parts show
-            from stemfill.pianoroll.sections import fill_bars
+            from stemfill.generate.sections import fill_bars
 
             asked[s] = dc_replace(c, fill_sections=False, fill_bars=tuple(fill_bars(roll, known, other)))
     planes = control_planes(asked, T, roll.shape[1]) if asked else None

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stemfill.errors import ModelError
-from stemfill.pianoroll.controls import ControlConfig
+from stemfill.generate.controls import ControlConfig
 from stemfill.pianoroll.config import DiffusionConfig, SamplingConfig, split_sampling
 from stemfill.files import atomic_path, atomic_write_bytes
 from stemfill.pianoroll.grid import BASS_LOW, GUITAR_LOW, N_PITCHES

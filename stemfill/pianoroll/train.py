@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from stemfill.errors import ModelError, StemfillError
-from stemfill.pianoroll.controls import N_CONTROL_PLANES, ControlConfig, fit_quantiles, training_planes
+from stemfill.generate.controls import N_CONTROL_PLANES, ControlConfig, fit_quantiles, training_planes
 from stemfill.pianoroll.diffusion import (BinaryDiffusion, DiffusionConfig, SamplingConfig, pitched_context,
                                           remove_only_channel, span_mask, subtractive_mask)
 from stemfill.files import atomic_path
@@ -64,7 +64,7 @@ class TrainConfig:
     cond_drop: float = 0.1
     context: bool = True  # hear the song's other tracks (keys, strings, vocals...): context planes as input
     context_drop: float = 0.3  # share of samples trained without them (tabs and songs that have none)
-    controls: bool = False  # read control planes (controls.py): the real part's attributes, each given sometimes
+    controls: bool = False  # read control planes (generate/controls.py): the real part's attributes, each given sometimes
     control_given: float = 0.5  # share of target stems' attributes given in training (the rest: auto)
     groove_given: float = 0.25  # share given their groove
     control_scale: float = 10.0  # the control planes' input multiplier (UNetConfig.control_scale)

@@ -11,7 +11,7 @@ planes, each (3, N_PITCHES, L), concatenated along channels:
 * ``other``    (models with ``context_planes`` > 0) what the song's other pitched tracks play:
                ``roll.encode_context``'s planes, always known, all zero where a song has none,
 * ``controls`` (models with ``control_planes`` > 0) how the filled stems should play
-               (``controls.py``): a value and a given flag per attribute, all zero for "auto".
+               (``generate/controls.py``): a value and a given flag per attribute, all zero for "auto".
 
 Pooling is asymmetric: pitch 48 -> 24 -> 12, time L -> L/2 -> L/4 -> L/8 (``down``), so
 the bottom sees 12 pitch rows x 24 steps (two bars at 12 steps/beat for L=192), where

@@ -410,9 +410,9 @@ def song_info(song, name: str) -> dict[str, Any]:
     """What the page draws: tracks with stems and notes (seconds), bar lines, meter, tempo, section changes."""
     import numpy as np
 
-    from stemfill.pianoroll.controls import BAR
+    from stemfill.generate.controls import BAR
     from stemfill.pianoroll.roll import encode, encode_context, n_steps
-    from stemfill.pianoroll.sections import section_starts
+    from stemfill.generate.sections import section_starts
     from stemfill.song.stems import classify_song
 
     sec = _seconds_fn(song)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stemfill.pianoroll.controls import BAR
+from stemfill.generate.controls import BAR
 
 PHRASE_BARS = 4
 SHARE = 0.25  # at most this share of a song's phrase starts are section starts

@@ -35,8 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stemfill.pianoroll.controls import (ATTRIBUTES, BAR, CRASH_ROWS, SLOTS, SNARE_ROWS, TOM_ROWS, ControlConfig,
-                                         bar_attributes, slot_index)
+from stemfill.generate.controls import (ATTRIBUTES, BAR, CRASH_ROWS, SLOTS, SNARE_ROWS, TOM_ROWS, ControlConfig,
+                                        bar_attributes, slot_index)
 from stemfill.pianoroll.grid import STEPS_PER_BEAT
 from stemfill.song.song import STEMS
 

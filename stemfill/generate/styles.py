@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stemfill.pianoroll.controls import BAR
+from stemfill.generate.controls import BAR
 from stemfill.pianoroll.grid import N_PITCHES
 from stemfill.pianoroll.roll import DRUM_KIT
 from stemfill.song.song import STEMS
