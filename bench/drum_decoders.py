@@ -58,7 +58,8 @@ def main(argv=None) -> int:
         else:
             lib, *kv = name.split(":")
             kv = dict(x.split("=") for x in kv)
-            pc = PatternConfig(**{k: (v if k in ("fit", "unit") else float(v)) for k, v in kv.items()
+            pc = PatternConfig(**{k: (v if k in ("fit", "unit") else bool(int(v)) if k == "merge_time" else float(v))
+                                  for k, v in kv.items()
                                   if k in PatternConfig.__dataclass_fields__})
             plc = PlanConfig(**{k: float(v) for k, v in kv.items() if k in PlanConfig.__dataclass_fields__})
             dec = DrumDecoder(load_library(lib), pc, plc)

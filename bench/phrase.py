@@ -191,6 +191,24 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def with_settings(dec, text: str):
+    """The drum decoder ``dec`` with its PatternConfig / PlanConfig fields set from "key=value,key=value"."""
+    import dataclasses
+
+    kv = dict(x.split("=", 1) for x in text.split(",") if x)
+    for part in ("patterns", "plan"):
+        cfg = getattr(dec, part)
+        fields = {f.name: f for f in dataclasses.fields(cfg)}
+        mine = {k: v for k, v in kv.items() if k in fields}
+        conv = {k: (v if isinstance(getattr(cfg, k), str) else bool(int(v)) if isinstance(getattr(cfg, k), bool)
+                    else type(getattr(cfg, k))(float(v))) for k, v in mine.items()}
+        setattr(dec, part, dataclasses.replace(cfg, **conv))
+    unknown = set(kv) - {f.name for f in dataclasses.fields(dec.patterns)} - {f.name for f in dataclasses.fields(dec.plan)}
+    if unknown:
+        raise SystemExit(f"error: --patterns: unknown settings {sorted(unknown)}")
+    return dec
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True, help="chunk folder (its manifest lists the songs and splits)")
@@ -204,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stems", default=",".join(STEMS_ORDER), help="stems to fill, comma-separated (default: all)")
     ap.add_argument("--drum-decoder", choices=("model", "cells", "patterns"), default="model",
                     help="drums by cells or by whole phrases from the shipped library (default: the model's own)")
+    ap.add_argument("--patterns", default="", metavar="KEY=VALUE,...",
+                    help="pattern decoder settings (generate.drums.PatternConfig and generate.plan.PlanConfig "
+                         "fields, e.g. vary=0,density_margin=1.5), to compare settings on valid")
     ap.add_argument("--json", type=Path, help="write every number and the per-song rows here")
     a = ap.parse_args(argv)
 
@@ -225,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     from stemfill.generate.decoder import drum_decoder_for
 
     drums = "model" if a.drum_decoder == "model" else drum_decoder_for(model, decoder=a.drum_decoder)
+    if a.patterns:
+        drums = with_settings(drum_decoder_for(model, decoder="patterns"), a.patterns)
     t0 = time.perf_counter()
     done: dict[str, dict] = {}  # file -> result (a song in both sets is filled once)
     per_set: dict[str, list[dict]] = {}

@@ -404,6 +404,7 @@ def eval_(
     realism: bool = typer.Option(False, "--realism",
                                  help="Also test how well a small classifier tells the filled stems from the real ones "
                                       "(cross-validated by song; 0.5 = cannot tell), with tell-tale statistics."),
+    classifier: str = typer.Option("logistic", "--classifier", help="The --realism classifier: logistic or boosting."),
 ) -> None:
     """Remove stems from real chunks, let each system fill them, and score the fills (docs/evaluation.md)."""
     from rich.console import Console
@@ -422,6 +423,10 @@ def eval_(
     if plot is not None:
         check_output_folder(plot, data)
     kinds = H.KINDS if pairs else ("single",)
+    from stemfill.evaluation.realism import CLASSIFIERS
+
+    if classifier not in CLASSIFIERS:
+        raise StemfillError(f"--classifier {classifier!r}: expected one of {', '.join(CLASSIFIERS)}")
     err = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, disable=not err.is_terminal) as prog:
@@ -431,7 +436,7 @@ def eval_(
 
         report, examples = H.run(data, split, names, model, limit, seed, kinds, progress_factory=factory,
                                  n_examples=1 if plot else 0, steps=steps, paper_models=paper_models,
-                                 context=context, chunk_filter=chunks, realism=realism)
+                                 context=context, chunk_filter=chunks, realism=classifier if realism else False)
     H.print_report(report)
     if json_out is not None:
         H.write_json(report, json_out)

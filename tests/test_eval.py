@@ -244,6 +244,7 @@ def test_cli_eval_writes_json_and_plots(folder, tmp_path):
     (["--system", "model", "--model", "nope.pt"], "no such model file"),
     (["--system", "model"], "models/default: model and chunks differ"),  # the embedded default, as `midi` uses
     (["--system", "oracle"], "unknown system"),
+    (["--realism", "--classifier", "forest"], "--classifier 'forest': expected one of logistic, boosting"),
 ])
 def test_cli_eval_errors(folder, args, message):
     r = CliRunner().invoke(app, ["eval", "--data", str(folder), *args])

@@ -94,6 +94,10 @@ SAMPLINGS = {
                                   temperature=(1.0, 0.7, 0.5), partial_mass=True),
     "steps": SamplingConfig(sample_steps=3, decode="count", line=(False, True, False), partial_mass=True,
                             guidance=1.5),
+    "line_repeat": SamplingConfig(sample_steps=1, decode="count", min_note=(0, 2, 2), line=(False, True, True),
+                                  line_repeat=0.5, line_scale=True),
+    "join": SamplingConfig(sample_steps=1, decode="count", min_note=(0, 2, 2), line=(False, True, False),
+                           join=(0.0, 0.5, 0.6)),
 }
 
 
@@ -121,6 +125,32 @@ def test_numpy_sampler_makes_torchs_notes_given_the_same_logits_and_noise(name, 
     assert np.array_equal(got, want), f"{(got != want).sum()} cells differ"
 
 
+def test_join_gaps_closes_a_held_notes_dip_and_keeps_a_reattack():
+    """Row 0: one held note whose P dips for two steps, where the count decoder left a hole: joined. Row 1: two
+    notes of one pitch with P near 0 between them (a re-attack): kept apart. Row 2: a hole over a known cell:
+    never written. Row 3: a gap longer than ``max_gap``: kept."""
+    L = 24
+    p = np.zeros((4, L), np.float32)
+    x = np.zeros((4, L), bool)
+    p[0, 2:20] = 0.8
+    p[0, 9:11] = 0.6  # a dip: 0.6 >= 0.6 x 0.8
+    x[0, 2:9] = x[0, 11:20] = True
+    p[1, 2:20] = 0.8
+    p[1, 10] = 0.05  # the break of a re-attack
+    x[1, 2:10] = x[1, 11:20] = True
+    p[2] = p[0]
+    x[2] = x[0]
+    p[3, 2:20] = 0.8
+    x[3, 2:8] = x[3, 11:20] = True  # three steps apart
+    free = np.ones((4, L), bool)
+    free[2, 9] = False
+    got = fast.join_gaps(x, p, free, 0.6, 2) > 0
+    assert got[0, 2:20].all() and got[0].sum() == 18
+    assert np.array_equal(got[1], x[1]) and np.array_equal(got[2], x[2]) and np.array_equal(got[3], x[3])
+    assert (fast.join_gaps(x, p, free, 0.0, 2) > 0)[1, 2:20].all()  # alpha 0: any short hole, re-attacks too
+    assert np.array_equal(fast.join_gaps(x, p, free, 0.8, 2) > 0, x)  # the dip is too deep at 0.8
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_decoders_match_torch(seed):
     rng = np.random.default_rng(seed)
@@ -146,6 +176,34 @@ def test_decoders_match_torch(seed):
     want = decode_line(torch.from_numpy(pc), torch.from_numpy(kn), torch.from_numpy(starts), 0.3, 2,
                        rows=torch.from_numpy(rows), temperature=0.8, noise=torch.from_numpy(noise[:, 1])).numpy()
     assert np.array_equal(fast.decode_line(pc, kn, starts, 0.3, 2, rows=rows, temperature=0.8, noise=noise[:, 1]), want)
+    want = decode_line(torch.from_numpy(pc), torch.from_numpy(kn), torch.from_numpy(starts), 0.3, 2,
+                       rows=torch.from_numpy(rows), repeat=0.4).numpy()
+    assert np.array_equal(fast.decode_line(pc, kn, starts, 0.3, 2, rows=rows, repeat=0.4), want)
+
+
+def test_line_repeat_moves_off_a_hammered_root_only_where_p_allows():
+    """Eight 8th notes; P holds the root (row 12) at 0.6 on every note and the fifth (row 19) at 0.4. The plain
+    line plays the root eight times; with ``repeat`` 0.6 every other note moves to the fifth (0.4 >= 0.6 x 0.6);
+    with 0.8 the fifth is too unlikely and the root stays."""
+    L = 48
+    p = np.zeros((1, P, L), np.float32)
+    for k in range(8):
+        s = 6 * k
+        p[0, 12, s:s + 5] = 0.6
+        p[0, 19, s:s + 5] = 0.4
+    kn = np.zeros((1, L), bool)
+    plain = fast.decode_line(p, kn, 1.0, 0.3, 2)
+    moved = fast.decode_line(p, kn, 1.0, 0.3, 2, repeat=0.6)
+    kept = fast.decode_line(p, kn, 1.0, 0.3, 2, repeat=0.8)
+
+    def rows_at_starts(x):
+        return [int(np.argmax(x[0, :, 6 * k])) for k in range(8)]
+
+    assert rows_at_starts(plain) == [12] * 8
+    assert rows_at_starts(moved) == [12, 19] * 4
+    assert np.array_equal(kept, plain)
+    t = decode_line(torch.from_numpy(p), torch.from_numpy(kn), 1.0, 0.3, 2, repeat=0.6).numpy()
+    assert np.array_equal(t, moved)
 
 
 def test_gumbel_noise_is_standard_gumbel():

@@ -283,18 +283,19 @@ def test_default_model_fills_the_gaps_between_windows():
         out = fill_roll(model, roll, known, seed=0)
         starts = [onsets(out[c], "bass") for c in (1, 2)]  # (P, T) note starts
         in_gaps[on] = [st.any(0)[gap].mean() for st in starts]
-        if on:  # the shipped sampling
-            for st in starts:
-                steps = st.any(0)
-                assert steps[gap].mean() >= 0.8 * steps[~gap].mean()
     assert all(a >= b for a, b in zip(in_gaps[True], in_gaps[False])), in_gaps
     model.sampling.partial_mass = True
     shift = []  # the bass's mean pitch in the gaps minus in the windows, per seed
+    density = []  # (seed, stem): share of steps with a start, in the gaps and in the windows
     for seed in range(4):
-        bass = onsets(fill_roll(model, roll, known, seed=seed)[1], "bass")
+        out = fill_roll(model, roll, known, seed=seed)
+        bass = onsets(out[1], "bass")
         pitch = [(bass[:, w].sum(1) * rows).sum() / bass[:, w].sum() for w in (~gap, gap)]
         shift.append(pitch[1] - pitch[0])
+        density.append([[onsets(out[c], "bass").any(0)[w].mean() for w in (gap, ~gap)] for c in (1, 2)])
     assert np.mean(np.abs(shift)) < 2.5, shift  # measured: 1.9 semitones (the release before: 1.1)
+    d = np.array(density).mean(0)  # (stem, gap/window), over the four seeds: one seed's ratio swings by +-0.1
+    assert (d[:, 0] >= 0.8 * d[:, 1]).all(), d
 
 
 @pytest.mark.parametrize("chain", [False, True])

@@ -83,6 +83,43 @@ def test_a_groove_repeats_through_its_section_and_changes_at_the_section(unit):
         assert (got == want).all(), f"bar {b}"
 
 
+def test_time_keepers_score_as_one_when_merged():
+    """With ``merge_time`` the fit does not care which time keeper plays the 8ths (hi-hat or ride): the network's
+    P of one is the P of the other; without it, only the hi-hat groove fits a hi-hat P."""
+    from stemfill.generate.drums import _bar_scores
+
+    hat = _bar({"kick": [0, 24], "snare": [12, 36], "closed hi-hat": list(range(0, 48, 6))})
+    ride = _bar({"kick": [0, 24], "snare": [12, 36], "ride": list(range(0, 48, 6))})
+    lib = PatternLibrary(np.stack([hat, ride]), np.array([48, 48]), np.array(["4/4"] * 2), np.array([1, 1]),
+                         np.array([False, False]), meta={"format": FORMAT})
+    p = _probs([hat])[None]
+    _, merged = _bar_scores(lib, "4/4", 48, p, PatternConfig(merge_time=True))
+    _, apart = _bar_scores(lib, "4/4", 48, p, PatternConfig(merge_time=False))
+    assert merged[0, 0] == pytest.approx(merged[0, 1])
+    assert apart[0, 0] > apart[0, 1] + 1.0
+
+
+def test_vary_prefers_a_phrase_that_changes_over_a_loop_of_equal_fit():
+    """Two phrases fit the network's P equally (bars A and A' differ in their time keeper only, and time keepers
+    score as one); ``vary`` takes the one whose bars change; without it the loop wins by its count."""
+    from stemfill.generate.drums import decode_drums
+
+    a2 = _bar({"kick": [0, 24], "snare": [12, 36], "open hi-hat": list(range(0, 48, 6))})
+    lib = PatternLibrary(np.stack([GROOVE_A, a2]), np.array([48, 48]), np.array(["4/4"] * 2), np.array([5, 5]),
+                         np.array([False, False]), meta={"format": FORMAT})
+    lib.phrases = np.array([[0, 0, 0, 0], [0, 1, 0, 1]])
+    lib.phrase_crash = np.zeros((2, 4), dtype=bool)
+    lib.phrase_count = np.array([9, 1])
+    p = _probs([GROOVE_A] * 4)
+    plan = make_plan(grid_bars(p.shape[1]), cfg=PlanConfig(fill_section=0.0, fill_phrase=0.0), sections=False)
+    got = {}
+    for vary in (0.0, 0.5):
+        cfg = PatternConfig(phrase_temperature=0.0, vary=vary, w_common=0.1, merge_time=True)
+        hits, _ = decode_drums(p, np.ones(p.shape[1], bool), plan, lib, cfg, np.random.default_rng(0))
+        got[vary] = hits[K["open hi-hat"]].any()
+    assert got == {0.0: False, 0.5: True}
+
+
 def test_a_fill_lands_before_the_section_change_and_a_crash_follows():
     p = _probs([GROOVE_A] * 8 + [GROOVE_B] * 8)
     bars = grid_bars(p.shape[1])

@@ -12,7 +12,9 @@ Every bar pattern of the library in a bar's meter gets a score against the netwo
 one real phrase of the library (``library.phrases``: 4 bars as a drummer played them, with their variations,
 fills and crashes), the one with the best sum of its bars' scores after a Gumbel draw at
 ``phrase_temperature`` (another seed, another take), a bonus for repeating the phrase before (``repeat``),
-and, in a whole song, the plan's fill or no fill at the slot's end as a constraint (``plan.py``).
+and, in a whole song, the plan's fill or no fill at the slot's end as a constraint (``plan.py``), and a bonus (``vary``) for each bar of the
+phrase that differs from the bars before it in the slot: the fit alone prefers a loop of the one bar that
+fits best, where drummers vary a groove inside a phrase.
 
 ``unit="bar"``: one groove per bar by Viterbi (keeping the groove is free, changing it costs ``change``
 inside a phrase, less at phrase and section starts), with real fills at the planned bars.
@@ -34,6 +36,16 @@ from stemfill.pianoroll.roll import DRUM_KIT
 
 _CLASS = {name: i for i, (name, _, _) in enumerate(DRUM_KIT)}
 DOWNBEAT_YIELDS = [_CLASS[c] for c in ("closed hi-hat", "pedal hi-hat", "open hi-hat", "ride")]
+TIME_KEEPERS = [_CLASS[c] for c in ("closed hi-hat", "open hi-hat", "ride", "ride bell", "tambourine")]
+
+
+def _merged(x: np.ndarray, length: int) -> np.ndarray:
+    """(n, C * length) hits or P with the time-keeping classes folded into one row: (n, (C - k + 1) * length)."""
+    n = len(x)
+    x = x.reshape(n, -1, length)
+    rest = [c for c in range(x.shape[1]) if c not in TIME_KEEPERS]
+    tk = 1 - np.prod(1 - np.clip(x[:, TIME_KEEPERS], 0, 1), axis=1, keepdims=True)
+    return np.concatenate([x[:, rest], tk], axis=1).reshape(n, -1).astype(np.float32)
 
 
 @dataclass
@@ -56,6 +68,8 @@ class PatternConfig:
     rest_below: float = 0.0  # a bar where the network expects fewer hits than this (per 4/4 bar) rests
     fill_join: float = 2.0  # fills: weight of their first half's agreement with the groove they leave
     fill_top: int = 8  # fills: drawn among the best this many
+    vary: float = 0.0  # phrases: bonus per bar that differs from the bars before it in the phrase slot
+    merge_time: bool = False  # score the time-keeping classes (hi-hats, ride, bell, tambourine) as one (measured, off)
 
 
 def _bar_scores(lib: PatternLibrary, meter: str, length: int, p_bars: np.ndarray, cfg: PatternConfig,
@@ -66,6 +80,13 @@ def _bar_scores(lib: PatternLibrary, meter: str, length: int, p_bars: np.ndarray
     p = np.clip(p_bars.reshape(len(p_bars), -1).astype(np.float32), 1e-4, 1 - 1e-4)
     hits = x.sum(1)
     expect = p_bars.reshape(len(p_bars), -1).sum(1, dtype=np.float64)
+    if cfg.merge_time:
+        key = ("merged", meter, int(length))
+        if key not in lib._flat:
+            lib._flat[key] = (idx, _merged(x, length))
+        x = lib._flat[key][1]
+        p = np.clip(_merged(p, length), 1e-4, 1 - 1e-4)
+        hits, expect = x.sum(1), p.sum(1, dtype=np.float64)
     if cfg.fit == "dice":
         ll = 2 * (p @ x.T) / (hits[None, :] + expect[:, None] + 1e-6)
     else:
@@ -188,6 +209,9 @@ def _phrase_run(run: list[int], bars, p: np.ndarray, plan: Plan, lib: PatternLib
     for slot in slots:
         n = len(slot)
         score = sum(S[slot[k], local[phrases[:, k]]] for k in range(n)) + cfg.w_common * pc
+        if cfg.vary:
+            new_bars = sum((phrases[:, k, None] != phrases[:, :k]).all(1) for k in range(1, n)) if n > 1 else 0
+            score = score + cfg.vary * new_bars
         last = run[slot[-1]]
         if plan.constrain_fills:
             wants = bool(plan.fill[last])

@@ -280,6 +280,7 @@ class BinaryDiffusion(nn.Module):
             for k in range(steps, 0, -1):
                 t = torch.full((b,), k / steps, device=dev)
                 p = torch.sigmoid(self.guided_logits(x, known, ctx, t, guidance, other, controls))
+                p_net = p  # the network's own P: where a note is held (join_gaps), before rescaling or steering
                 if k == 1 and sc.partial_mass:
                     p = self.partial_mass(p, x, known, ctx, t, guidance, other, controls)
                 if k == 1:
@@ -288,7 +289,7 @@ class BinaryDiffusion(nn.Module):
                         p = self.steer(p, known, ctx, controls, noise)
                     if probs is not None:
                         probs.append(p.float().cpu().numpy())
-                    x = self.decode_last(p, known, ctx, noise)
+                    x = self.decode_last(p, known, ctx, noise, held=p_net)
                     break
                 ab_t = cosine_abar(t).view(b, 1, 1, 1)
                 ab_s = cosine_abar(torch.full((b,), (k - 1) / steps, device=dev)).view(b, 1, 1, 1)
@@ -333,9 +334,11 @@ class BinaryDiffusion(nn.Module):
         return gumbel(shape, g).to(self.r.device)
 
     def decode_last(self, p: torch.Tensor, known: torch.Tensor, ctx: torch.Tensor,
-                    noise: torch.Tensor | None = None) -> torch.Tensor:
+                    noise: torch.Tensor | None = None, held: torch.Tensor | None = None) -> torch.Tensor:
         """The last step's P(note) -> notes (B, C, P, L) float {0, 1}, as ``SamplingConfig.decode`` says.
-        ``noise``: Gumbel noise of P's shape (``decode_noise``) for channels decoded at a ``temperature``."""
+        ``noise``: Gumbel noise of P's shape (``decode_noise``) for channels decoded at a ``temperature``;
+        ``held``: the P whose dips ``join`` reads (default ``p``; the sampler passes the network's P from
+        before ``partial_mass`` rescales it, as capping the rescaled P at 1 flattens its dips)."""
         sc = self.sampling
         if sc.decode != "count":
             return (p >= sc.threshold).float()
@@ -347,7 +350,14 @@ class BinaryDiffusion(nn.Module):
             tc = temp[c] if c < len(temp) else 0.0
             x[:, c] = decode_line(pc, known[:, c].all(1), self.line_starts(free), sc.line_sounding,
                                   sc.min_note[c] if c < len(sc.min_note) else 0, rows=self.line_rows(pc, free),
-                                  temperature=tc, noise=noise[:, c] if tc > 0 else None)
+                                  temperature=tc, noise=noise[:, c] if tc > 0 else None, repeat=sc.line_repeat)
+        for c, a in enumerate(sc.join):
+            if a > 0 and c < x.shape[1]:
+                from stemfill.pianoroll.fast import join_gaps
+
+                h = (p if held is None else held)[:, c].float().cpu().numpy()
+                j = join_gaps(x[:, c].cpu().numpy() > 0, h, ~known[:, c].cpu().numpy(), a, sc.join_gap)
+                x[:, c] = torch.from_numpy(j).to(x.device, x.dtype)
         return x
 
     def steer(self, p: torch.Tensor, known: torch.Tensor, ctx: torch.Tensor, controls: torch.Tensor,
@@ -489,7 +499,7 @@ def diatonic_rows(p: torch.Tensor) -> torch.Tensor:
 
 def decode_line(p: torch.Tensor, known_steps: torch.Tensor, starts: float | torch.Tensor = 1.25, sounding: float = 0.3,
                 min_note: int = 0, rows: torch.Tensor | None = None, temperature: float = 0.0,
-                noise: torch.Tensor | None = None) -> torch.Tensor:
+                noise: torch.Tensor | None = None, repeat: float = 0.0) -> torch.Tensor:
     """Decode one mostly monophonic channel (bass: 97 % of its sounding steps hold one note) as a line.
 
     p: (B, P, L) P(note) with the known cells set to the context (0/1); known_steps: (B, L) steps
@@ -510,6 +520,9 @@ def decode_line(p: torch.Tensor, known_steps: torch.Tensor, starts: float | torc
        (B, P), where given). With ``temperature`` > 0 and ``noise`` (B, P, L) Gumbel noise, the row is
        drawn instead, in proportion to its mass^(1/temperature) (``gumbel_rank``; note k reads the noise
        at step k - 1), so a line need not always return to its likeliest pitch.
+    4. Repeats (``repeat`` > 0, without temperature). A note whose row is the note before's takes the
+       runner-up row instead where that row's mass is >= ``repeat`` x the best's: where P is split between
+       the root and another chord tone, the line moves as a player's does instead of hammering the root.
     """
     B, P, L = p.shape
     dev = p.device
@@ -544,7 +557,17 @@ def decode_line(p: torch.Tensor, known_steps: torch.Tensor, starts: float | torc
         g = F.pad(noise.transpose(1, 2), (0, 0, 1, 0))  # (B, L + 1, P): note k's noise is step k - 1's
         floor = torch.where(mass_p < 0, torch.full_like(mass_p, -2e30), torch.full_like(mass_p, -1e30))
         mass_p = torch.where(mass_p > 0, torch.log(mass_p.clamp_min(1e-30)) + temperature * g, floor)
-    pitch = mass_p.argmax(-1).gather(1, seg)  # (B, L)
+    best = mass_p.argmax(-1)  # (B, L + 1): each note's row
+    if repeat > 0 and not (temperature > 0 and noise is not None):
+        top = mass_p.max(-1).values
+        for k in range(2, int(seg.max()) + 1 if seg.numel() else 0):
+            again = best[:, k] == best[:, k - 1]
+            if not bool(again.any()):
+                continue
+            m = mass_p[:, k].scatter(1, best[:, k - 1:k], float("-inf"))
+            m2, second = m.max(-1)
+            best[:, k] = torch.where(again & (top[:, k] > 0) & (m2 >= repeat * top[:, k]), second, best[:, k])
+    pitch = best.gather(1, seg)  # (B, L)
     alive &= ~(F.pad(onset, (0, 1))[..., 1:] & (F.pad(pitch, (0, 1), value=-1)[..., 1:] == pitch))
     x = torch.zeros_like(p)
     x.scatter_(1, pitch.unsqueeze(1), alive.unsqueeze(1).to(p.dtype))

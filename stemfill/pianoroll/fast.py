@@ -105,12 +105,13 @@ class OnnxModel:
         for k in range(steps, 0, -1):
             t = np.full(b, k / steps, dtype=np.float32)
             p = _sigmoid(self.guided_logits(x, known, ctx, t, guidance, other))
+            p_net = p  # what join_gaps reads (BinaryDiffusion.decode_last)
             if k == 1 and sc.partial_mass:
                 p = self.partial_mass(p, x, known, ctx, t, guidance, other)
             if k == 1:
                 if probs is not None:  # P of every channel, for the pattern decoders (BinaryDiffusion.sample)
                     probs.append(np.asarray(p, dtype=np.float32))
-                x = self.decode_last(p, known, ctx, self.decode_noise(p.shape, rng))
+                x = self.decode_last(p, known, ctx, self.decode_noise(p.shape, rng), held=p_net)
                 break
             ab_t = cosine_abar(t).reshape(b, 1, 1, 1)
             ab_s = cosine_abar(np.full(b, (k - 1) / steps, dtype=np.float32)).reshape(b, 1, 1, 1)
@@ -165,7 +166,8 @@ class OnnxModel:
             return None
         return gumbel(shape, rng)
 
-    def decode_last(self, p: np.ndarray, known: np.ndarray, ctx: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
+    def decode_last(self, p: np.ndarray, known: np.ndarray, ctx: np.ndarray, noise: np.ndarray | None = None,
+                    held: np.ndarray | None = None) -> np.ndarray:
         """``BinaryDiffusion.decode_last``: P(note) -> notes (B, C, P, L) float32 {0, 1}."""
         sc = self.sampling
         if sc.decode != "count":
@@ -181,8 +183,35 @@ class OnnxModel:
             tc = temp[c] if c < len(temp) else 0.0
             x[:, c] = decode_line(pc, known[:, c].all(1), starts, sc.line_sounding,
                                   sc.min_note[c] if c < len(sc.min_note) else 0, rows=rows,
-                                  temperature=tc, noise=noise[:, c] if tc > 0 else None)
+                                  temperature=tc, noise=noise[:, c] if tc > 0 else None,
+                                  repeat=getattr(sc, "line_repeat", 0.0))
+        for c, a in enumerate(getattr(sc, "join", ())):
+            if a > 0 and c < x.shape[1]:
+                x[:, c] = join_gaps(x[:, c] > 0, (p if held is None else held)[:, c], ~known[:, c], a, sc.join_gap)
         return x
+
+
+def join_gaps(x: np.ndarray, p: np.ndarray, free: np.ndarray, alpha: float, max_gap: int = 2) -> np.ndarray:
+    """Notes ``x`` (..., P, L) bool with short breaks closed: a gap of 1 .. ``max_gap`` open (``free``) steps
+    between two of a row's notes is filled where P in the gap stays >= ``alpha`` x the smaller P at its two
+    edges, so one held note whose P dips is not played as two (the count decoder keeps the likeliest cells and
+    can leave such holes); a re-attack, where P falls in the gap, keeps its break. Returns float32 {0, 1}."""
+    x = np.asarray(x, dtype=bool)
+    out = x.copy()
+    L = x.shape[-1]
+    for g in range(1, int(max_gap) + 1):
+        n = L - g - 1
+        if n <= 0:
+            break
+        ok = x[..., :n] & x[..., g + 1:]
+        low = p[..., 1:1 + n]
+        for k in range(1, g + 1):
+            ok &= ~x[..., k:k + n] & free[..., k:k + n]
+            low = np.minimum(low, p[..., k:k + n])
+        ok &= low >= alpha * np.minimum(p[..., :n], p[..., g + 1:])
+        for k in range(1, g + 1):
+            out[..., k:k + n] |= ok
+    return out.astype(np.float32)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -279,7 +308,8 @@ def diatonic_rows(p: np.ndarray) -> np.ndarray:
 
 
 def decode_line(p: np.ndarray, known_steps: np.ndarray, starts, sounding: float = 0.3, min_note: int = 0,
-                rows: np.ndarray | None = None, temperature: float = 0.0, noise: np.ndarray | None = None) -> np.ndarray:
+                rows: np.ndarray | None = None, temperature: float = 0.0, noise: np.ndarray | None = None,
+                repeat: float = 0.0) -> np.ndarray:
     """``diffusion.decode_line`` in numpy (its docstring has the method): p (B, P, L) with the known cells set
     to the context; known_steps (B, L); ``starts`` a float or (B,). Returns (B, P, L) float32 {0, 1}."""
     B, P, L = p.shape
@@ -321,7 +351,19 @@ def decode_line(p: np.ndarray, known_steps: np.ndarray, starts, sounding: float 
         with np.errstate(divide="ignore"):
             mass_p = np.where(mass_p > 0, np.log(np.maximum(mass_p, np.float32(1e-30))) + np.float32(temperature) * g,
                               floor).astype(np.float32)
-    pitch = np.take_along_axis(mass_p.argmax(-1), seg, -1)  # (B, L)
+    best = mass_p.argmax(-1)  # (B, L + 1)
+    if repeat > 0 and not (temperature > 0 and noise is not None):
+        top = mass_p.max(-1)
+        rows_b = np.arange(B)
+        for k in range(2, int(seg.max()) + 1 if seg.size else 0):
+            again = best[:, k] == best[:, k - 1]
+            if not again.any():
+                continue
+            m = mass_p[:, k].copy()
+            m[rows_b, best[:, k - 1]] = -np.inf
+            second, m2 = m.argmax(-1), m.max(-1)
+            best[:, k] = np.where(again & (top[:, k] > 0) & (m2 >= np.float32(repeat) * top[:, k]), second, best[:, k])
+    pitch = np.take_along_axis(best, seg, -1)  # (B, L)
     next_onset = np.concatenate([onset[:, 1:], np.zeros((B, 1), bool)], -1)
     next_pitch = np.concatenate([pitch[:, 1:], np.full((B, 1), -1)], -1)
     alive &= ~(next_onset & (next_pitch == pitch))
