@@ -265,8 +265,8 @@ def test_default_model_fills_the_gaps_between_windows():
     """Whole-song filling writes every other window, then the gaps given the overlaps. The default model
     was trained with spans removed as well as whole stems (``--span-prob``), and samples with the
     shipped ``partial_mass``, so the gaps get about as many new notes as the windows, and the bass keeps
-    its register there (within 2.5 semitones on average over four seeds); ``partial_mass`` gives the gaps at
-    least as many starts as without it.
+    its register there (within 2.5 semitones); ``partial_mass`` gives the gaps at least as many starts as
+    without it (each on average over four seeds).
     (docs/model-card.md has the measured densities of this and the earlier defaults.)"""
     model = load_model(DEFAULT)
     assert model.sampling.partial_mass
@@ -277,25 +277,23 @@ def test_default_model_fills_the_gaps_between_windows():
     gap = gap_steps(T)
     assert gap.any() and not gap.all()
     rows = BASS_LOW + np.arange(roll.shape[1])
-    in_gaps = {}
+    # over four seeds: one seed's shares swing by about 0.02 (a tenth of themselves)
+    shift = []  # the bass's mean pitch in the gaps minus in the windows, per seed
+    density = {True: [], False: []}  # (seed, stem): share of steps with a start, in the gaps and in the windows
     for on in (True, False):
         model.sampling.partial_mass = on
-        out = fill_roll(model, roll, known, seed=0)
-        starts = [onsets(out[c], "bass") for c in (1, 2)]  # (P, T) note starts
-        in_gaps[on] = [st.any(0)[gap].mean() for st in starts]
-    assert all(a >= b for a, b in zip(in_gaps[True], in_gaps[False])), in_gaps
+        for seed in range(4):
+            out = fill_roll(model, roll, known, seed=seed)
+            density[on].append([[onsets(out[c], "bass").any(0)[w].mean() for w in (gap, ~gap)] for c in (1, 2)])
+            if on:  # the shipped sampling
+                bass = onsets(out[1], "bass")
+                pitch = [(bass[:, w].sum(1) * rows).sum() / bass[:, w].sum() for w in (~gap, gap)]
+                shift.append(pitch[1] - pitch[0])
     model.sampling.partial_mass = True
-    shift = []  # the bass's mean pitch in the gaps minus in the windows, per seed
-    density = []  # (seed, stem): share of steps with a start, in the gaps and in the windows
-    for seed in range(4):
-        out = fill_roll(model, roll, known, seed=seed)
-        bass = onsets(out[1], "bass")
-        pitch = [(bass[:, w].sum(1) * rows).sum() / bass[:, w].sum() for w in (~gap, gap)]
-        shift.append(pitch[1] - pitch[0])
-        density.append([[onsets(out[c], "bass").any(0)[w].mean() for w in (gap, ~gap)] for c in (1, 2)])
     assert np.mean(np.abs(shift)) < 2.5, shift  # measured: 1.9 semitones (the release before: 1.1)
-    d = np.array(density).mean(0)  # (stem, gap/window), over the four seeds: one seed's ratio swings by +-0.1
+    d = np.array(density[True]).mean(0)  # (stem, gap/window)
     assert (d[:, 0] >= 0.8 * d[:, 1]).all(), d
+    assert (d[:, 0] >= np.array(density[False]).mean(0)[:, 0]).all(), density  # partial_mass: no fewer in the gaps
 
 
 @pytest.mark.parametrize("chain", [False, True])
