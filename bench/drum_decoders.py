@@ -3,7 +3,8 @@
 
     python bench/drum_decoders.py --data CHUNKS [--split valid] [--limit 300] SETTING [SETTING ...]
 
-SETTING is ``cells`` (the cell decoder) or ``LIBRARY[:key=value...]`` with keys of
+SETTING is ``cells`` (the cell decoder) or ``LIBRARY[:key=value...]`` (with the shipped critic; ``w_critic=0``:
+without it) with keys of
 ``generate.drums.PatternConfig`` and ``generate.plan.PlanConfig`` (e.g.
 ``stemfill/models/default/drum-patterns.npz:phrase_temperature=1``). Choose on valid; report on test with
 ``stemfill eval``.
@@ -62,7 +63,9 @@ def main(argv=None) -> int:
                                   for k, v in kv.items()
                                   if k in PatternConfig.__dataclass_fields__})
             plc = PlanConfig(**{k: float(v) for k, v in kv.items() if k in PlanConfig.__dataclass_fields__})
-            dec = DrumDecoder(load_library(lib), pc, plc)
+            from stemfill.generate.critic import get_critic
+
+            dec = DrumDecoder(load_library(lib), pc, plc, critic=get_critic())
         system.drums = dec
         filled = system.fill(masked, known, np.random.default_rng(0), other=other)
         f1 = np.nanmean(M.score_stem(filled, truth, 0, 12)["agree/onset_F1"])

@@ -120,6 +120,44 @@ def test_vary_prefers_a_phrase_that_changes_over_a_loop_of_equal_fit():
     assert got == {0.0: False, 0.5: True}
 
 
+def test_the_critic_picks_among_the_best_drawn_phrases(tmp_path):
+    """A critic (here: one that finds dense bars fake) chooses among the ``critic_top`` best-drawn phrases of a
+    4/4 slot; without it the phrase that fits the network's P best plays. It is saved and read back."""
+    from stemfill.evaluation.realism import feature_names
+    from stemfill.generate.critic import Critic, load_critic
+    from stemfill.generate.drums import decode_drums
+
+    sparse = _bar({"kick": [0, 24], "snare": [12, 36]})
+    lib = PatternLibrary(np.stack([GROOVE_A, sparse]), np.array([48, 48]), np.array(["4/4"] * 2), np.array([5, 5]),
+                         np.array([False, False]), meta={"format": FORMAT})
+    lib.phrases = np.array([[0, 0, 0, 0], [1, 1, 1, 1]])
+    lib.phrase_crash = np.zeros((2, 4), dtype=bool)
+    lib.phrase_count = np.array([5, 5])
+    names = feature_names("drums")
+    coef = np.zeros(len(names))
+    coef[names.index("density")] = 1.0
+    critic = Critic(np.zeros(len(names)), np.ones(len(names)), coef, 0.0,
+                    {"format": "stemfill-drum-critic/1", "features": names})
+    critic = load_critic(critic.save(tmp_path / "c.npz"))
+    p = _probs([GROOVE_A] * 4)
+    T = p.shape[1]
+    plan = make_plan(grid_bars(T), cfg=PlanConfig(fill_section=0.0, fill_phrase=0.0), sections=False)
+    parts = np.zeros((2, 48, T), bool)
+    got = {}
+    for w in (0.0, 100.0):
+        cfg = PatternConfig(phrase_temperature=0.0, w_critic=w, critic_top=2)
+        hits, _ = decode_drums(p, np.ones(T, bool), plan, lib, cfg, np.random.default_rng(0), critic, parts, None)
+        got[w] = bool(hits[K["closed hi-hat"]].any())
+    assert got == {0.0: True, 100.0: False}
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a critic")
+    with pytest.raises(StemfillError, match="bad.npz: not a stemfill drum critic"):
+        load_critic(bad)
+    Critic(np.zeros(3), np.ones(3), np.zeros(3), 0.0, {"format": "stemfill-drum-critic/1", "features": ["a"]}).save(bad)
+    with pytest.raises(StemfillError, match="other features"):
+        load_critic(bad)
+
+
 def test_a_fill_lands_before_the_section_change_and_a_crash_follows():
     p = _probs([GROOVE_A] * 8 + [GROOVE_B] * 8)
     bars = grid_bars(p.shape[1])

@@ -30,8 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stemfill.generate.library import CRASH, PatternLibrary
+from stemfill.generate.library import CRASH, PHRASE_BARS, PatternLibrary
 from stemfill.generate.plan import Plan
+from stemfill.pianoroll.grid import STEPS_PER_BEAT
 from stemfill.pianoroll.roll import DRUM_KIT
 
 _CLASS = {name: i for i, (name, _, _) in enumerate(DRUM_KIT)}
@@ -70,6 +71,8 @@ class PatternConfig:
     fill_top: int = 8  # fills: drawn among the best this many
     vary: float = 0.0  # phrases: bonus per bar that differs from the bars before it in the phrase slot
     merge_time: bool = False  # score the time-keeping classes (hi-hats, ride, bell, tambourine) as one (measured, off)
+    w_critic: float = 1.0  # phrases of 4 bars of 4/4: among the critic_top drawn, play the one with the best draw
+    critic_top: int = 8  # score - w_critic x the critic's log-odds that it is the decoder's (critic.py)
 
 
 def _bar_scores(lib: PatternLibrary, meter: str, length: int, p_bars: np.ndarray, cfg: PatternConfig,
@@ -119,8 +122,11 @@ def _viterbi(scores: np.ndarray, change_cost: np.ndarray) -> np.ndarray:
 
 
 def decode_drums(p: np.ndarray, free: np.ndarray, plan: Plan, lib: PatternLibrary, cfg: PatternConfig | None = None,
-                 rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Drum hits for the open bars. ``p`` (classes, T) the network's P(hit); ``free`` (T,) the steps to write.
+                 rng: np.random.Generator | None = None, critic=None, parts: np.ndarray | None = None,
+                 other: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Drum hits for the open bars. ``p`` (classes, T) the network's P(hit); ``free`` (T,) the steps to write;
+    ``critic`` (``critic.Critic``) with ``parts`` ((2, P, T) the bass and guitar as filled) and ``other`` (the
+    song's context planes (2, P, T) or None): the critic's choice among the best-drawn phrases.
     Returns (hits (classes, T) bool, done (T,) bool: the steps decoded here; the rest are left to the caller)."""
     cfg = cfg or PatternConfig()
     rng = rng or np.random.default_rng(0)
@@ -149,7 +155,8 @@ def decode_drums(p: np.ndarray, free: np.ndarray, plan: Plan, lib: PatternLibrar
     noise_cache: dict[tuple[str, int], np.ndarray] = {}
     for run in runs:
         if cfg.unit == "phrase" and len(lib.phrases):
-            _phrase_run(run, bars, p, plan, lib, cfg, rng, hits, done)
+            judge = (critic, parts, other) if critic is not None and parts is not None and cfg.w_critic > 0 else None
+            _phrase_run(run, bars, p, plan, lib, cfg, rng, hits, done, judge)
             continue
         b0 = bars[run[0]]
         L, meter = b0.length, b0.meter
@@ -183,7 +190,7 @@ def decode_drums(p: np.ndarray, free: np.ndarray, plan: Plan, lib: PatternLibrar
 
 
 def _phrase_run(run: list[int], bars, p: np.ndarray, plan: Plan, lib: PatternLibrary, cfg: PatternConfig,
-                rng: np.random.Generator, hits: np.ndarray, done: np.ndarray) -> None:
+                rng: np.random.Generator, hits: np.ndarray, done: np.ndarray, judge=None) -> None:
     """Decode one run of open bars of one meter by whole phrases: each slot (up to PHRASE_BARS bars, from a
     phrase start) plays the first bars of a real phrase, drawn by the sum of its bars' scores."""
     C = p.shape[0]
@@ -222,6 +229,8 @@ def _phrase_run(run: list[int], bars, p: np.ndarray, plan: Plan, lib: PatternLib
         if cfg.phrase_temperature > 0:
             score = score + cfg.phrase_temperature * -np.log(-np.log(rng.uniform(1e-12, 1.0, len(score))))
         j = int(np.argmax(score))
+        if judge is not None and n == PHRASE_BARS and L == 4 * STEPS_PER_BEAT:
+            j = _critics_choice(judge, score, phrases, pcrash, [bars[run[k]].start for k in slot], lib, cfg, C)
         prev = j
         for k, bk in enumerate(slot):
             i = run[bk]
@@ -241,6 +250,36 @@ def _phrase_run(run: list[int], bars, p: np.ndarray, plan: Plan, lib: PatternLib
                 pat[CRASH, 0] = True
             hits[:, bar.start:bar.start + L] = pat
             done[bar.start:bar.start + L] = True
+
+
+def _critics_choice(judge, score: np.ndarray, phrases: np.ndarray, pcrash: np.ndarray, starts: list[int],
+                    lib: PatternLibrary, cfg: PatternConfig, C: int) -> int:
+    """Among the ``critic_top`` best-drawn phrases for a slot of 4 bars of 4/4 at ``starts``, the one with the
+    best score less ``w_critic`` x the critic's log-odds that the slot's drums are the decoder's (the
+    critic reads the slot as a 4-bar chunk: the candidate drums, the bass and guitar, the other tracks)."""
+    from stemfill.evaluation.realism import segment_features
+
+    critic, parts, other = judge
+    top = np.argsort(-score)[:max(1, int(cfg.critic_top))]
+    t0, L = starts[0], len(starts) * 4 * STEPS_PER_BEAT
+    P = parts.shape[1]
+    trial = np.zeros((len(top), 3, P, L), dtype=bool)
+    seg = parts[:, :, t0:t0 + L]
+    trial[:, 1:, :, :seg.shape[-1]] = seg
+    for n, j in enumerate(top):
+        for k, b in enumerate(starts):
+            pat = lib.bits[phrases[j, k], :C, :4 * STEPS_PER_BEAT].copy()
+            if pcrash[j, k]:
+                pat[DOWNBEAT_YIELDS, 0] = False
+                pat[CRASH, 0] = True
+            trial[n, 0, :C, b - t0:b - t0 + 4 * STEPS_PER_BEAT] = pat
+    ctx = None
+    if other is not None:
+        ctx = np.zeros((len(top), other.shape[0], P, L), dtype=other.dtype)
+        o = other[:, :, t0:t0 + L]
+        ctx[..., :o.shape[-1]] = o[None]
+    fake = critic.logit_fake(segment_features(trial, 0, STEPS_PER_BEAT, ctx))
+    return int(top[np.argmax(score[top] - cfg.w_critic * fake)])
 
 
 def _fill_for(lib: PatternLibrary, allidx: np.ndarray, scores: np.ndarray, groove: int, L: int, C: int,

@@ -239,7 +239,8 @@ def fill_chunks(model, rolls: np.ndarray, known: np.ndarray, steps: int | None =
         for i in range(len(out)):
             free = ~kn[i, d].all(axis=0)
             if free.any():
-                out[i, d] = decode_roll_drums(dec, out[i, d], p[i, d], free, seed=seed * 1_000_003 + i, sections=False)
+                out[i, d] = decode_roll_drums(dec, out[i, d], p[i, d], free, seed=seed * 1_000_003 + i, sections=False,
+                                              other=other[i] if other is not None else None, parts=out[i, 1:])
     return np.where(kn, rolls, out)
 
 
@@ -341,7 +342,7 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
     if dec is not None:
         free = ~kn[d].all(axis=0)
         R[d, :, :T] = decode_roll_drums(dec, R[d, :, :T], Pd[:, :T], free, bars, roll & kn, kn, other,
-                                        seed=seed, forced_fills=set(fill_bars or ()), notes=notes)
+                                        seed=seed, forced_fills=set(fill_bars or ()), notes=notes, parts=R[1:, :, :T])
     return np.where(kn, roll, R[..., :T])
 
 
