@@ -72,39 +72,6 @@ class Lib:
         self.On = onsets(X); self.Xo = self.On.reshape(len(X), -1).astype(np.float32)
         self.occ = X.any(1).astype(np.float32); self.ons = self.On.any(1).astype(np.float32)
         self.nf = self.Xf.sum(1); self.no = self.Xo.sum(1)
-def decode(lib, p, rng, K=200, w_on=1.0, w_fr=1.0, temp=0.3, repeat=0.0, w1=True, rest=0.0, cells=None, w_dens=0.0):
-    """p: (48, 192) P of one chunk -> (48,192) bool."""
-    p = p.astype(np.float32)
-    out = np.zeros_like(p, dtype=bool)
-    prev = None
-    pon_all = p * (1 - np.concatenate([np.zeros_like(p[:, :1]), p[:, :-1]], 1))
-    if cells is not None:
-        pon_all = onsets(cells).astype(np.float32)
-    for b in range(p.shape[1] // B):
-        P = p[:, b * B:(b + 1) * B]; Pon = pon_all[:, b * B:(b + 1) * B]
-        if P.sum() / 12 < rest: prev = None; continue
-        occ_n = 1 - np.prod(1 - P, 0); ons_n = np.minimum(1, Pon.sum(0))
-        s1 = 2 * (lib.ons @ ons_n) / (lib.ons.sum(1) + ons_n.sum() + 1e-6) + 2 * (lib.occ @ occ_n) / (lib.occ.sum(1) + occ_n.sum() + 1e-6)
-        cand = np.argpartition(-s1, K)[:K]
-        if prev is not None and prev[0] not in cand: cand = np.append(cand, prev[0])
-        Pp = np.concatenate([P, np.zeros((RR, B), np.float32)]); Op = np.concatenate([Pon, np.zeros((RR, B), np.float32)])
-        Wf = np.stack([Pp[t:t + RR].ravel() for t in range(48)]); Wo = np.stack([Op[t:t + RR].ravel() for t in range(48)])
-        sf = 2 * (lib.Xf[cand] @ Wf.T) / (lib.nf[cand, None] + P.sum() + 1e-6)
-        so = 2 * (lib.Xo[cand] @ Wo.T) / (lib.no[cand, None] + Pon.sum() + 1e-6)
-        s = w_fr * sf + w_on * so
-        if w_dens:
-            s = s - w_dens * (np.abs(lib.no[cand] - Pon.sum()) / (Pon.sum() + 1))[:, None]
-        bad = np.arange(48)[None, :] + lib.h[cand, None] > 48
-        s[bad] = -np.inf
-        if prev is not None:
-            j = np.where(cand == prev[0])[0][0]
-            s[j, prev[1]] += repeat
-        g = s + (temp * rng.gumbel(size=s.shape) if temp > 0 else 0)
-        j, t = np.unravel_index(np.argmax(g), s.shape)
-        prev = (cand[j], t)
-        out[t:t + RR, b * B:(b + 1) * B] |= lib.X[cand[j]][:48 - t] if t + RR > 48 else lib.X[cand[j]]
-    return out
-
 def fold(x):  # (48, L) -> (12, L)
     return x.reshape(4, 12, -1).sum(0)
 
