@@ -305,6 +305,22 @@ def test_studio_serves_until_ctrl_c_and_removes_its_folder(tmp_path):
     assert not list(tmp_path.glob("stemfill-studio-*"))
 
 
+def test_close_waits_for_the_warm_render(tmp_path):
+    """Ctrl-C right after a song opens: the background render it started is waited for, so nothing is still
+    being written into the session's folder while the command removes it (a CI run once failed on that)."""
+    from stemfill.studio.server import _remove_tree
+
+    studio = Studio(tmp_path / "w", warm=True)
+    copy = studio.new_path(".mid")
+    shutil.copyfile(RIFF, copy)
+    studio.add_song(copy, "riff.mid")
+    assert studio.background
+    studio.close()
+    assert not any(t.is_alive() for t in studio.background)
+    _remove_tree(studio.workdir)
+    assert not studio.workdir.exists()
+
+
 def test_recording_refusals(client, studio):
     r = client.post("/api/audio?name=take.wav&prompt=", content=b"RIFF")
     assert r.status_code == 400 and "say what to add" in r.json()["error"]

@@ -109,6 +109,7 @@ class Studio:
         self.waiting = 0
         self._alock: asyncio.Lock | None = None
         self.busy: dict[str, Any] | None = None  # what the model is doing now, for the page
+        self.background: list[threading.Thread] = []  # warm-up renders, joined by close()
 
     # --- files -------------------------------------------------------------------------------------------
     def new_path(self, ext: str) -> Path:
@@ -340,7 +341,17 @@ class Studio:
             except Exception as e:  # noqa: BLE001 - it is asked for again when played, and says why then
                 log.info("studio: could not render %s ahead: %s", entry.name, one_line(e))
 
-        threading.Thread(target=run, daemon=True, name="stemfill-studio-warm").start()
+        t = threading.Thread(target=run, daemon=True, name="stemfill-studio-warm")
+        with self.state_lock:
+            self.background = [b for b in self.background if b.is_alive()] + [t]
+        t.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Wait (up to ``timeout`` seconds in all) for the background renders, so that none writes into the
+        workdir while it is removed."""
+        deadline = time.monotonic() + timeout
+        for t in list(self.background):
+            t.join(max(0.0, deadline - time.monotonic()))
 
 
 def _stem_groups(tracks) -> list[list]:
@@ -654,8 +665,9 @@ def serve(song: str | Path | None = None, *, host: str = "127.0.0.1", port: int 
 
     if model is not None and not Path(model).exists():
         raise StemfillError(f"{model}: no such model file or folder")
-    with tempfile.TemporaryDirectory(prefix="stemfill-studio-") as d:
-        studio = Studio(d, model=model, soundfont=soundfont, warm=True, **limits)
+    d = tempfile.mkdtemp(prefix="stemfill-studio-")
+    studio = Studio(d, model=model, soundfont=soundfont, warm=True, **limits)
+    try:
         first = None
         if song is not None:
             from stemfill.song.io import read_song
@@ -691,4 +703,20 @@ def serve(song: str | Path | None = None, *, host: str = "127.0.0.1", port: int 
             pass
         finally:
             sock.close()
-        echo("stemfill studio: stopped; the uploads and takes of this session are removed")
+    finally:
+        studio.close()
+        _remove_tree(Path(d))
+    echo("stemfill studio: stopped; the uploads and takes of this session are removed")
+
+
+def _remove_tree(path: Path, tries: int = 5) -> None:
+    """Remove the session's folder; a file still being written into it (a render the OS has not let go of)
+    is retried a few times, and what cannot be removed is named on stderr rather than failing the exit."""
+    import shutil
+
+    for i in range(tries):
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            return
+        time.sleep(0.2 * (i + 1))
+    log.warning("studio: could not remove %s; remove it by hand", path)
