@@ -64,8 +64,9 @@ def main(argv=None) -> int:
                                   if k in PatternConfig.__dataclass_fields__})
             plc = PlanConfig(**{k: float(v) for k, v in kv.items() if k in PlanConfig.__dataclass_fields__})
             from stemfill.generate.critic import get_critic
+            from stemfill.pianoroll.model import default_model_path
 
-            dec = DrumDecoder(load_library(lib), pc, plc, critic=get_critic())
+            dec = DrumDecoder(load_library(lib), pc, plc, critic=get_critic(default_model_path(), "drums"))
         system.drums = dec
         filled = system.fill(masked, known, np.random.default_rng(0), other=other)
         f1 = np.nanmean(M.score_stem(filled, truth, 0, 12)["agree/onset_F1"])

@@ -124,6 +124,7 @@ def test_the_critic_picks_among_the_best_drawn_phrases(tmp_path):
     """A critic (here: one that finds dense bars fake) chooses among the ``critic_top`` best-drawn phrases of a
     4/4 slot; without it the phrase that fits the network's P best plays. It is saved and read back."""
     from stemfill.evaluation.realism import feature_names
+    from stemfill.generate.critic import FORMAT as CRITIC_FORMAT
     from stemfill.generate.critic import Critic, load_critic
     from stemfill.generate.drums import decode_drums
 
@@ -137,8 +138,8 @@ def test_the_critic_picks_among_the_best_drawn_phrases(tmp_path):
     coef = np.zeros(len(names))
     coef[names.index("density")] = 1.0
     critic = Critic(np.zeros(len(names)), np.ones(len(names)), coef, 0.0,
-                    {"format": "stemfill-drum-critic/1", "features": names})
-    critic = load_critic(critic.save(tmp_path / "c.npz"))
+                    {"format": CRITIC_FORMAT, "stem": "drums", "features": names})
+    critic = load_critic(critic.save(tmp_path / "c.npz"), "drums")
     p = _probs([GROOVE_A] * 4)
     T = p.shape[1]
     plan = make_plan(grid_bars(T), cfg=PlanConfig(fill_section=0.0, fill_phrase=0.0), sections=False)
@@ -151,9 +152,11 @@ def test_the_critic_picks_among_the_best_drawn_phrases(tmp_path):
     assert got == {0.0: True, 100.0: False}
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a critic")
-    with pytest.raises(StemfillError, match="bad.npz: not a stemfill drum critic"):
+    with pytest.raises(StemfillError, match="bad.npz: not a stemfill critic"):
         load_critic(bad)
-    Critic(np.zeros(3), np.ones(3), np.zeros(3), 0.0, {"format": "stemfill-drum-critic/1", "features": ["a"]}).save(bad)
+    with pytest.raises(StemfillError, match="c.npz: a critic of the drums, not of the bass"):
+        load_critic(tmp_path / "c.npz", "bass")
+    Critic(np.zeros(3), np.ones(3), np.zeros(3), 0.0, {"format": CRITIC_FORMAT, "stem": "drums", "features": ["a"]}).save(bad)
     with pytest.raises(StemfillError, match="other features"):
         load_critic(bad)
 

@@ -1,12 +1,15 @@
-"""A realism critic for the drum decoder: a logistic regression on 4-bar features (``evaluation.realism.
-segment_features``) that tells the pattern decoder's drums from real drummers' parts, trained on the TRAIN
-split only (``bench/train_critic.py``). The decoder draws a few phrases by fit, then plays the one the critic
-finds most like a real part (``PatternConfig.w_critic``). The held-out realism test of ``stemfill eval
---realism`` is never used to train or tune it (it uses the same kind of features, so its scores measure the
-critic's aim, too: docs/generation.md reports the boosting classifier and the tell-tales beside it).
+"""Realism critics for the decoders: per stem, a logistic regression on 4-bar features (``evaluation.realism.
+segment_features``) that tells the shipped decoder's part from real players' parts, trained on the TRAIN split
+only (``bench/train_critic.py``). The drum decoder draws a few phrases by fit and plays the one the critic finds
+most like a real part (``PatternConfig.w_critic``); the bass and guitar decode a few takes of each window from the
+same P and keep the one with the best fit less the critic's log-odds (``takes.TakeConfig``). The held-out realism
+test of ``stemfill eval --realism`` is never used to train or tune them (it uses the same kind of features, so its
+scores measure the critics' aim, too: docs/generation.md reports the boosting classifier and the tell-tales beside
+it).
 
-A critic is one ``.npz`` file: ``meta`` (JSON: format, stem, features, training data), ``mean`` and ``scale``
-(the features' standardization), ``coef`` and ``intercept`` (positive: the decoder's, not a real part).
+A critic is one ``.npz`` file, ``<stem>-critic.npz`` in the model's folder (a critic is trained against that
+model's decoder): ``meta`` (JSON: format, stem, features, training data), ``mean`` and ``scale`` (the features'
+standardization), ``coef`` and ``intercept`` (positive: the decoder's, not a real part).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 
 from stemfill.errors import StemfillError
 
-FORMAT = "stemfill-drum-critic/1"
+FORMAT = "stemfill-critic/1"
 
 
 @dataclass
@@ -47,8 +50,9 @@ class Critic:
         return Path(path)
 
 
-def load_critic(path: str | os.PathLike) -> Critic:
-    """Read a critic; one line naming the path where it is not one, or was made for other features."""
+def load_critic(path: str | os.PathLike, stem: str | None = None) -> Critic:
+    """Read a critic (of ``stem``, where given); one line naming the path where it is not one, is another stem's,
+    or was made for other features."""
     from stemfill.evaluation.realism import feature_names
 
     p = Path(path)
@@ -57,29 +61,39 @@ def load_critic(path: str | os.PathLike) -> Critic:
         meta = json.loads(str(z["meta"]))
         c = Critic(z["mean"], z["scale"], z["coef"], float(z["intercept"]), meta)
     except (OSError, ValueError, KeyError) as e:
-        raise StemfillError(f"{p}: not a stemfill drum critic ({e.__class__.__name__})") from None
+        raise StemfillError(f"{p}: not a stemfill critic ({e.__class__.__name__})") from None
     if meta.get("format") != FORMAT:
-        raise StemfillError(f"{p}: not a stemfill drum critic (format {meta.get('format')!r})")
-    if meta.get("features") != feature_names("drums") or len(c.coef) != len(meta["features"]):
+        raise StemfillError(f"{p}: not a stemfill critic (format {meta.get('format')!r})")
+    if stem is not None and meta.get("stem") != stem:
+        raise StemfillError(f"{p}: a critic of the {meta.get('stem')}, not of the {stem}")
+    if meta.get("features") != feature_names(meta.get("stem", "")) or len(c.coef) != len(meta["features"]):
         raise StemfillError(f"{p}: the critic was trained on other features than this version computes")
     return c
 
 
-def default_critic_path() -> Path:
-    return Path(__file__).resolve().parents[1] / "models" / "default" / "drum-critic.npz"
+def critic_path(folder: str | os.PathLike, stem: str) -> Path:
+    return Path(folder) / f"{stem}-critic.npz"
+
+
+def model_folder(model) -> Path | None:
+    """The folder a model was loaded from (``load_model``, ``load_onnx_model``), None for one built in code."""
+    f = getattr(model, "folder", None)
+    return Path(f) if f is not None else None
 
 
 _CACHE: dict = {}
 
 
-def get_critic(path: str | os.PathLike | None = None) -> Critic | None:
-    """The critic at ``path`` (default: the shipped one, or None where the model folder has none), read once."""
-    p = Path(path) if path is not None else default_critic_path()
-    if path is None and not p.exists():
+def get_critic(folder: str | os.PathLike | None, stem: str) -> Critic | None:
+    """The ``stem`` critic in the model folder ``folder`` (None where there is no folder or no critic), read once."""
+    if folder is None:
         return None
-    key = str(p.resolve())
+    p = critic_path(folder, stem)
+    if not p.exists():
+        return None
+    key = (str(p.resolve()), p.stat().st_mtime_ns)
     if key not in _CACHE:
-        _CACHE[key] = load_critic(p)
+        _CACHE[key] = load_critic(p, stem)
     return _CACHE[key]
 
 

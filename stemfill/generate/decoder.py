@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stemfill.generate.critic import Critic, get_critic
+from stemfill.generate.critic import Critic, get_critic, model_folder
 from stemfill.generate.drums import PatternConfig, decode_drums
 from stemfill.generate.library import PatternLibrary, get_library
 from stemfill.generate.plan import Bar, PlanConfig, grid_bars, make_plan
@@ -26,12 +26,13 @@ class DrumDecoder:
 def drum_decoder_for(model, library: str | os.PathLike | PatternLibrary | None = None,
                      decoder: str | None = None) -> DrumDecoder | None:
     """The model's drum decoder: None for cell decoding (``SamplingConfig.drum_decoder`` "cells", unless
-    ``decoder`` says "patterns"); else one over ``library`` (a path or a library; default: the shipped one)."""
+    ``decoder`` says "patterns"); else one over ``library`` (a path or a library; default: the shipped one), with
+    the drum critic of the model's folder where it has one."""
     which = decoder or getattr(model.sampling, "drum_decoder", "cells")
     if which == "cells":
         return None
     lib = library if isinstance(library, PatternLibrary) else get_library(library)
-    return DrumDecoder(lib, critic=get_critic())
+    return DrumDecoder(lib, critic=get_critic(model_folder(model), "drums"))
 
 
 def decode_roll_drums(dec: DrumDecoder, drums: np.ndarray, p: np.ndarray, free: np.ndarray,

@@ -146,7 +146,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> B
             state = load_file(str(p))
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
             raise ModelError(f"{p}: corrupt weights file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
-        return _placed(_load_state(model, state, p), device)
+        model = _placed(_load_state(model, state, p), device)
+        model.folder = p.parent  # where decoders find what belongs to these weights (generate/critic.py)
+        return model
     try:
         ck = torch.load(p, map_location="cpu", weights_only=False)
     except Exception as e:  # torch raises many kinds for a bad pickle/zip
@@ -154,7 +156,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> B
     if not isinstance(ck, dict) or "config" not in ck or ("ema" not in ck and "model" not in ck):
         raise ModelError(f"{p}: not a stemfill checkpoint (expected keys config, ema/model)")
     model = _build(ck["config"], p)
-    return _placed(_load_state(model, ck.get("ema") or ck["model"], p), device)
+    model = _placed(_load_state(model, ck.get("ema") or ck["model"], p), device)
+    model.folder = p.parent
+    return model
 
 
 def _placed(model: BinaryDiffusion, device: str | torch.device) -> BinaryDiffusion:
