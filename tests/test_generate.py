@@ -4,6 +4,7 @@ and rolls built here, and the shipped model filling a song from its other tracks
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -320,3 +321,29 @@ def test_the_shipped_model_writes_a_band_under_a_piano_alone(tmp_path):
     scale = {0, 2, 4, 5, 7, 9, 11}
     bass_pc = [n.pitch % 12 for n in by["Bass (stemfill)"].notes]
     assert np.mean([pc in scale for pc in bass_pc]) > 0.8
+
+
+def test_the_drum_critic_is_read_from_the_models_own_folder(tmp_path):
+    """A critic learns one model's decoder: a model folder without ``drum-critic.npz`` decodes without a critic
+    (the shipped one is not borrowed), one with it uses it, and a file of another stem there is refused."""
+    from stemfill.generate.critic import Critic, load_critic
+    from stemfill.generate.decoder import drum_decoder_for
+    from stemfill.pianoroll.fast import load_onnx_model
+    from stemfill.pianoroll.model import default_model_path, load_model
+
+    shipped = default_model_path()
+    assert drum_decoder_for(load_model(shipped)).critic is not None
+    own = tmp_path / "run"
+    own.mkdir()
+    for name in ("model.safetensors", "config.json", "model.onnx"):
+        shutil.copyfile(shipped / name, own / name)
+    assert drum_decoder_for(load_model(own)).critic is None
+    assert drum_decoder_for(load_onnx_model(own)).critic is None
+    shutil.copyfile(shipped / "drum-critic.npz", own / "drum-critic.npz")
+    assert drum_decoder_for(load_model(own)).critic is not None
+    assert drum_decoder_for(load_onnx_model(own)).critic is not None
+    c = load_critic(own / "drum-critic.npz")
+    (own / "drum-critic.npz").unlink()
+    Critic(c.mean, c.scale, c.coef, c.intercept, dict(c.meta, stem="bass")).save(own / "drum-critic.npz")
+    with pytest.raises(StemfillError, match="drum-critic.npz: a critic of the bass, not of the drums"):
+        drum_decoder_for(load_model(own))

@@ -1,15 +1,13 @@
-"""Realism critics for the decoders: per stem, a logistic regression on 4-bar features (``evaluation.realism.
-segment_features``) that tells the shipped decoder's part from real players' parts, trained on the TRAIN split
-only (``bench/train_critic.py``). The drum decoder draws a few phrases by fit and plays the one the critic finds
-most like a real part (``PatternConfig.w_critic``); the bass and guitar decode a few takes of each window from the
-same P and keep the one with the best fit less the critic's log-odds (``takes.TakeConfig``). The held-out realism
-test of ``stemfill eval --realism`` is never used to train or tune them (it uses the same kind of features, so its
-scores measure the critics' aim, too: docs/generation.md reports the boosting classifier and the tell-tales beside
-it).
+"""A realism critic for the drum decoder: a logistic regression on 4-bar features (``evaluation.realism.
+segment_features``) that tells the pattern decoder's drums from real drummers' parts, trained on the TRAIN
+split only (``bench/train_critic.py``). The decoder draws a few phrases by fit, then plays the one the critic
+finds most like a real part (``PatternConfig.w_critic``). The held-out realism test of ``stemfill eval
+--realism`` is never used to train or tune it (it uses the same kind of features, so its scores measure the
+critic's aim, too: docs/generation.md reports the boosting classifier and the tell-tales beside it).
 
-A critic is one ``.npz`` file, ``<stem>-critic.npz`` in the model's folder (a critic is trained against that
-model's decoder): ``meta`` (JSON: format, stem, features, training data), ``mean`` and ``scale`` (the features'
-standardization), ``coef`` and ``intercept`` (positive: the decoder's, not a real part).
+A critic is one ``.npz`` file, ``drum-critic.npz`` in the folder of the model whose decoder it learned (a model
+without one decodes without a critic): ``meta`` (JSON: format, stem, features, training data), ``mean`` and
+``scale`` (the features' standardization), ``coef`` and ``intercept`` (positive: the decoder's, not a real part).
 """
 
 from __future__ import annotations
@@ -72,7 +70,8 @@ def load_critic(path: str | os.PathLike, stem: str | None = None) -> Critic:
 
 
 def critic_path(folder: str | os.PathLike, stem: str) -> Path:
-    return Path(folder) / f"{stem}-critic.npz"
+    """Where a model folder keeps its ``stem`` critic: ``drum-critic.npz``, ``bass-critic.npz``, ..."""
+    return Path(folder) / f"{'drum' if stem == 'drums' else stem}-critic.npz"
 
 
 def model_folder(model) -> Path | None:

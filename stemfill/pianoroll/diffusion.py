@@ -235,11 +235,10 @@ class BinaryDiffusion(nn.Module):
     def sample(self, context: torch.Tensor, known: torch.Tensor, steps: int | None = None, seed: int | None = 0,
                guidance: float | None = None, generator: torch.Generator | None = None,
                other: torch.Tensor | None = None, controls: torch.Tensor | None = None,
-               probs: list | None = None, held: list | None = None) -> torch.Tensor:
+               probs: list | None = None) -> torch.Tensor:
         """Fill the unknown cells of ``context`` (B, 3, P, L). Returns a bool tensor, known cells bit-exact.
         ``probs``: a list that gets the last step's P(note) (B, 3, P, L), as numpy, for a decoder that
-        chooses whole patterns from it (``stemfill.generate``); ``held``: one that gets the network's own P of
-        that step (before ``partial_mass``), which ``join`` reads.
+        chooses whole patterns from it (``stemfill.generate``).
         ``other``: the other tracks' context (B, context_planes, P, L) where the model hears it;
         ``controls``: control planes (B, control_planes, P, L) where the model has controls.
 
@@ -290,8 +289,6 @@ class BinaryDiffusion(nn.Module):
                         p = self.steer(p, known, ctx, controls, noise)
                     if probs is not None:
                         probs.append(p.float().cpu().numpy())
-                    if held is not None:
-                        held.append(p_net.float().cpu().numpy())
                     x = self.decode_last(p, known, ctx, noise, held=p_net)
                     break
                 ab_t = cosine_abar(t).view(b, 1, 1, 1)

@@ -74,7 +74,7 @@ class OnnxModel:
 
     @property
     def folder(self) -> Path | None:
-        """The model's folder (``load_model`` sets the same on a torch model), where its critics are."""
+        """The model's folder (``load_model`` sets the same on a torch model), where its critic is."""
         return None if self.path is None else _weights_dir(Path(self.path))
 
     def torch_model(self):
@@ -85,7 +85,7 @@ class OnnxModel:
 
     def sample(self, context: np.ndarray, known: np.ndarray, steps: int | None = None,
                rng: np.random.Generator | None = None, guidance: float | None = None,
-               other: np.ndarray | None = None, probs: list | None = None, held: list | None = None) -> np.ndarray:
+               other: np.ndarray | None = None, probs: list | None = None) -> np.ndarray:
         """``BinaryDiffusion.sample`` for the bernoulli objective, in numpy: fill the unknown cells of
         ``context`` (B, 3, P, L) bool, ``known`` (B, 3, P, L) bool; ``other`` (B, context_planes, P, L) or None.
         Returns bool (B, 3, P, L), the known cells bit-exact."""
@@ -116,8 +116,6 @@ class OnnxModel:
             if k == 1:
                 if probs is not None:  # P of every channel, for the pattern decoders (BinaryDiffusion.sample)
                     probs.append(np.asarray(p, dtype=np.float32))
-                if held is not None:
-                    held.append(np.asarray(p_net, dtype=np.float32))
                 x = self.decode_last(p, known, ctx, self.decode_noise(p.shape, rng), held=p_net)
                 break
             ab_t = cosine_abar(t).reshape(b, 1, 1, 1)
@@ -176,33 +174,26 @@ class OnnxModel:
     def decode_last(self, p: np.ndarray, known: np.ndarray, ctx: np.ndarray, noise: np.ndarray | None = None,
                     held: np.ndarray | None = None) -> np.ndarray:
         """``BinaryDiffusion.decode_last``: P(note) -> notes (B, C, P, L) float32 {0, 1}."""
-        return decode_last(self.sampling, p, known, ctx, noise, held)
-
-
-def decode_last(sc: SamplingConfig, p: np.ndarray, known: np.ndarray, ctx: np.ndarray,
-                noise: np.ndarray | None = None, held: np.ndarray | None = None) -> np.ndarray:
-    """``BinaryDiffusion.decode_last`` in numpy, as the sampling config ``sc`` says: the last step's P(note)
-    (B, C, P, L) -> notes, float32 {0, 1}; ``noise``: Gumbel noise for channels at a ``temperature``; ``held``:
-    the P whose dips ``join`` reads (default ``p``)."""
-    if sc.decode != "count":
-        return (p >= sc.threshold).astype(np.float32)
-    temp = sc.temperature if noise is not None else ()
-    x = decode_count(p, known, sc.min_note, temp, noise)
-    for c in (i for i, on in enumerate(sc.line) if on and i < x.shape[1]):
-        pc = np.where(known[:, c], ctx[:, c].astype(np.float32), p[:, c])
-        free = pitched_open(known, c)
-        f = sc.line_starts if sc.line_starts_free is None else sc.line_starts_free
-        starts = np.where(free, np.float32(f), np.float32(sc.line_starts))
-        rows = diatonic_rows(pc) | ~free[:, None] if sc.line_scale else None
-        tc = temp[c] if c < len(temp) else 0.0
-        x[:, c] = decode_line(pc, known[:, c].all(1), starts, sc.line_sounding,
-                              sc.min_note[c] if c < len(sc.min_note) else 0, rows=rows,
-                              temperature=tc, noise=noise[:, c] if tc > 0 else None,
-                              repeat=getattr(sc, "line_repeat", 0.0))
-    for c, a in enumerate(getattr(sc, "join", ())):
-        if a > 0 and c < x.shape[1]:
-            x[:, c] = join_gaps(x[:, c] > 0, (p if held is None else held)[:, c], ~known[:, c], a, sc.join_gap)
-    return x
+        sc = self.sampling
+        if sc.decode != "count":
+            return (p >= sc.threshold).astype(np.float32)
+        temp = sc.temperature if noise is not None else ()
+        x = decode_count(p, known, sc.min_note, temp, noise)
+        for c in (i for i, on in enumerate(sc.line) if on and i < x.shape[1]):
+            pc = np.where(known[:, c], ctx[:, c].astype(np.float32), p[:, c])
+            free = pitched_open(known, c)
+            f = sc.line_starts if sc.line_starts_free is None else sc.line_starts_free
+            starts = np.where(free, np.float32(f), np.float32(sc.line_starts))
+            rows = diatonic_rows(pc) | ~free[:, None] if sc.line_scale else None
+            tc = temp[c] if c < len(temp) else 0.0
+            x[:, c] = decode_line(pc, known[:, c].all(1), starts, sc.line_sounding,
+                                  sc.min_note[c] if c < len(sc.min_note) else 0, rows=rows,
+                                  temperature=tc, noise=noise[:, c] if tc > 0 else None,
+                                  repeat=getattr(sc, "line_repeat", 0.0))
+        for c, a in enumerate(getattr(sc, "join", ())):
+            if a > 0 and c < x.shape[1]:
+                x[:, c] = join_gaps(x[:, c] > 0, (p if held is None else held)[:, c], ~known[:, c], a, sc.join_gap)
+        return x
 
 
 def join_gaps(x: np.ndarray, p: np.ndarray, free: np.ndarray, alpha: float, max_gap: int = 2) -> np.ndarray:

@@ -48,7 +48,6 @@ import numpy as np
 from stemfill.errors import StemfillError
 from stemfill.generate.controls import StemControls, control_planes
 from stemfill.generate.decoder import DrumDecoder, decode_roll_drums, drum_decoder_for
-from stemfill.generate.takes import take_chooser
 from stemfill.generate.plan import song_bars
 from stemfill.pianoroll.fast import engine_name
 from stemfill.pianoroll.key import check_key_request, chosen_key, fit_key, key_is_free, other_tracks_key
@@ -126,48 +125,22 @@ def _sample_windows(model, ctx: np.ndarray, known: np.ndarray, steps, generator,
                     advance: Callable[[int], None] | None = None) -> np.ndarray:
     """Fill a stack of windows (N, 3, P, L). With the model's ``chain_pitched`` on, windows missing both bass
     and guitar get the bass first (from the joint fill) and then a guitar filled given it: in one step
-    the two parts are drawn independently and need not share a key. Where the model has bass or guitar critics
-    (``generate.takes``), each window's bass and guitar are chosen among a few takes before the next is filled."""
-    choose = take_chooser(model) if candidates == 1 else None
-    b, g = CHANNEL["bass"], CHANNEL["guitar"]
-    channels = ~known.reshape(len(known), known.shape[1], -1).all(-1)  # (N, 3) which channels are filled
-    if choose is not None and not channels[:, [b, g]].any():
-        choose = None  # nothing to choose: the generator moves as without takes
-    rng = np.random.default_rng(_draw_seed(generator)) if choose is not None else None
-    got_p, got_h = ([], []) if probs is not None or choose is not None else (None, None)
+    the two parts are drawn independently and need not share a key."""
     out = _sample_batched(model, ctx, known, steps, generator, guidance, candidates, batch, select, other, controls,
-                          got_p, advance, got_h)
-    if probs is not None:
-        probs.extend(got_p)
-    both = ~known[:, b].all(axis=(1, 2)) & ~known[:, g].all(axis=(1, 2))
-    chained = bool(model.sampling.chain_pitched) and both.any()
-    if choose is not None:
-        if chained:
-            channels[both, g] = False  # filled again below, given the chosen bass
-        out = choose(out, np.concatenate(got_p), np.concatenate(got_h), known, ctx, other, channels, rng)
-    if not chained:
+                          probs, advance)
+    if not model.sampling.chain_pitched:
         return out
-    k2 = known[both].copy()
-    k2[:, b] = True  # the bass just written is now context
-    c2 = np.where(k2, out[both], False)
-    g2 = model.sampling.chain_guidance if guidance is None else guidance
-    o2 = None if other is None else other[both]
-    got_p, got_h = ([], []) if choose is not None else (None, None)
-    out2 = _sample_batched(model, c2, k2, steps, generator, g2, candidates, batch, select, o2,
-                           None if controls is None else controls[both], got_p, advance, got_h)
-    if choose is not None:
-        out2 = choose(out2, np.concatenate(got_p), np.concatenate(got_h), k2, c2, o2, None, rng)
-    out[both] = out2
+    b, g = CHANNEL["bass"], CHANNEL["guitar"]
+    both = ~known[:, b].all(axis=(1, 2)) & ~known[:, g].all(axis=(1, 2))
+    if both.any():
+        k2 = known[both].copy()
+        k2[:, b] = True  # the bass just written is now context
+        c2 = np.where(k2, out[both], False)
+        g2 = model.sampling.chain_guidance if guidance is None else guidance
+        out[both] = _sample_batched(model, c2, k2, steps, generator, g2, candidates, batch, select,
+                                    None if other is None else other[both],
+                                    None if controls is None else controls[both], advance=advance)
     return out
-
-
-def _draw_seed(generator) -> int:
-    """A seed for numpy drawn from the fill's generator (a torch ``Generator`` or a numpy ``Generator``)."""
-    if isinstance(generator, np.random.Generator):
-        return int(generator.integers(2**31))
-    import torch
-
-    return int(torch.randint(2**31, (1,), generator=generator))
 
 
 def _n_chained(model, known: np.ndarray) -> int:
@@ -180,17 +153,16 @@ def _n_chained(model, known: np.ndarray) -> int:
 def _sample_batched(model, ctx: np.ndarray, known: np.ndarray, steps, generator, guidance, candidates: int,
                     batch: int, select: str = "mbr", other: np.ndarray | None = None,
                     controls: np.ndarray | None = None, probs: list | None = None,
-                    advance: Callable[[int], None] | None = None, held: list | None = None) -> np.ndarray:
+                    advance: Callable[[int], None] | None = None) -> np.ndarray:
     """Fill a stack of windows (N, 3, P, L) in batches; with candidates > 1 keep one of K per window (``select``).
     ``other``: the windows' context planes (N, context_planes, P, L), for a model that hears them;
     ``controls``: their control planes (N, control_planes, P, L), for a model that has controls; ``probs``: a list
-    that gets the last-step P (N, 3, P, L) where a pattern decoder needs it, ``held`` one that gets the network's
-    own P of that step (``BinaryDiffusion.sample``)."""
+    that gets the last-step P (N, 3, P, L) where a pattern decoder needs it."""
     if select not in ("mbr", "score"):
         raise StemfillError(f"select must be 'mbr' or 'score', got {select!r}")
     if _on_onnx(model):
         return _sample_onnx(model, ctx, known, steps, generator, guidance, candidates, batch, other, controls, probs,
-                            advance, held)
+                            advance)
     import torch
 
     dev = model.r.device
@@ -207,14 +179,11 @@ def _sample_batched(model, ctx: np.ndarray, known: np.ndarray, steps, generator,
             o = o.repeat_interleave(candidates, 0) if o is not None else None
             q = q.repeat_interleave(candidates, 0) if q is not None else None
         got: list = []
-        got_h: list = []
         x = model.sample(c.to(dev), k.to(dev), steps=steps, generator=generator, guidance=guidance, other=o,
-                         controls=q, probs=got if probs is not None else None,
-                         held=got_h if held is not None else None)
-        for keep, have in ((probs, got), (held, got_h)):
-            if keep is not None:
-                pk = have[0] if have else np.zeros(tuple(x.shape), np.float32)
-                keep.append(pk.reshape(n, candidates, *pk.shape[1:])[:, 0] if candidates > 1 else pk)
+                         controls=q, probs=got if probs is not None else None)
+        if probs is not None:
+            pk = got[0] if got else np.zeros(tuple(x.shape), np.float32)
+            probs.append(pk.reshape(n, candidates, *pk.shape[1:])[:, 0] if candidates > 1 else pk)
         if candidates > 1:
             if select == "score":
                 s = model.score(x, k.to(dev), seed=int(torch.randint(2**31, (1,), generator=generator)))
@@ -229,8 +198,7 @@ def _sample_batched(model, ctx: np.ndarray, known: np.ndarray, steps, generator,
 
 
 def _sample_onnx(model, ctx, known, steps, rng, guidance, candidates: int, batch: int, other, controls,
-                 probs: list | None = None, advance: Callable[[int], None] | None = None,
-                 held: list | None = None) -> np.ndarray:
+                 probs: list | None = None, advance: Callable[[int], None] | None = None) -> np.ndarray:
     """``_sample_batched`` on the onnxruntime engine (``fast.OnnxModel.sample``): one candidate, no controls."""
     if candidates != 1 or controls is not None:
         raise StemfillError("the onnxruntime engine fills one candidate without controls; use the torch engine")
@@ -238,7 +206,7 @@ def _sample_onnx(model, ctx, known, steps, rng, guidance, candidates: int, batch
     for i in range(0, len(ctx), batch):
         o = other[i:i + batch] if other is not None else None
         out[i:i + batch] = model.sample(ctx[i:i + batch], known[i:i + batch], steps=steps, rng=rng,
-                                        guidance=guidance, other=o, probs=probs, held=held)
+                                        guidance=guidance, other=o, probs=probs)
         if advance is not None:
             advance(len(out[i:i + batch]))
     return out
