@@ -11,7 +11,7 @@ import pytest
 import torch
 from symbolic_toy import make_chunk_folder, toy_rolls
 
-from stemfill.errors import ModelError
+from stemfill.errors import ModelError, StemfillError
 from stemfill.pianoroll.diffusion import (SAMPLING_KEYS, BinaryDiffusion, DiffusionConfig, SamplingConfig, decode_line,
                                           diatonic_rows, pitched_context, pitched_open, span_mask, subtractive_mask)
 from stemfill.pianoroll.fill import fill_chunks
@@ -620,3 +620,39 @@ def test_torchrun_two_processes_train_in_sync(tmp_path):
     assert [e["step"] for e in log if "loss" in e] == [1, 2, 3, 4]
     assert torch.load(run / "ckpt.pt", weights_only=False)["step"] == 4
     load_model(run / "model")
+
+
+def test_subtractive_mask_removes_all_three_only_where_other_tracks_are_heard():
+    x0 = torch.zeros(64, 3, 8, 16, dtype=torch.bool)
+    x0[:, :, 0, 0] = True  # every stem has notes
+    heard = torch.arange(64) % 2 == 0
+    all_gone = ~subtractive_mask(x0, 3, torch.Generator().manual_seed(0), allow_all=heard).any(1)
+    assert all_gone[heard].any() and not all_gone[~heard].any()
+    assert subtractive_mask(x0, 2, torch.Generator().manual_seed(0), allow_all=heard).any(1).all()
+    assert subtractive_mask(x0, 3, torch.Generator().manual_seed(0)).any(1).all()  # none heard: one stays
+
+
+def test_bf16_training_resumes_exactly_and_follows_fp32(tmp_path):
+    """``precision="bf16"`` (with ``max_remove`` 3) trains, resumes bit for bit, and its losses stay near the fp32
+    run's from the same seed (docs/training.md has the measurement on the real data)."""
+    kw = dict(precision="bf16", max_remove=3)
+    train(_cfg(tmp_path, out=str(tmp_path / "straight"), **kw), progress=False)
+    cfg = _cfg(tmp_path, out=str(tmp_path / "resumed"), **kw)
+    train(cfg, progress=False, until=3)
+    train(cfg, resume=True, progress=False)
+    a = torch.load(tmp_path / "straight" / "ckpt.pt", weights_only=False)
+    b = torch.load(tmp_path / "resumed" / "ckpt.pt", weights_only=False)
+    assert a["train"]["precision"] == "bf16" and a["config"]["diffusion"]["max_remove"] == 3
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    train(_cfg(tmp_path, out=str(tmp_path / "fp32"), max_remove=3), progress=False)
+
+    def losses(run):
+        rows = [json.loads(x) for x in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+        return np.array([r["loss"] for r in rows if "loss" in r])
+
+    lb, lf = losses("straight"), losses("fp32")
+    assert len(lb) == len(lf) == 5 and np.isfinite(lb).all()
+    assert np.abs(lb - lf).max() < 0.05 * lf.max()
+    with pytest.raises(StemfillError, match="precision 'fp16'"):
+        train(_cfg(tmp_path, out=str(tmp_path / "bad"), precision="fp16"), progress=False)

@@ -61,6 +61,7 @@ class PatternConfig:
     w_density: float = 1.0
     w_common: float = 0.0
     density_margin: float = 2.0  # the density cost counts only the hits past this x the network's expected count
+    density_slack: float = float("inf")  # ... or past the expected count + this many hits a bar, if fewer
     change: float = 2.0  # cost of a new groove inside a phrase
     change_phrase: float = 0.5  # ... at a phrase start
     change_section: float = 0.1  # ... at a section start
@@ -94,7 +95,8 @@ def _bar_scores(lib: PatternLibrary, meter: str, length: int, p_bars: np.ndarray
         ll = 2 * (p @ x.T) / (hits[None, :] + expect[:, None] + 1e-6)
     else:
         ll = (np.log(p) - np.log1p(-p)) @ x.T  # (n_bars, n)
-    over = np.maximum(hits[None, :] - cfg.density_margin * expect[:, None], 0.0)  # hits past what the network expects
+    allowed = np.minimum(cfg.density_margin * expect, expect + cfg.density_slack * length / 48)
+    over = np.maximum(hits[None, :] - allowed[:, None], 0.0)  # hits past what the network expects
     dens = over ** 2 / (expect[:, None] + 1.0)
     s = cfg.w_fit * ll - cfg.w_density * dens
     if common and cfg.w_common:

@@ -75,9 +75,10 @@ def full_mask(known: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
 
 
 def subtractive_mask(x0: torch.Tensor, max_remove: int = 2, generator: torch.Generator | None = None,
-                     only: int | None = None) -> torch.Tensor:
+                     only: int | None = None, allow_all: torch.Tensor | None = None) -> torch.Tensor:
     """(B, C) bool known mask: per sample remove 1..max_remove stems that have notes (at least one stays
-    known where two or more have notes). A chunk with no notes at all keeps everything known (no loss).
+    known where two or more have notes, unless ``allow_all`` (B,) bool says the sample has other tracks to
+    hear: there all of them may go). A chunk with no notes at all keeps everything known (no loss).
     ``only``: always remove that channel alone, where it has notes (the paper's one-model-per-stem setting)."""
     b, c = x0.shape[:2]
     present = x0.bool().flatten(2).any(-1).cpu()
@@ -90,7 +91,7 @@ def subtractive_mask(x0: torch.Tensor, max_remove: int = 2, generator: torch.Gen
         n = len(idx)
         if n == 0:
             continue
-        k_max = max(1, min(max_remove, n - 1))
+        k_max = max(1, min(max_remove, n if allow_all is not None and bool(allow_all[i]) else n - 1))
         k = int(torch.randint(1, k_max + 1, (1,), generator=generator))
         drop = idx[torch.randperm(n, generator=generator)[:k]]
         known[i, drop] = False
