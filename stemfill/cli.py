@@ -406,6 +406,9 @@ def eval_(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate only N chunks (seeded pick)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the chunk pick and of every system's randomness."),
     pairs: bool = typer.Option(True, "--pairs/--no-pairs", help="Also evaluate the two-stems-missing cases."),
+    triples: bool = typer.Option(False, "--triples/--no-triples",
+                                 help="Also evaluate all three stems missing, on chunks whose song has other tracks "
+                                      "to hear (the model writes a band from them alone)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report (every metric) as JSON."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Folder for real-vs-filled roll PNGs of a few examples."),
     context: bool = typer.Option(True, "--context/--no-context",
@@ -433,7 +436,7 @@ def eval_(
         check_output_path(json_out, data, exts=(".json",))
     if plot is not None:
         check_output_folder(plot, data)
-    kinds = H.KINDS if pairs else ("single",)
+    kinds = (H.KINDS if pairs else ("single",)) + (("triple",) if triples else ())
     from stemfill.evaluation.realism import CLASSIFIERS
 
     if classifier not in CLASSIFIERS:

@@ -166,6 +166,30 @@ def test_harness_real_is_perfect_and_keys(test_chunks, train):
     assert H.fill_seconds_total(fake) == 6.0  # not 11
 
 
+def test_the_triple_case_takes_chunks_with_all_stems_and_other_tracks(train):
+    """``--triples``: all three stems missing, on the chunks whose song has other tracks to hear; every system
+    fills it (retrieval, with nothing known to compare, draws a candidate) and keeps nothing else."""
+    rolls = synth(12, 2)
+    ctx = np.zeros((12, 2, P, L), dtype=bool)
+    ctx[::2, 0, 24, :12] = True  # every other chunk has a piano chord
+    chunks = chunks_of(rolls)
+    chunks.context = ctx
+    cases = H.make_cases(chunks.present, ("triple",), ctx.reshape(12, -1).any(1))
+    assert [c.name for c in cases] == ["drums+bass+guitar"] and cases[0].missing == (0, 1, 2)
+    assert set(cases[0].idx) == {i for i in range(0, 12, 2) if i % 4}  # other tracks and a guitar
+    assert H.make_cases(chunks.present, ("triple",))[0].idx.size == 0  # nothing heard: no chunk
+    report, _ = H.evaluate_many({n: get_system(n, train_chunks=train) for n in SYSTEMS}, chunks,
+                                kinds=("triple",))
+    res = report["results"]
+    for n in SYSTEMS:
+        assert set(res[n]) == {"drums+bass+guitar:drums", "drums+bass+guitar:bass", "drums+bass+guitar:guitar"}
+        assert res[n]["drums+bass+guitar:bass"]["n"] == 3
+    assert res["real"]["drums+bass+guitar:guitar"]["agree/onset_F1"] == pytest.approx(1.0)
+    assert res["retrieval"]["drums+bass+guitar:drums"]["agree/onset_F1"] > 0.5  # a real training groove
+    with pytest.raises(StemfillError, match="unknown case kind"):
+        H.make_cases(chunks.present, ("quad",))
+
+
 def test_harness_seeded_limit_and_reproducible(test_chunks, train):
     a = H.evaluate(get_system("random", train_chunks=train), test_chunks, seed=3, limit=5)
     b = H.evaluate(get_system("random", train_chunks=train), test_chunks, seed=3, limit=5)

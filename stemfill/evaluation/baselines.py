@@ -220,7 +220,7 @@ class RetrievalSystem:
     """Nearest neighbour: the training chunk whose known channels (time max-pooled to 16ths,
     flattened) have the highest cosine similarity lends the missing channels. Candidates are the
     training chunks where every missing stem has notes. Above ``max_bytes`` of features the
-    candidates are subsampled (seeded)."""
+    candidates are subsampled (seeded). With no channel known, a candidate is drawn (``rng``)."""
 
     name = "retrieval"
 
@@ -246,6 +246,9 @@ class RetrievalSystem:
             cand = np.flatnonzero(self.train.present[:, miss].all(axis=1))
             if len(cand) == 0:
                 cand = np.arange(len(self.train))
+            if not any(known):  # nothing to compare: every candidate is as near (``fill`` draws one)
+                self._index[known] = (np.zeros((len(cand), 0), np.float32), np.zeros(len(cand)), cand)
+                return self._index[known]
             per = self._features(self.train.rolls[:1], known)[0].nbytes
             cap = max(1, self.max_bytes // max(per, 1))
             if len(cand) > cap:
@@ -263,6 +266,11 @@ class RetrievalSystem:
             if not miss:
                 continue
             feats, counts, cand = self._lookup(pattern)
+            if not any(pattern):
+                best = cand[rng.integers(len(cand), size=len(rows))]
+                for c in miss:
+                    out[rows, c] = self.train.rolls[best, c]
+                continue
             for i in range(0, len(rows), self.batch):
                 r = rows[i:i + self.batch]
                 q, qn = self._features(rolls[r], pattern)

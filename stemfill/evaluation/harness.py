@@ -31,7 +31,8 @@ from stemfill.evaluation import realism as R
 from stemfill.pianoroll.grid import STEPS_PER_BEAT
 from stemfill.song.song import STEMS
 
-KINDS = ("single", "pair")
+KINDS = ("single", "pair")  # the default cases; "triple" (all three missing, the other tracks heard) is asked for
+CASE_KINDS = KINDS + ("triple",)
 CHUNK_FILTERS = ("all", "with-context", "without-context")
 # Headline metrics of the tables, with short column labels (every metric is in the JSON).
 HEADLINE = {
@@ -58,11 +59,12 @@ class Case:
         return STEMS[c] if len(self.missing) == 1 else f"{self.name}:{STEMS[c]}"
 
 
-def make_cases(present: np.ndarray, kinds=KINDS) -> list[Case]:
-    """Cases from the (N, 3) table of which stems have notes in which chunk."""
-    bad = set(kinds) - set(KINDS)
+def make_cases(present: np.ndarray, kinds=KINDS, heard: np.ndarray | None = None) -> list[Case]:
+    """Cases from the (N, 3) table of which stems have notes in which chunk; ``heard`` (N,) bool: which chunks
+    have other tracks to hear (the "triple" case takes those with all three stems; None: none)."""
+    bad = set(kinds) - set(CASE_KINDS)
     if bad:
-        raise StemfillError(f"unknown case kind(s) {sorted(bad)}; expected {KINDS}")
+        raise StemfillError(f"unknown case kind(s) {sorted(bad)}; expected {CASE_KINDS}")
     C = present.shape[1]
     cases = []
     if "single" in kinds:
@@ -73,7 +75,17 @@ def make_cases(present: np.ndarray, kinds=KINDS) -> list[Case]:
     if "pair" in kinds:
         for a, b in itertools.combinations(range(C), 2):
             cases.append(Case(f"{STEMS[a]}+{STEMS[b]}", (a, b), np.flatnonzero(present.all(axis=1))))
+    if "triple" in kinds:
+        ok = present.all(axis=1) & (heard if heard is not None else np.zeros(len(present), bool))
+        cases.append(Case("+".join(STEMS[:C]), tuple(range(C)), np.flatnonzero(ok)))
     return cases
+
+
+def _heard(chunks: Chunks, sel: np.ndarray) -> np.ndarray | None:
+    """(len(sel),) which selected chunks have other tracks (context planes with notes); None: the folder has none."""
+    if chunks.context is None:
+        return None
+    return chunks.context[sel].reshape(len(sel), -1).any(axis=1)
 
 
 def select(n: int, limit: int | None, seed: int) -> np.ndarray:
@@ -85,7 +97,7 @@ def select(n: int, limit: int | None, seed: int) -> np.ndarray:
 def count_instances(chunks: Chunks, kinds=KINDS, seed: int = 0, limit: int | None = None) -> int:
     """How many (chunk, case) fills ``evaluate`` makes: the total for a progress bar."""
     sel = select(len(chunks), limit, seed)
-    return sum(len(c.idx) for c in make_cases(chunks.present[sel], kinds))
+    return sum(len(c.idx) for c in make_cases(chunks.present[sel], kinds, _heard(chunks, sel) if "triple" in kinds else None))
 
 
 def case_batches(chunks: Chunks, idx: np.ndarray, missing, ci: int, seed: int = 0, batch_size: int = 64):
@@ -127,7 +139,7 @@ def evaluate(system, chunks: Chunks, kinds=KINDS, seed: int = 0, limit: int | No
         system.check(chunks)
     classifier = _classifier(realism)
     sel = select(len(chunks), limit, seed)
-    cases = make_cases(chunks.present[sel], kinds)
+    cases = make_cases(chunks.present[sel], kinds, _heard(chunks, sel) if "triple" in kinds else None)
     out: dict[str, dict] = {}
     for ci, case in enumerate(cases):
         idx = sel[case.idx]
