@@ -100,6 +100,23 @@ def test_time_keepers_score_as_one_when_merged():
     assert apart[0, 0] > apart[0, 1] + 1.0
 
 
+def test_density_slack_costs_a_full_groove_where_the_network_expects_few_hits():
+    """``density_slack``: past the expected count + slack hits a bar, a pattern pays the density cost even under
+    ``density_margin`` x the expected count; where the network expects a full groove it changes nothing."""
+    from stemfill.generate.drums import _bar_scores
+
+    sparse = _bar({"kick": [0], "closed hi-hat": [0, 12, 24, 36]})
+    lib = PatternLibrary(np.stack([GROOVE_A, sparse]), np.array([48, 48]), np.array(["4/4"] * 2), np.array([1, 1]),
+                         np.array([False, False]), meta={"format": FORMAT})
+    quiet = _probs([sparse], noise=0.0)[None] * 1.5  # 6 hits expected; the groove has 12
+    loud = _probs([GROOVE_A], noise=0.0)[None]  # 9.6 expected
+    for p, changes in ((quiet, True), (loud, False)):
+        _, base = _bar_scores(lib, "4/4", 48, p, PatternConfig())
+        _, slack = _bar_scores(lib, "4/4", 48, p, PatternConfig(density_slack=3.0))
+        assert (slack[0, 0] < base[0, 0] - 1e-6) == changes
+        assert slack[0, 1] == pytest.approx(base[0, 1])
+
+
 def test_vary_prefers_a_phrase_that_changes_over_a_loop_of_equal_fit():
     """Two phrases fit the network's P equally (bars A and A' differ in their time keeper only, and time keepers
     score as one); ``vary`` takes the one whose bars change; without it the loop wins by its count."""
