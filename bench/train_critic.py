@@ -26,6 +26,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--limit", type=int, default=2500)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", type=Path, help="the model whose decoder the critic learns (default: the shipped one)")
     ap.add_argument("-o", "--out", type=Path, required=True)
     a = ap.parse_args(argv)
     from stemfill.datasets.chunks import load_chunks, read_manifest
@@ -44,7 +45,7 @@ def main(argv=None) -> int:
     truth, other = ch.rolls[sel], ch.context[sel]
     known = np.ones((len(sel), 3), bool)
     known[:, 0] = False
-    model = load_model(default_model_path(), device="cpu")
+    model = load_model(a.model or default_model_path(), device="cpu")
     kn = F._known_full(known, truth.shape)
     probs: list = []
     cells = F._sample_windows(model, truth & kn, kn, None, F._generator(model, a.seed), None, 1, 16, "mbr", other,

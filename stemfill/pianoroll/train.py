@@ -338,7 +338,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, until: 
         model = from_config(ck["config"])  # a checkpoint of either config layout (model.split_sampling)
     elif cfg.init_from:
         model = start_from(cfg.init_from, n_context, n_control, ccfg, cfg.control_scale, cond_drop=cfg.cond_drop,
-                           context_drop=cfg.context_drop, window=int(train_rolls.shape[-1]))
+                           context_drop=cfg.context_drop, window=int(train_rolls.shape[-1]),
+                           max_remove=cfg.max_remove)
     else:
         dcfg = DiffusionConfig(objective=cfg.objective, density=estimate_density(train_rolls),
                                cond_drop=cfg.cond_drop, context_drop=cfg.context_drop, max_remove=cfg.max_remove,

@@ -293,16 +293,16 @@ def _layout(track: Track, grid: Grid) -> tuple[bool, tuple[int, ...], int, list[
     return drum, tuning, 0, fretted.notes, said
 
 
-def _place(notes: list[Note], n_strings: int, drum: bool) -> tuple[list[list[int]], int]:
-    """(records [start, end, string, fret, velocity, voice], duplicates merged) for notes with strings
-    (drums: any free string, GM key as fret).
+def _place(notes: list[Note], n_strings: int, drum: bool) -> tuple[list[list[int]], int, int]:
+    """(records [start, end, string, fret, velocity, voice], duplicates merged, notes cut short) for notes with
+    strings (drums: any free string, GM key as fret).
 
     A note goes in voice 1 if its string is free there, else in voice 2, else it cuts short the
     note that holds its string in voice 1 (or is left out if that one starts at the same time).
     Duplicates (same pitch and start) merge into one: drum hits always (the longest, loudest), a
     tab's note where it finds no place (one of the same pitch and start is there).
     """
-    merged = 0
+    merged = cut = 0
     if drum:
         hits: dict[tuple[int, int], tuple[int, int]] = {}  # (start, key) -> (longest duration, loudest velocity)
         for n in notes:
@@ -330,12 +330,13 @@ def _place(notes: list[Note], n_strings: int, drum: bool) -> tuple[list[list[int
                 merged += (n.start, n.pitch) in seen
                 continue
             string, voice = min(cands, key=lambda s: busy[0][s][1]), 0
+            cut += busy[0][string][1] > n.start
             busy[0][string][1] = n.start
         rec = [n.start, n.end, string, fret, n.velocity, voice]
         busy[voice][string] = rec
         placed.append(rec)
         seen.add((n.start, n.pitch))
-    return placed, merged
+    return placed, merged, cut
 
 
 def _fill_measure(measure: gp.Measure, m0: int, length: int, placed: list[list[int]], marks: dict[int, float],
@@ -379,7 +380,7 @@ def _add_track(gsong: gp.Song, track: Track, bars: list[tuple[int, int]], number
     marks = {grid.snap(t): q for t, q in marks.items()}
     drum, tuning, capo, notes, said = _layout(track, grid)
     gtrack = _new_gp_track(gsong, track, number, used, drum, tuning, capo)
-    placed, merged = _place(notes, len(tuning), drum)
+    placed, merged, cut = _place(notes, len(tuning), drum)
     starts = [m0 for m0, _ in bars]
     per_bar: list[list[list[int]]] = [[] for _ in bars]
     for rec in placed:  # each note goes to every bar it sounds in
@@ -397,6 +398,8 @@ def _add_track(gsong: gp.Song, track: Track, bars: list[tuple[int, int]], number
         said.append(f"times moved to the nearest note value in {_count(grid.inexact, 'beat')} (see docs/guitarpro.md)")
     if merged:
         said.append(f"{_count(merged, 'duplicate note')} merged (same pitch and start)")
+    if cut:
+        said.append(f"{_count(cut, 'note')} cut short where a later note takes its string")
     if (lost := len(notes) - merged - len(placed)) > 0:
         said.append(f"{_count(lost, 'note')} left out: more at once than strings")
     return gtrack, [f"{gtrack.name}: {s}" for s in said]
