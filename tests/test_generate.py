@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from stemfill.song.song import Note, Song, TimeSignature, Track
 K = {name: i for i, (name, _, _) in enumerate(DRUM_KIT)}
 KEY = {name: key for name, key, _ in DRUM_KIT}
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _bar(hits: dict[str, list[int]], length: int = 48) -> np.ndarray:
@@ -364,3 +366,21 @@ def test_the_drum_critic_is_read_from_the_models_own_folder(tmp_path):
     Critic(c.mean, c.scale, c.coef, c.intercept, dict(c.meta, stem="bass")).save(own / "drum-critic.npz")
     with pytest.raises(StemfillError, match="drum-critic.npz: a critic of the bass, not of the drums"):
         drum_decoder_for(load_model(own))
+
+
+def test_drum_controls_are_played_by_the_cell_decoder_unless_patterns_are_asked_for(tmp_path):
+    """The phrase decoder follows a drum --density loosely (docs/controls.md), so with one given the shipped model
+    plays the drums cell by cell and says so; --drum-decoder patterns keeps the phrases; --fills keeps them too."""
+    from stemfill.song.io import read_song
+
+    src = ROOT / "examples" / "riff.mid"
+    hits = {}
+    for name, args in (("auto", []), ("low", ["--density", "drums=low"]), ("high", ["--density", "drums=high"]),
+                       ("patterns", ["--density", "drums=high", "--drum-decoder", "patterns"]),
+                       ("fills", ["--fills", "phrase"])):
+        out = tmp_path / f"{name}.mid"
+        r = runner.invoke(app, ["midi", str(src), "--add", "drums", "--replace", "-o", str(out), *args])
+        assert r.exit_code == 0, r.output
+        assert ("played cell by cell" in r.output) == (name in ("low", "high")), (name, r.output)
+        hits[name] = sum(len(t.notes) for t in read_song(out).tracks if t.is_drum)
+    assert hits["low"] < hits["auto"] < hits["high"], hits

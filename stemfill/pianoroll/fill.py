@@ -470,6 +470,13 @@ def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed:
     dec = drum_decoder_for(model) if drums == "model" else drums
     song_bar_list = song_bars(song, T)
     said: list[str] = []
+    if drums == "model" and dec is not None and "drums" in asked and (asked["drums"].values
+                                                                       or asked["drums"].groove is not None):
+        # the phrase decoder follows a drum density, complexity, --like or --style on few songs (a third on the
+        # test split, docs/controls.md); the cell decoder's hits are steered until they meet it
+        dec = None
+        said.append("drums: played cell by cell, which meets --density, --complexity, --like and --style "
+                    "(--drum-decoder patterns keeps the real phrases, which follow them loosely)")
     t_drums = model.sampling.temperature[CHANNEL["drums"]] if len(model.sampling.temperature) else 0.0
     if dec is not None and t_drums > 0:  # --temperature drums=T: how freely the pattern decoder draws its phrases
         dec = dc_replace(dec, patterns=dc_replace(dec.patterns, phrase_temperature=float(t_drums)))
