@@ -13,10 +13,13 @@ without it) with keys of
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/phrase.py
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,9 +37,7 @@ def main(argv=None) -> int:
     from stemfill.evaluation import realism as R
     from stemfill.evaluation.baselines import ModelSystem
     from stemfill.generate.decoder import DrumDecoder
-    from stemfill.generate.drums import PatternConfig
     from stemfill.generate.library import load_library
-    from stemfill.generate.plan import PlanConfig
 
     ch = load_chunks(a.data, a.split)
     sel = harness.select(len(ch), a.limit, 0)
@@ -58,15 +59,13 @@ def main(argv=None) -> int:
             dec = None
         else:
             lib, *kv = name.split(":")
-            kv = dict(x.split("=") for x in kv)
-            pc = PatternConfig(**{k: (v if k in ("fit", "unit") else bool(int(v)) if k == "merge_time" else float(v))
-                                  for k, v in kv.items()
-                                  if k in PatternConfig.__dataclass_fields__})
-            plc = PlanConfig(**{k: float(v) for k, v in kv.items() if k in PlanConfig.__dataclass_fields__})
+            from phrase import with_settings  # bench/phrase.py: PatternConfig / PlanConfig fields from key=value
+
             from stemfill.generate.critic import get_critic
             from stemfill.pianoroll.model import default_model_path
 
-            dec = DrumDecoder(load_library(lib), pc, plc, critic=get_critic(default_model_path(), "drums"))
+            dec = with_settings(DrumDecoder(load_library(lib), critic=get_critic(default_model_path(), "drums")),
+                                ",".join(kv))
         system.drums = dec
         filled = system.fill(masked, known, np.random.default_rng(0), other=other)
         f1 = np.nanmean(M.score_stem(filled, truth, 0, 12)["agree/onset_F1"])

@@ -70,7 +70,7 @@ def load_critic(path: str | os.PathLike, stem: str | None = None) -> Critic:
 
 
 def critic_path(folder: str | os.PathLike, stem: str) -> Path:
-    """Where a model folder keeps its ``stem`` critic: ``drum-critic.npz``, ``bass-critic.npz``, ..."""
+    """Where a model folder keeps its ``stem`` critic (``drum-critic.npz`` for the drums)."""
     return Path(folder) / f"{'drum' if stem == 'drums' else stem}-critic.npz"
 
 
