@@ -17,7 +17,10 @@ same test as ``stemfill eval --realism``) and a few tell-tales against the real 
 * ``gap=1,alpha=A[,minn=N]``: notes joined across short dips of P (the shipped ``join``), then notes
   shorter than N steps dropped;
 * ``avoid=1,rho=R``: a note repeating the note before takes the runner-up row (the shipped ``line_repeat``);
-* ``seg=1``: real guitar rhythms of the train split chosen per bar, chords from P (``decode_rhythms``).
+* ``seg=1``: real guitar rhythms of the train split chosen per bar, chords from P (``decode_rhythms``);
+* ``low=1,lg=G[,nb=N,lift=1][,fb=J,alpha=A]``: an onset's isolated lowest note G+ semitones under the next
+  dropped or lifted (``low_drop``); with ``fb`` an onset whose lowest note jumps J+ above the one before also
+  plays that note where P allows (``fill_bottom``); ``fb=J,alpha=A`` alone does only the latter.
 """
 
 from __future__ import annotations
@@ -252,6 +255,59 @@ def close_gaps(x, p, alpha=0.7, maxgap=2):
                     x[r, e:s2] = True
     return x
 
+def _onset_groups(x):
+    """(onset bits, onset times, the rows starting at each) of a frame roll (R, L)."""
+    on = x.copy()
+    on[:, 1:] = x[:, 1:] & ~x[:, :-1]
+    ts = np.flatnonzero(on.any(0))
+    return on, ts, [np.flatnonzero(on[:, t]) for t in ts]
+
+
+def low_drop(x, gap=12.0, nb=1, lift=0):
+    """An onset's lowest note that sits >= gap semitones under its next note and is not started at the nb onsets on
+    either side is dropped (lift=1: moved up by octaves to the next note or above, instead)."""
+    x = x.copy()
+    on, ts, groups = _onset_groups(x)
+    for k, (t, g) in enumerate(zip(ts, groups)):
+        if len(g) < 2 or g[1] - g[0] < gap:
+            continue
+        lo = g[0]
+        near = {int(r) for j in range(max(0, k - int(nb)), min(len(ts), k + int(nb) + 1)) if j != k for r in groups[j]}
+        if lo in near:
+            continue
+        e = t
+        while e < x.shape[1] and x[lo, e] and (e == t or not on[lo, e]):
+            e += 1
+        seg = x[lo, t:e].copy()
+        x[lo, t:e] = False
+        if lift:
+            up = lo + 12
+            while up < g[1]:
+                up += 12
+            if up < x.shape[0]:
+                x[up, t:e] |= seg
+    return x
+
+
+def fill_bottom(x, p, jump=7.0, alpha=0.5):
+    """An onset whose lowest note jumps >= jump semitones above the one before also plays that earlier note, where
+    P there is >= alpha x the onset's best P, held as long as the onset's shortest note."""
+    x = x.copy()
+    on, ts, _ = _onset_groups(x)
+    prev = None
+    for t in ts:
+        g = np.flatnonzero(on[:, t])
+        lo = g[0]
+        if prev is not None and lo - prev >= jump and p[prev, t] >= alpha * p[g, t].max() and not x[prev, t]:
+            e = t + 1
+            while e < x.shape[1] and x[g, e].all() and not on[g, e].any():
+                e += 1
+            x[prev, t:e] = True
+            lo = prev
+        prev = lo
+    return x
+
+
 def avoid_repeat(x, p, rho=0.5, octave=False):
     """Line notes of x: where a note repeats the previous note's pitch and the runner-up row's P mass over the
     note is >= rho x the best, play the runner-up."""
@@ -363,6 +419,14 @@ def main(argv=None) -> int:
             rl = rhythm_library(c)
             for i in range(len(sel)):
                 f[i, c] = decode_rhythms(p_all[i], *rl, np.random.default_rng(i), cells=d["cells"][i], **kw)
+        elif kw.pop("low", 0) or "fb" in kw:
+            fb, alpha = kw.pop("fb", 0.0), kw.pop("alpha", 0.5)
+            for i in range(len(sel)):
+                f[i, c] = d["cells"][i]
+                if "lg" in kw:
+                    f[i, c] = low_drop(f[i, c], kw["lg"], kw.get("nb", 1), kw.get("lift", 0))
+                if fb:
+                    f[i, c] = fill_bottom(f[i, c], p_all[i], fb, alpha)
         elif kw.pop("avoid", 0):
             for i in range(len(sel)):
                 f[i, c] = avoid_repeat(d["cells"][i], p_all[i], **kw)
