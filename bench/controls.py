@@ -75,12 +75,15 @@ def achieved(rolls: np.ndarray, stem: str, attr: str) -> np.ndarray:
     return np.where(p.any(1), (v * p).sum(1) / np.maximum(p.sum(1), 1), np.nan)
 
 
+DRUMS = "model"  # the drum decoder (main sets it from --drum-decoder and --patterns)
+
+
 def fill_with(model, rolls, known, other, stem: str, reqs: list[StemControls | None], seed: int) -> np.ndarray:
     P, L = rolls.shape[2], rolls.shape[3]
     ctrl = None
     if any(r is not None and not r.empty() for r in reqs):
         ctrl = np.stack([control_planes({stem: r} if r is not None else {}, L, P) for r in reqs])
-    return fill_chunks(model, rolls, known, seed=seed, other=other, controls=ctrl)
+    return fill_chunks(model, rolls, known, seed=seed, other=other, controls=ctrl, drums=DRUMS)
 
 
 def fit(out: np.ndarray, truth: np.ndarray, stem: str, other: np.ndarray, songs: np.ndarray) -> dict[str, float]:
@@ -116,6 +119,10 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--control-guidance", type=float, default=None, help="override the model's control_guidance")
     ap.add_argument("--control-steer", type=float, default=None, help="override the model's control_steer")
+    ap.add_argument("--drum-decoder", choices=("model", "cells", "patterns"), default="model",
+                    help="drums cell by cell or by whole phrases (default: the model's own)")
+    ap.add_argument("--patterns", default="", metavar="KEY=VALUE,...",
+                    help="pattern decoder settings (PatternConfig / PlanConfig fields), as bench/phrase.py takes them")
     args = ap.parse_args()
 
     model = load_model(args.model or default_model_path())
@@ -123,6 +130,16 @@ def main() -> None:
         model.sampling.control_guidance = args.control_guidance
     if args.control_steer is not None:
         model.sampling.control_steer = args.control_steer
+    global DRUMS
+    if args.drum_decoder == "cells":
+        DRUMS = None
+    elif args.drum_decoder == "patterns" or args.patterns:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from phrase import with_settings  # bench/phrase.py: PatternConfig / PlanConfig fields from key=value
+        from stemfill.generate.decoder import drum_decoder_for
+
+        DRUMS = with_settings(drum_decoder_for(model, decoder="patterns"), args.patterns)
+    results_decoder = {"drum_decoder": args.drum_decoder, "patterns": args.patterns}
     cfg = model.controls
     if cfg is None:
         sys.exit(f"error: {args.model or 'the default model'}: has no controls")
@@ -130,7 +147,7 @@ def main() -> None:
     other_all = ch.context_or_empty()
     results: dict = {"split": args.split, "model": str(args.model or "default"),
                      "control_guidance": model.sampling.control_guidance,
-               "control_steer": model.sampling.control_steer, "stems": {}}
+               "control_steer": model.sampling.control_steer, **results_decoder, "stems": {}}
     rng = np.random.default_rng(args.seed)
     for stem in args.stems.split(","):
         c = STEMS.index(stem)

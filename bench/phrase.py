@@ -126,6 +126,16 @@ def fill_song_stems(model, path: Path, seed: int, fills: str | None, drums="mode
                                "filled": float(PH.bar_density(g, stem).mean())}}
         if stem == "drums":
             res["phrase"] = {"real": vars(PH.phrase_counts(r)), "filled": vars(PH.phrase_counts(g))}
+            # rests: the bars where the song plays (another stem or track starts a note) and the real drums do not
+            song_on = np.delete(real, c, axis=0)[:, :, :T]
+            if other is not None:
+                song_on = np.concatenate([song_on, other[:, :, :T].astype(bool)])
+            plays = PH.bar_density(song_on.any(axis=0), "bass") > 0
+            rd, gd = PH.bar_density(r, stem) > 0, PH.bar_density(g, stem) > 0
+            res["rests"] = {"song_bars": int(plays.sum()), "real_rests": int((plays & ~rd).sum()),
+                            "both_rest": int((plays & ~rd & ~gd).sum()),
+                            "filled_rests_where_real_plays": int((plays & rd & ~gd).sum()),
+                            "filled_rests": int((plays & ~gd).sum())}
         out["stems"][stem] = res
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
@@ -151,6 +161,14 @@ def summarise(rows: list[dict]) -> dict:
                            "downbeats": pc.downbeats, "phrase_ends": pc.end_bars,
                            # notes a bar over all bars of the set (each song's mean weighted by its bars)
                            "notes_a_bar": _weighted([(h["notes_a_bar"][side], h["bars"]) for h in have])}
+            rest = {k: sum(h["rests"][k] for h in have if "rests" in h) for k in
+                    ("song_bars", "real_rests", "both_rest", "filled_rests_where_real_plays", "filled_rests")}
+            if rest["song_bars"]:
+                d["rests"] = {**rest, "real_rest_share": rest["real_rests"] / rest["song_bars"],
+                              "filled_rest_share": rest["filled_rests"] / rest["song_bars"],
+                              "rests_kept": rest["both_rest"] / max(rest["real_rests"], 1),
+                              "false_rests": rest["filled_rests_where_real_plays"]
+                              / max(rest["song_bars"] - rest["real_rests"], 1)}
         s[stem] = d
     return s
 
@@ -182,6 +200,13 @@ def markdown(summary: dict) -> str:
                          f"{_f(v['end_hits_per_beat'], 2)} | {_f(v['other_hits_per_beat'], 2)} | "
                          f"{_f(v['fill_rate'], 2)} | {_f(v['end_fill_share'])} | {_f(v['other_fill_share'])} | "
                          f"{_f(v['notes_a_bar'], 1)} |")
+    rows = [(name, s["drums"]["rests"]) for name, s in summary.items() if "rests" in s.get("drums", {})]
+    if rows:
+        lines += ["", "| songs | bars the song plays | drums rest there: real | filled | real rests the filled "
+                  "drums keep | filled rests where the real drums play |", "|---|--:|--:|--:|--:|--:|"]
+        for name, v in rows:
+            lines.append(f"| {name} | {v['song_bars']} | {_f(v['real_rest_share'])} | {_f(v['filled_rest_share'])} "
+                         f"| {_f(v['rests_kept'])} | {_f(v['false_rests'])} |")
     lines += ["", "| songs | Note-F1 % drums (segments) | bass | guitar | contour r drums (songs) | bass | guitar |",
               "|---|--:|--:|--:|--:|--:|--:|"]
     for name, s in summary.items():

@@ -368,19 +368,110 @@ def test_the_drum_critic_is_read_from_the_models_own_folder(tmp_path):
         drum_decoder_for(load_model(own))
 
 
-def test_drum_controls_are_played_by_the_cell_decoder_unless_patterns_are_asked_for(tmp_path):
-    """The phrase decoder follows a drum --density loosely (docs/controls.md), so with one given the shipped model
-    plays the drums cell by cell and says so; --drum-decoder patterns keeps the phrases; --fills keeps them too."""
+def test_drum_controls_are_met_by_real_phrases(tmp_path):
+    """With a drum --density the shipped model still plays real phrases (every drum bar is a bar of the shipped
+    library, but for a planned crash on its downbeat) and their density follows the request;
+    --drum-decoder cells plays cells instead."""
+    from stemfill.generate.drums import DOWNBEAT_YIELDS
+    from stemfill.generate.library import get_library
+    from stemfill.pianoroll.grid import CHANNEL
+    from stemfill.pianoroll.roll import encode
     from stemfill.song.io import read_song
 
+    lib = get_library()
+    yields = [CRASH] + list(DOWNBEAT_YIELDS)  # a planned crash replaces the time keepers' downbeat
+
+    def key(bar: np.ndarray) -> bytes:
+        b = np.zeros((N_DRUM_CLASSES, MAX_BAR), dtype=bool)
+        b[:, :48] = bar[:, :48]
+        b[yields, 0] = False
+        return b.tobytes()
+
+    known_bars = {key(lib.bits[i]) for i in np.flatnonzero(lib.length == 48)}
     src = ROOT / "examples" / "riff.mid"
-    hits = {}
+    hits, library_bars = {}, {}
     for name, args in (("auto", []), ("low", ["--density", "drums=low"]), ("high", ["--density", "drums=high"]),
-                       ("patterns", ["--density", "drums=high", "--drum-decoder", "patterns"]),
-                       ("fills", ["--fills", "phrase"])):
+                       ("cells", ["--density", "drums=high", "--drum-decoder", "cells"])):
         out = tmp_path / f"{name}.mid"
         r = runner.invoke(app, ["midi", str(src), "--add", "drums", "--replace", "-o", str(out), *args])
         assert r.exit_code == 0, r.output
-        assert ("played cell by cell" in r.output) == (name in ("low", "high")), (name, r.output)
-        hits[name] = sum(len(t.notes) for t in read_song(out).tracks if t.is_drum)
+        song = read_song(out)
+        hits[name] = sum(len(t.notes) for t in song.tracks if t.is_drum)
+        d = encode(song)[CHANNEL["drums"], :N_DRUM_CLASSES]
+        bars = [d[:, b:b + 48] for b in range(0, d.shape[1] - 47, 48) if d[:, b:b + 48].any()]
+        library_bars[name] = np.mean([key(bar) in known_bars for bar in bars])
     assert hits["low"] < hits["auto"] < hits["high"], hits
+    assert library_bars["low"] == library_bars["high"] == library_bars["auto"] == 1.0, library_bars
+    assert library_bars["cells"] < 0.5, library_bars
+
+
+def _request_cfg():
+    from stemfill.generate.controls import ControlConfig
+
+    return ControlConfig(quantiles={"drums.density": list(np.linspace(0, 30, 21)),
+                                    "drums.syncopation": list(np.linspace(0, 1, 21)),
+                                    "drums.toms": list(np.linspace(0, 0.5, 21))})
+
+
+def test_drum_targets_read_the_request_back_from_the_planes():
+    """What fill_song and fill_chunks give the network as control planes comes back per bar, in raw units."""
+    from stemfill.generate.controls import StemControls, control_planes, drum_targets
+
+    cfg = _request_cfg()
+    planes = control_planes({"drums": StemControls({"density": 0.25, "syncopation": 0.5}, fill_every=4)}, 8 * 48, 4)
+    t = drum_targets(planes, cfg, grid_bars(8 * 48))
+    assert t.density == pytest.approx([7.5] * 8)
+    assert t.syncopation == pytest.approx([0.5] * 8)
+    assert np.isnan(t.toms).all() and t.groove is None
+    assert t.fill.tolist() == [0, 0, 0, 1, 0, 0, 0, 1]
+    assert drum_targets(control_planes({"bass": StemControls({"density": 0.9})}, 96, 4), cfg, grid_bars(96)) is None
+
+
+def test_a_drum_request_chooses_the_phrases_that_meet_it():
+    """The pattern decoder follows a requested density and syncopation per bar: among real phrases that fit
+    the network about as well, the sparse one where little is asked, the dense one where much is."""
+    from stemfill.generate.controls import DrumTargets
+    from stemfill.generate.drums import decode_drums
+
+    sparse = _bar({"kick": [0, 24], "snare": [12, 36], "closed hi-hat": [0, 12, 24, 36]})  # 8 hits, on the beat
+    dense = _bar({"kick": [0, 18, 24, 42], "snare": [12, 36], "closed hi-hat": list(range(0, 48, 3))})  # 22
+    lib = PatternLibrary(np.stack([sparse, dense]), np.array([48, 48]), np.array(["4/4"] * 2), np.array([5, 5]),
+                         np.array([False, False]), meta={"format": FORMAT})
+    lib.phrases = np.array([[0, 0, 0, 0], [1, 1, 1, 1]])
+    lib.phrase_crash = np.zeros((2, 4), dtype=bool)
+    lib.phrase_count = np.array([5, 5])
+    p = (_probs([sparse] * 4, noise=0.0) * 0.5 + _probs([dense] * 4, noise=0.0) * 0.5)
+    bars = grid_bars(4 * 48)
+    plan = make_plan(bars, cfg=PlanConfig(fill_section=0.0, fill_phrase=0.0), sections=False)
+    nan = np.full(4, np.nan)
+    played = {}
+    for name, t in (("auto", None), ("low", DrumTargets(np.full(4, 8.0), nan, nan, np.full(4, -1))),
+                    ("high", DrumTargets(np.full(4, 22.0), nan, nan, np.full(4, -1))),
+                    ("on the beat", DrumTargets(nan, np.zeros(4), nan, np.full(4, -1))),
+                    ("off the beat", DrumTargets(nan, np.full(4, 0.6), nan, np.full(4, -1)))):
+        hits, done = decode_drums(p, np.ones(4 * 48, bool), plan, lib, PatternConfig(phrase_temperature=0.0),
+                                  np.random.default_rng(0), targets=t)
+        assert done.all()
+        played[name] = int(hits.sum())
+    assert played["low"] == played["on the beat"] == 4 * 8
+    assert played["high"] == played["off the beat"] == 4 * 22
+
+
+def test_requested_fills_bind_every_bar_of_a_phrase():
+    """A request's fill flags (fill_every 2: bars 2 and 4 end in a fill, 1 and 3 do not) hold in every bar of the
+    phrase, by the controls' own measure of a fill, though the library's phrases fill only in their last bar."""
+    import torch
+
+    from stemfill.generate.controls import DrumTargets, bar_attributes
+
+    p = _probs([GROOVE_A] * 4)
+    nan = np.full(4, np.nan)
+    dec = DrumDecoder(_library(), PatternConfig(phrase_temperature=0.0))
+    roll = np.zeros((N_DRUM_CLASSES, 4 * 48), dtype=bool)
+    out = decode_roll_drums(dec, roll, p, np.ones(4 * 48, bool), sections=False,
+                            targets=DrumTargets(nan, nan, nan, np.array([0, 1, 0, 1])))
+    three = np.zeros((1, 3, N_DRUM_CLASSES, 4 * 48), dtype=bool)
+    three[0, 0] = out
+    raw, _ = bar_attributes(torch.from_numpy(three))
+    assert raw[("drums", "fill")][0].tolist() == [0, 1, 0, 1]
+    assert out[CRASH, 2 * 48]  # a crash on the downbeat after the requested fill

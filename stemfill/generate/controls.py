@@ -435,3 +435,49 @@ def read_reference(path, bars: str | None = None) -> np.ndarray:
         a -= a % BAR  # whole bars of the grid the attributes are counted on
         roll = roll[..., a:max(b, a + BAR)]
     return roll
+
+
+@dataclass
+class DrumTargets:
+    """What a drum request asks of each bar of a song, for the pattern decoder (``drums.decode_drums``):
+    ``density`` (notes a bar), ``syncopation`` and ``toms`` (shares) are NaN where not asked; ``fill`` is 1
+    (must end in a fill), 0 (must not) or -1 (the plan's choice); ``groove`` (P, T) the requested onset shares
+    per step (the ``--like``/``--style`` groove, laid on the song's steps as the model reads it) or None."""
+    density: np.ndarray
+    syncopation: np.ndarray
+    toms: np.ndarray
+    fill: np.ndarray
+    groove: np.ndarray | None = None
+
+    def any(self) -> bool:
+        return bool(self.groove is not None or (self.fill >= 0).any()
+                    or any(np.isfinite(v).any() for v in (self.density, self.syncopation, self.toms)))
+
+
+def drum_targets(planes: np.ndarray, cfg: ControlConfig, bars: list) -> DrumTargets | None:
+    """The drums' requested per-bar attributes read back from control planes (N_CONTROL_PLANES, P, T) for
+    ``bars`` (``plan.Bar``: start, length), in raw units (``cfg``'s quantiles); None where nothing is asked."""
+    planes = np.asarray(planes)
+    T = planes.shape[-1]
+    n = len(bars)
+    out = {a: np.full(n, np.nan) for a in ("density", "syncopation", "toms")}
+    fill = np.full(n, -1, dtype=np.int8)
+    for k, b in enumerate(bars):
+        a, e = b.start, min(b.start + b.length, T)
+        if e <= a:
+            continue
+        for attr, slot in (("density", "density"), ("syncopation", "syncopation"), ("toms", "register"),
+                           ("fill", "polyphony")):
+            i = slot_index("drums", slot)
+            given = planes[i + 1, 0, a:e]
+            if given.mean() <= 0.5:
+                continue
+            unit = float(planes[i, 0, a:e][given > 0].mean())
+            if attr == "fill":
+                fill[k] = int(unit > 0.5)
+            else:
+                out[attr][k] = cfg.from_unit("drums", attr, unit) if f"drums.{attr}" in cfg.quantiles else np.nan
+    i = slot_index("drums", "groove")
+    groove_planes = planes[i] if planes[i + 1, 0].mean() > 0.5 else None
+    t = DrumTargets(out["density"], out["syncopation"], out["toms"], fill, groove_planes)
+    return t if t.any() else None

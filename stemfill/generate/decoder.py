@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from stemfill.generate.controls import DrumTargets
 from stemfill.generate.critic import Critic, get_critic, model_folder
 from stemfill.generate.drums import PatternConfig, decode_drums
 from stemfill.generate.library import PatternLibrary, get_library
@@ -38,18 +39,29 @@ def drum_decoder_for(model, library: str | os.PathLike | PatternLibrary | None =
 def decode_roll_drums(dec: DrumDecoder, drums: np.ndarray, p: np.ndarray, free: np.ndarray,
                       bars: list[Bar] | None = None, roll: np.ndarray | None = None, known: np.ndarray | None = None,
                       other: np.ndarray | None = None, seed: int = 0, forced_fills=None,
-                      sections: bool = True, notes: list | None = None, parts: np.ndarray | None = None) -> np.ndarray:
+                      sections: bool = True, notes: list | None = None, parts: np.ndarray | None = None,
+                      targets: DrumTargets | None = None) -> np.ndarray:
     """The drum channel ``drums`` (P, T) with its open bars (``free`` (T,)) decoded by patterns from ``p``
     ((P, T) the network's P(hit)); bars the library cannot play keep their hits. ``bars``: the song's bars
     (default: 4/4 from step 0); ``roll``/``known``/``other``: what is known, for the section starts.
     ``notes``: a list that gets one line on what the decoder could not play by patterns. ``parts``: the bass and
-    guitar as filled (2, P, T), for the critic (with ``other``); None: no critic."""
+    guitar as filled (2, P, T), for the critic (with ``other``); None: no critic. ``targets``: a drum request
+    read from the control planes (``controls.drum_targets``, on ``bars``): its bars asked to end in a fill (or
+    not) bind the plan, its density, syncopation, toms and groove steer the choice of phrases."""
     C = dec.library.bits.shape[1]
     T = drums.shape[-1]
     bars = bars if bars is not None else grid_bars(T)
     rng = np.random.default_rng([int(seed), 7919])
+    if targets is not None and (targets.fill == 1).any():
+        forced_fills = set(forced_fills or ()) | {int(b) for b in np.flatnonzero(targets.fill == 1)}
     plan = make_plan(bars, roll, known, other, dec.plan, rng, forced_fills, sections=sections)
-    hits, done = decode_drums(p[:C], free, plan, dec.library, dec.patterns, rng, dec.critic, parts, other)
+    if targets is not None and (targets.fill >= 0).any():  # the request binds the plan: fills there, none here
+        no = np.flatnonzero(targets.fill == 0)
+        plan.fill[no] = False
+        plan.crash[no[no + 1 < len(bars)] + 1] &= plan.section_start[no[no + 1 < len(bars)] + 1]
+        plan.constrain_fills = True
+        plan.bound = targets.fill >= 0
+    hits, done = decode_drums(p[:C], free, plan, dec.library, dec.patterns, rng, dec.critic, parts, other, targets)
     if notes is not None:
         missed = [b for b in bars if free[b.start:b.start + b.length].all() and not done[b.start:b.start + b.length].all()]
         if missed:

@@ -32,6 +32,7 @@ import numpy as np
 
 from stemfill.generate.library import CRASH, PHRASE_BARS, PatternLibrary
 from stemfill.generate.plan import Plan
+from stemfill.generate.controls import BAR, SNARE_ROWS, TOM_ROWS, DrumTargets
 from stemfill.pianoroll.grid import STEPS_PER_BEAT
 from stemfill.pianoroll.roll import DRUM_KIT
 
@@ -74,12 +75,80 @@ class PatternConfig:
     merge_time: bool = False  # score the time-keeping classes (hi-hats, ride, bell, tambourine) as one (measured, off)
     w_critic: float = 1.0  # phrases of 4 bars of 4/4: among the critic_top drawn, play the one with the best draw
     critic_top: int = 8  # score - w_critic x the critic's log-odds that it is the decoder's (critic.py)
+    # a drum request (--density, --complexity, --toms, --like, --style; controls.DrumTargets), per bar:
+    w_target_density: float = 1.0  # - w (hits - asked)^2 / (asked + 1)
+    w_target_share: float = 1.0  # - w ((share - asked) / share_unit)^2, syncopation and toms
+    share_unit: float = 0.1
+    w_groove: float = 5.0  # - w x the L1 distance of the bar's hits to the requested groove (both summing to 1)
+
+
+def _attributes(lib: PatternLibrary, meter: str, length: int) -> dict[str, np.ndarray]:
+    """Per pattern of ``meter`` and ``length`` (``lib.of_meter``'s order): hits, the share off the beat, the
+    share on the toms (as ``controls.bar_attributes`` measures them), and the hits normalised to sum 1."""
+    key = ("attributes", meter, int(length))
+    if key not in lib._flat:
+        _, x = lib.of_meter(meter, length)
+        C = lib.bits.shape[1]
+        xb = x.reshape(len(x), C, length)
+        hits = xb.sum((1, 2))
+        safe = np.maximum(hits, 1.0)
+        off = (np.arange(length) % STEPS_PER_BEAT != 0)
+        last = xb[:, :, length - STEPS_PER_BEAT:]  # the fill flag of controls.bar_attributes
+        fill = ((xb[:, list(TOM_ROWS), length - 2 * STEPS_PER_BEAT:].sum((1, 2)) >= 2)
+                | (last[:, list(SNARE_ROWS + TOM_ROWS)].sum((1, 2)) >= 3))
+        lib._flat[key] = {"hits": hits, "syncopation": xb[:, :, off].sum((1, 2)) / safe,
+                          "toms": xb[:, list(TOM_ROWS)].sum((1, 2)) / safe, "shape": x / safe[:, None],
+                          "fill": fill}
+    return lib._flat[key]
+
+
+def _target_cost(lib: PatternLibrary, meter: str, length: int, targets: dict, cfg: PatternConfig) -> np.ndarray:
+    """(n_bars, n) cost of every pattern against a drum request's per-bar ``targets`` ({"density",
+    "syncopation", "toms": (n_bars,) NaN where not asked; "groove": (n_bars, classes * length) or None})."""
+    a = _attributes(lib, meter, length)
+    n_bars = len(targets["density"])
+    cost = np.zeros((n_bars, len(a["hits"])))
+    d = targets["density"] * length / BAR  # notes a 4/4 bar -> notes in this bar
+    ok = np.isfinite(d)
+    if ok.any():
+        cost[ok] += cfg.w_target_density * (a["hits"][None, :] - d[ok, None]) ** 2 / (d[ok, None] + 1.0)
+    for attr in ("syncopation", "toms"):
+        t = targets[attr]
+        ok = np.isfinite(t)
+        if ok.any():
+            cost[ok] += cfg.w_target_share * ((a[attr][None, :] - t[ok, None]) / cfg.share_unit) ** 2
+    g = targets.get("groove")
+    if g is not None:
+        gs = g / np.maximum(g.sum(1, keepdims=True), 1e-6)
+        # L1 between shapes that each sum to 1 is 2 - 2 sum(min(a, b)); once per distinct requested bar
+        rows, inv = np.unique(gs, axis=0, return_inverse=True)
+        for r, row in enumerate(rows):
+            if row.sum() > 0:
+                cost[inv.reshape(-1) == r] += cfg.w_groove * (2 - 2 * np.minimum(a["shape"], row[None, :]).sum(1))
+    return cost
+
+
+def _run_targets(targets: DrumTargets | None, bars, run: list[int], C: int, L: int) -> dict | None:
+    """The request's targets for the bars ``run`` (indices into ``bars``), as ``_target_cost`` reads them."""
+    if targets is None:
+        return None
+    g = None
+    if targets.groove is not None:
+        T = targets.groove.shape[-1]
+        g = np.zeros((len(run), C, L), dtype=np.float32)
+        for k, i in enumerate(run):
+            seg = targets.groove[:C, bars[i].start:min(bars[i].start + L, T)]
+            g[k, :, :seg.shape[-1]] = seg
+        g = g.reshape(len(run), -1)
+    return {"density": targets.density[run], "syncopation": targets.syncopation[run], "toms": targets.toms[run],
+            "groove": g}
 
 
 def _bar_scores(lib: PatternLibrary, meter: str, length: int, p_bars: np.ndarray, cfg: PatternConfig,
-                common: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                common: bool = True, targets: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(indices, (n_bars, n) scores) of every pattern of ``meter`` and ``length`` for bars of P ``p_bars``
-    (n_bars, classes, length); ``common``: with the w_common term."""
+    (n_bars, classes, length); ``common``: with the w_common term; ``targets``: a drum request's per-bar
+    targets (``_target_cost``)."""
     idx, x = lib.of_meter(meter, length)
     p = np.clip(p_bars.reshape(len(p_bars), -1).astype(np.float32), 1e-4, 1 - 1e-4)
     hits = x.sum(1)
@@ -101,6 +170,8 @@ def _bar_scores(lib: PatternLibrary, meter: str, length: int, p_bars: np.ndarray
     s = cfg.w_fit * ll - cfg.w_density * dens
     if common and cfg.w_common:
         s = s + cfg.w_common * np.log(lib.count[idx].astype(np.float64))[None, :]
+    if targets is not None:
+        s = s - _target_cost(lib, meter, length, targets, cfg)
     return idx, s
 
 
@@ -125,10 +196,11 @@ def _viterbi(scores: np.ndarray, change_cost: np.ndarray) -> np.ndarray:
 
 def decode_drums(p: np.ndarray, free: np.ndarray, plan: Plan, lib: PatternLibrary, cfg: PatternConfig | None = None,
                  rng: np.random.Generator | None = None, critic=None, parts: np.ndarray | None = None,
-                 other: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 other: np.ndarray | None = None, targets: DrumTargets | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Drum hits for the open bars. ``p`` (classes, T) the network's P(hit); ``free`` (T,) the steps to write;
     ``critic`` (``critic.Critic``) with ``parts`` ((2, P, T) the bass and guitar as filled) and ``other`` (the
-    song's context planes (2, P, T) or None): the critic's choice among the best-drawn phrases.
+    song's context planes (2, P, T) or None): the critic's choice among the best-drawn phrases; ``targets``: a
+    drum request's per-bar density, syncopation, toms and groove, each a cost on the patterns that miss it.
     Returns (hits (classes, T) bool, done (T,) bool: the steps decoded here; the rest are left to the caller)."""
     cfg = cfg or PatternConfig()
     rng = rng or np.random.default_rng(0)
@@ -158,12 +230,12 @@ def decode_drums(p: np.ndarray, free: np.ndarray, plan: Plan, lib: PatternLibrar
     for run in runs:
         if cfg.unit == "phrase" and len(lib.phrases):
             judge = (critic, parts, other) if critic is not None and parts is not None and cfg.w_critic > 0 else None
-            _phrase_run(run, bars, p, plan, lib, cfg, rng, hits, done, judge)
+            _phrase_run(run, bars, p, plan, lib, cfg, rng, hits, done, judge, targets)
             continue
         b0 = bars[run[0]]
         L, meter = b0.length, b0.meter
         pb = np.stack([p[:, bars[i].start:bars[i].start + L] for i in run])
-        allidx, s_all = _bar_scores(lib, meter, L, pb, cfg)
+        allidx, s_all = _bar_scores(lib, meter, L, pb, cfg, targets=_run_targets(targets, bars, run, C, L))
         groove = ~lib.fill[allidx]
         idx, s = allidx[groove], s_all[:, groove]
         if cfg.temperature > 0:
@@ -192,16 +264,20 @@ def decode_drums(p: np.ndarray, free: np.ndarray, plan: Plan, lib: PatternLibrar
 
 
 def _phrase_run(run: list[int], bars, p: np.ndarray, plan: Plan, lib: PatternLibrary, cfg: PatternConfig,
-                rng: np.random.Generator, hits: np.ndarray, done: np.ndarray, judge=None) -> None:
+                rng: np.random.Generator, hits: np.ndarray, done: np.ndarray, judge=None,
+                targets: DrumTargets | None = None) -> None:
     """Decode one run of open bars of one meter by whole phrases: each slot (up to PHRASE_BARS bars, from a
     phrase start) plays the first bars of a real phrase, drawn by the sum of its bars' scores."""
     C = p.shape[0]
     b0 = bars[run[0]]
     L, meter = b0.length, b0.meter
     pb = np.stack([p[:, bars[i].start:bars[i].start + L] for i in run])
-    allidx, S = _bar_scores(lib, meter, L, pb, cfg, common=False)  # a phrase's own count stands in for its bars'
+    allidx, S = _bar_scores(lib, meter, L, pb, cfg, common=False,  # a phrase's own count stands in for its bars'
+                            targets=_run_targets(targets, bars, run, C, L))
     local = np.full(len(lib.bits), -1, dtype=np.int64)
     local[allidx] = np.arange(len(allidx))
+    bound = plan.bound
+    ctl_fill = _attributes(lib, meter, L)["fill"] if bound is not None else None
     ph_ok = (local[lib.phrases] >= 0).all(axis=1)
     phrases, pcrash = lib.phrases[ph_ok], lib.phrase_crash[ph_ok]
     if not len(phrases):
@@ -222,10 +298,15 @@ def _phrase_run(run: list[int], bars, p: np.ndarray, plan: Plan, lib: PatternLib
             new_bars = sum((phrases[:, k, None] != phrases[:, :k]).all(1) for k in range(1, n)) if n > 1 else 0
             score = score + cfg.vary * new_bars
         last = run[slot[-1]]
-        if plan.constrain_fills:
+        if plan.constrain_fills and not (bound is not None and bound[last]):
             wants = bool(plan.fill[last])
             has = lib.fill[phrases[:, n - 1]]
             score = score + np.where(has == wants, 0.0, -1e3)
+        if bound is not None:  # a request's fills or none, by its own measure, in every bar it fixes
+            for k in range(n):
+                if bound[run[slot[k]]]:
+                    has = ctl_fill[local[phrases[:, k]]]
+                    score = score + np.where(has == bool(plan.fill[run[slot[k]]]), 0.0, -1e3)
         if prev >= 0 and not plan.section_start[run[slot[0]]]:
             score[prev] += cfg.repeat
         if cfg.phrase_temperature > 0:
@@ -241,7 +322,13 @@ def _phrase_run(run: list[int], bars, p: np.ndarray, plan: Plan, lib: PatternLib
             if cfg.rest_below > 0 and pb[bk].sum() < cfg.rest_below * L / 48:
                 done[bar.start:bar.start + L] = True  # the network hears a bar with (almost) no drums: rest
                 continue
-            if plan.constrain_fills and plan.fill[i] and not lib.fill[phrases[j, k]]:
+            if bound is not None and bound[i]:
+                if bool(ctl_fill[local[phrases[j, k]]]) != bool(plan.fill[i]):  # no phrase had it: the best bar that does
+                    f = _fill_for(lib, allidx, S[bk], phrases[j, k], L, C, cfg, rng,
+                                  ctl_fill if plan.fill[i] else ~ctl_fill)
+                    if f is not None:
+                        pat = lib.bits[f, :C, :L].copy()
+            elif plan.constrain_fills and plan.fill[i] and not lib.fill[phrases[j, k]]:
                 f = _fill_for(lib, allidx, S[bk], phrases[j, k], L, C, cfg, rng)
                 if f is not None:
                     pat = lib.bits[f, :C, :L].copy()
@@ -285,10 +372,11 @@ def _critics_choice(judge, score: np.ndarray, phrases: np.ndarray, pcrash: np.nd
 
 
 def _fill_for(lib: PatternLibrary, allidx: np.ndarray, scores: np.ndarray, groove: int, L: int, C: int,
-              cfg: PatternConfig, rng: np.random.Generator) -> int | None:
+              cfg: PatternConfig, rng: np.random.Generator, which: np.ndarray | None = None) -> int | None:
     """A fill bar for a bar that must end in one: drawn among the best ``fill_top`` fills of the meter by
-    their score plus how well their first half matches the groove they leave."""
-    is_f = lib.fill[allidx]
+    their score plus how well their first half matches the groove they leave. ``which``: (len(allidx),) bool,
+    the bars to draw from instead of the library's fills (a request's own measure)."""
+    is_f = lib.fill[allidx] if which is None else which
     if not is_f.any():
         return None
     fidx, fs = allidx[is_f], scores[is_f]

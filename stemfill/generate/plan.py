@@ -48,6 +48,8 @@ class Plan:
     crash: np.ndarray  # (n_bars,) bool: a crash on the bar's downbeat
     notes: list[str] = field(default_factory=list)  # what the planner could not do, one line each
     constrain_fills: bool = False  # the decoder must follow ``fill`` and ``crash`` (a whole song's plan)
+    bound: np.ndarray | None = None  # (n_bars,) bool: bars whose fill or none a request fixes, in every bar of a
+    # phrase and by the request's own measure (controls.bar_attributes); None: none
 
 
 def grid_bars(T: int, bar: int = 4 * STEPS_PER_BEAT) -> list[Bar]:

@@ -46,9 +46,9 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from stemfill.errors import StemfillError
-from stemfill.generate.controls import StemControls, control_planes
+from stemfill.generate.controls import StemControls, control_planes, drum_targets
 from stemfill.generate.decoder import DrumDecoder, decode_roll_drums, drum_decoder_for
-from stemfill.generate.plan import song_bars
+from stemfill.generate.plan import grid_bars, song_bars
 from stemfill.pianoroll.fast import engine_name
 from stemfill.pianoroll.key import check_key_request, chosen_key, fit_key, key_is_free, other_tracks_key
 from stemfill.song.bars import bar_span
@@ -239,9 +239,18 @@ def fill_chunks(model, rolls: np.ndarray, known: np.ndarray, steps: int | None =
         for i in range(len(out)):
             free = ~kn[i, d].all(axis=0)
             if free.any():
+                tg = _drum_request(model, controls[i] if controls is not None else None, grid_bars(out.shape[-1]))
                 out[i, d] = decode_roll_drums(dec, out[i, d], p[i, d], free, seed=seed * 1_000_003 + i, sections=False,
-                                              other=other[i] if other is not None else None, parts=out[i, 1:])
+                                              other=other[i] if other is not None else None, parts=out[i, 1:],
+                                              targets=tg)
     return np.where(kn, rolls, out)
+
+
+def _drum_request(model, planes: np.ndarray | None, bars: list):
+    """The drums' request in control planes (``controls.drum_targets``) for the pattern decoder, or None."""
+    if planes is None or not model.control_planes or model.controls is None:
+        return None
+    return drum_targets(planes, model.controls, bars)
 
 
 def _candidates(model, candidates: int | None) -> int:
@@ -341,8 +350,12 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
             K[..., s:s + window] = True
     if dec is not None:
         free = ~kn[d].all(axis=0)
+        tg = _drum_request(model, controls, bars if bars is not None else grid_bars(T))
+        if tg is not None and fill_bars:  # the caller placed the fills on the song's own bars (none asked: kept)
+            tg.fill[:] = -1
         R[d, :, :T] = decode_roll_drums(dec, R[d, :, :T], Pd[:, :T], free, bars, roll & kn, kn, other,
-                                        seed=seed, forced_fills=set(fill_bars or ()), notes=notes, parts=R[1:, :, :T])
+                                        seed=seed, forced_fills=set(fill_bars or ()), notes=notes, parts=R[1:, :, :T],
+                                        targets=tg)
     return np.where(kn, roll, R[..., :T])
 
 
@@ -470,13 +483,6 @@ def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed:
     dec = drum_decoder_for(model) if drums == "model" else drums
     song_bar_list = song_bars(song, T)
     said: list[str] = []
-    if drums == "model" and dec is not None and "drums" in asked and (asked["drums"].values
-                                                                       or asked["drums"].groove is not None):
-        # the phrase decoder follows a drum density, complexity, --like or --style on few songs (a third on the
-        # test split, docs/controls.md); the cell decoder's hits are steered until they meet it
-        dec = None
-        said.append("drums: played cell by cell, which meets --density, --complexity, --like and --style "
-                    "(--drum-decoder patterns keeps the real phrases, which follow them loosely)")
     t_drums = model.sampling.temperature[CHANNEL["drums"]] if len(model.sampling.temperature) else 0.0
     if dec is not None and t_drums > 0:  # --temperature drums=T: how freely the pattern decoder draws its phrases
         dec = dc_replace(dec, patterns=dc_replace(dec.patterns, phrase_temperature=float(t_drums)))
