@@ -475,3 +475,93 @@ def test_requested_fills_bind_every_bar_of_a_phrase():
     raw, _ = bar_attributes(torch.from_numpy(three))
     assert raw[("drums", "fill")][0].tolist() == [0, 1, 0, 1]
     assert out[CRASH, 2 * 48]  # a crash on the downbeat after the requested fill
+
+
+def _band_parts(intro: int = 8, body: int = 16, P: int = 48):
+    """(bass, guitar, other) rolls (P, T): ``intro`` bars of a lone, sparse keyboard (a chord a bar), then
+    ``body`` bars of bass 8ths, guitar chords on the beat and the keyboard."""
+    T = (intro + body) * 48
+    bass, guitar, keys = (np.zeros((P, T), dtype=bool) for _ in range(3))
+    for b in range(intro + body):
+        s = b * 48
+        keys[[20, 24, 27], s:s + 40] = True
+        if b >= intro:
+            for k in range(8):
+                bass[10, s + 6 * k:s + 6 * k + 5] = True
+            for k in range(4):
+                guitar[[22, 26, 29], s + 12 * k:s + 12 * k + 10] = True
+    return bass, guitar, keys
+
+
+def test_the_shipped_rest_model_rests_a_sparse_intro_and_plays_the_band():
+    """With only a keyboard chord a bar for 8 bars, then a full band, the shipped rest model rests (some of) the
+    intro and none of the band's bars; the decoder then plays nothing there and comes in with a crash."""
+    from stemfill.generate.rests import get_rests
+    from stemfill.pianoroll.model import default_model_path
+
+    rests = get_rests(default_model_path())
+    assert rests is not None and 0 < rests.threshold < 1
+    bass, guitar, keys = _band_parts()
+    bars = grid_bars(bass.shape[1])
+    r = rests.rests([bass, guitar, keys], bars)
+    assert r[:8].sum() >= 4 and not r[8:].any(), r
+    from dataclasses import replace
+
+    dec = DrumDecoder(_library(), PatternConfig(phrase_temperature=0.0), rests=replace(rests, crash_entry=1.0))
+    T = bass.shape[1]
+    p = _probs([GROOVE_A] * (T // 48))
+    parts = np.stack([bass, guitar])
+    roll = np.zeros((3, 48, T), dtype=bool)
+    roll[1], roll[2] = bass, guitar
+    known = np.ones((3, T), dtype=bool)
+    known[0] = False
+    other = np.stack([keys, keys & ~np.pad(keys, ((0, 0), (1, 0)))[:, :-1]])  # sounding, onset
+    out = decode_roll_drums(dec, np.zeros((N_DRUM_CLASSES, T), dtype=bool), p, np.ones(T, bool), bars, roll, known,
+                            other, parts=parts)
+    played = [out[:, b.start:b.start + 48].any() for b in bars]
+    assert [not x for x in played] == r.tolist()
+    last_rest = int(np.flatnonzero(r).max())
+    if r[last_rest - 1]:  # two bars of rest or more: the drums come in with a crash
+        assert out[CRASH, bars[last_rest + 1].start]
+    without = decode_roll_drums(replace(dec, rests=None), np.zeros((N_DRUM_CLASSES, T), dtype=bool), p,
+                                np.ones(T, bool), bars, roll, known, other, parts=parts)
+    assert all(without[:, b.start:b.start + 48].any() for b in bars)
+
+
+def test_rest_models_round_trip_and_refuse_what_they_are_not(tmp_path):
+    from stemfill.generate.rests import FEATURES, load_rests, train_rests
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, len(FEATURES)))
+    y = X[:, 1] < -0.8
+    m = train_rests(X, y, {"trained_on": "a test"})
+    m.threshold = 0.4
+    back = load_rests(m.save(tmp_path / "drum-rests.json"))
+    assert back.threshold == 0.4 and back.meta["trained_on"] == "a test"
+    assert np.allclose(back.chance(X), m.chance(X))
+    assert ((back.chance(X) > 0.5) == y).mean() > 0.9
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(StemfillError, match="bad.json: not a stemfill rest model"):
+        load_rests(bad)
+    d = json.loads((tmp_path / "drum-rests.json").read_text())
+    for change, message in (({"format": "x"}, "format"), ({"features": ["a"]}, "other features")):
+        p = tmp_path / "other.json"
+        p.write_text(json.dumps({**d, **change}))
+        with pytest.raises(StemfillError, match=f"other.json: .*{message}"):
+            load_rests(p)
+
+
+def test_the_drums_rest_before_the_song_starts_but_not_in_its_silent_bars():
+    """Bars before the other parts first play rest (a count-in, silence at a file's start); a silent bar later
+    in the song does not (real drummers play through 92 % of those: a drum break)."""
+    from stemfill.generate.rests import get_rests
+    from stemfill.pianoroll.model import default_model_path
+
+    rests = get_rests(default_model_path())
+    bass, guitar, keys = _band_parts(intro=0, body=20)
+    for x in (bass, guitar, keys):
+        x[:, :3 * 48] = False  # nothing plays in bars 1-3
+        x[:, 12 * 48:13 * 48] = False  # nor in bar 13
+    r = rests.rests([bass, guitar, keys], grid_bars(bass.shape[1]))
+    assert r[:3].all() and not r[12] and not r[3:].any(), r

@@ -12,6 +12,7 @@ from stemfill.generate.critic import Critic, get_critic, model_folder
 from stemfill.generate.drums import PatternConfig, decode_drums
 from stemfill.generate.library import PatternLibrary, get_library
 from stemfill.generate.plan import Bar, PlanConfig, grid_bars, make_plan
+from stemfill.generate.rests import RestModel, get_rests
 
 
 @dataclass
@@ -22,18 +23,19 @@ class DrumDecoder:
     patterns: PatternConfig = field(default_factory=PatternConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
     critic: Critic | None = None  # the realism critic of the phrase choice (critic.py; None: the draw alone)
+    rests: RestModel | None = None  # where the drums rest in a whole song (rests.py; None: nowhere)
 
 
 def drum_decoder_for(model, library: str | os.PathLike | PatternLibrary | None = None,
                      decoder: str | None = None) -> DrumDecoder | None:
     """The model's drum decoder: None for cell decoding (``SamplingConfig.drum_decoder`` "cells", unless
     ``decoder`` says "patterns"); else one over ``library`` (a path or a library; default: the shipped one), with
-    the drum critic of the model's folder where it has one."""
+    the drum critic and the rest model of the model's folder where it has them."""
     which = decoder or getattr(model.sampling, "drum_decoder", "cells")
     if which == "cells":
         return None
     lib = library if isinstance(library, PatternLibrary) else get_library(library)
-    return DrumDecoder(lib, critic=get_critic(model_folder(model), "drums"))
+    return DrumDecoder(lib, critic=get_critic(model_folder(model), "drums"), rests=get_rests(model_folder(model)))
 
 
 def decode_roll_drums(dec: DrumDecoder, drums: np.ndarray, p: np.ndarray, free: np.ndarray,
@@ -54,7 +56,11 @@ def decode_roll_drums(dec: DrumDecoder, drums: np.ndarray, p: np.ndarray, free: 
     rng = np.random.default_rng([int(seed), 7919])
     if targets is not None and (targets.fill == 1).any():
         forced_fills = set(forced_fills or ()) | {int(b) for b in np.flatnonzero(targets.fill == 1)}
-    plan = make_plan(bars, roll, known, other, dec.plan, rng, forced_fills, sections=sections)
+    song_parts = None
+    if sections and dec.rests is not None and parts is not None:  # the bass and guitar as filled, the other tracks
+        song_parts = [parts[0], parts[1]] + ([other[0] > 0] if other is not None else [])
+    plan = make_plan(bars, roll, known, other, dec.plan, rng, forced_fills, sections=sections, rest_model=dec.rests,
+                     parts=song_parts)
     if targets is not None and (targets.fill >= 0).any():  # the request binds the plan: fills there, none here
         no = np.flatnonzero(targets.fill == 0)
         plan.fill[no] = False

@@ -250,6 +250,9 @@ def decode_drums(p: np.ndarray, free: np.ndarray, plan: Plan, lib: PatternLibrar
         path = idx[_viterbi(s, cost)]
         for k, i in enumerate(run):
             bar = bars[i]
+            if plan.rest is not None and plan.rest[i]:
+                done[bar.start:bar.start + L] = True
+                continue
             pat = lib.bits[path[k], :C, :L].copy()
             if plan.fill[i]:
                 f = _fill_for(lib, allidx, s_all[k], path[k], L, C, cfg, rng)
@@ -319,6 +322,9 @@ def _phrase_run(run: list[int], bars, p: np.ndarray, plan: Plan, lib: PatternLib
             i = run[bk]
             bar = bars[i]
             pat = lib.bits[phrases[j, k], :C, :L].copy()
+            if plan.rest is not None and plan.rest[i]:  # the plan rests the drums here (rests.py)
+                done[bar.start:bar.start + L] = True
+                continue
             if cfg.rest_below > 0 and pb[bk].sum() < cfg.rest_below * L / 48:
                 done[bar.start:bar.start + L] = True  # the network hears a bar with (almost) no drums: rest
                 continue

@@ -37,6 +37,7 @@ class PlanConfig:
     fill_phrase: float = 0.08  # ... at the end of any other phrase of PHRASE_BARS bars
     crash_after_fill: float = 0.4  # chance of a crash on the downbeat after a planned fill (asked-for fills: always)
     crash_section: float = 0.2  # chance of a crash on a section start's downbeat (after a fill: always)
+    rests: bool = True  # rest where the model's rest model (rests.py) says a drummer would, in a whole song
 
 
 @dataclass
@@ -48,6 +49,7 @@ class Plan:
     crash: np.ndarray  # (n_bars,) bool: a crash on the bar's downbeat
     notes: list[str] = field(default_factory=list)  # what the planner could not do, one line each
     constrain_fills: bool = False  # the decoder must follow ``fill`` and ``crash`` (a whole song's plan)
+    rest: np.ndarray | None = None  # (n_bars,) bool: the drums rest in these bars (rests.py); None: nowhere
     bound: np.ndarray | None = None  # (n_bars,) bool: bars whose fill or none a request fixes, in every bar of a
     # phrase and by the request's own measure (controls.bar_attributes); None: none
 
@@ -96,9 +98,13 @@ def phrase_spans(bars: list[Bar]) -> list[tuple[int, int]]:
 
 def make_plan(bars: list[Bar], roll: np.ndarray | None = None, known: np.ndarray | None = None,
               other: np.ndarray | None = None, cfg: PlanConfig | None = None, rng: np.random.Generator | None = None,
-              forced_fills: set[int] | None = None, sections: bool = True) -> Plan:
+              forced_fills: set[int] | None = None, sections: bool = True, rest_model=None,
+              parts: list[np.ndarray] | None = None) -> Plan:
     """The plan for ``bars``. ``roll``/``known``/``other``: what is known of the song, for its section starts
-    (``sections=False`` or no roll: phrases only). ``forced_fills``: bars that must end in a fill."""
+    (``sections=False`` or no roll: phrases only). ``forced_fills``: bars that must end in a fill.
+    ``rest_model`` (``rests.RestModel``) and ``parts`` (the song's parts besides the drums, each (P, T): the bass,
+    the guitar, the other tracks' sounding plane): the bars where the drums rest, in a whole song (``sections``), with a
+    crash where they come in again after 2+ bars of rest (``rest_model.crash_entry`` of the time)."""
     from stemfill.generate.sections import section_starts
 
     cfg = cfg or PlanConfig()
@@ -133,4 +139,14 @@ def make_plan(bars: list[Bar], roll: np.ndarray | None = None, known: np.ndarray
     crash = section & (rng.random(n) < cfg.crash_section)
     after = forced | (fill & (rng.random(n) < float(cfg.crash_after_fill)))
     crash[1:] |= after[:-1]
-    return Plan(bars, phrase, section, fill, crash, notes, constrain_fills=sections)
+    rest = None
+    if sections and cfg.rests and rest_model is not None and parts:
+        rest = rest_model.rests(parts, bars)
+        fill &= ~rest
+        fill[:-1] &= ~rest[1:]  # no fill into a rest either
+        crash &= ~rest
+        entry = np.zeros(n, dtype=bool)
+        entry[2:] = ~rest[2:] & rest[1:-1] & rest[:-2]
+        if entry.any():  # (drawn only where the drums come in, so a song without rests plays as without the model)
+            crash |= entry & (rng.random(n) < float(rest_model.crash_entry))
+    return Plan(bars, phrase, section, fill, crash, notes, constrain_fills=sections, rest=rest)
