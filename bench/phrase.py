@@ -17,7 +17,11 @@ if it has context planes, the song's other tracks) and compared with the real pa
 * every stem: density contour correlation (Pearson over bars of notes a bar, mean over songs where it is
   defined) and Note-F1 as USMA defines it (``metrics.note_f1_usma_segments``: 16th-note onset + exact
   pitch, one-to-one, per 4-bar segment from the song's start, averaged over all segments of the set where
-  the real part has notes).
+  the real part has notes);
+* every stem: rests (bars where the song plays and the real part has no hit or sounding note, and whether the
+  filled part rests there too), and whole-song realism: the two-sample test of ``stemfill eval --realism``
+  (``evaluation.realism``: logistic, folds grouped by song) on every 4-bar segment from the song's start
+  where anything sounds, real part against filled part, the rest of the song the same.
 
 ``--fills`` asks the filled drums for fills (``controls.StemControls(fill_every=...)``: none, phrase = every
 4th bar, often = every 2nd; sections = the bar before each section change that the song's other parts
@@ -126,19 +130,51 @@ def fill_song_stems(model, path: Path, seed: int, fills: str | None, drums="mode
                                "filled": float(PH.bar_density(g, stem).mean())}}
         if stem == "drums":
             res["phrase"] = {"real": vars(PH.phrase_counts(r)), "filled": vars(PH.phrase_counts(g))}
-            # rests: the bars where the song plays (another stem or track starts a note) and the real drums do not
-            song_on = np.delete(real, c, axis=0)[:, :, :T]
-            if other is not None:
-                song_on = np.concatenate([song_on, other[:, :, :T].astype(bool)])
-            plays = PH.bar_density(song_on.any(axis=0), "bass") > 0
-            rd, gd = PH.bar_density(r, stem) > 0, PH.bar_density(g, stem) > 0
-            res["rests"] = {"song_bars": int(plays.sum()), "real_rests": int((plays & ~rd).sum()),
-                            "both_rest": int((plays & ~rd & ~gd).sum()),
-                            "filled_rests_where_real_plays": int((plays & rd & ~gd).sum()),
-                            "filled_rests": int((plays & ~gd).sum())}
+        # rests: the bars where the song plays (another stem or track starts a note) and the real part has no
+        # hit or sounding note
+        song_on = np.delete(real, c, axis=0)[:, :, :T]
+        if other is not None:
+            song_on = np.concatenate([song_on, other[:, :, :T].astype(bool)])
+        plays = PH.bar_density(song_on.any(axis=0), "bass") > 0
+        rd, gd = _sounds(r, len(plays)), _sounds(g, len(plays))
+        res["rests"] = {"song_bars": int(plays.sum()), "real_rests": int((plays & ~rd).sum()),
+                        "both_rest": int((plays & ~rd & ~gd).sum()),
+                        "filled_rests_where_real_plays": int((plays & rd & ~gd).sum()),
+                        "filled_rests": int((plays & ~gd).sum())}
+        res["_features"] = _segment_features(real, filled, other, c)
         out["stems"][stem] = res
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
+
+
+SEGMENT = 4  # bars of a realism segment, as the chunks stemfill eval --realism reads
+
+
+def _segment_features(real: np.ndarray, filled: np.ndarray, other: np.ndarray | None, c: int) -> tuple:
+    """The realism features (``evaluation.realism.segment_features``) of the real and the filled part of each
+    4-bar segment of a whole song (from step 0) where the song sounds: (real (n, D), filled (n, D))."""
+    from stemfill.evaluation.phrase import BAR
+    from stemfill.evaluation.realism import segment_features
+
+    L = SEGMENT * BAR
+    T = real.shape[-1]
+    starts = [s for s in range(0, T - L + 1, L) if real[:, :, s:s + L].any() or filled[:, :, s:s + L].any()]
+    if not starts:
+        return np.zeros((0, 0)), np.zeros((0, 0))
+    r = np.stack([real[:, :, s:s + L] for s in starts])
+    f = r.copy()
+    f[:, c] = np.stack([filled[c, :, s:s + L] for s in starts])
+    o = np.stack([other[:, :, s:s + L] for s in starts]) if other is not None else None
+    return segment_features(r, c, other=o), segment_features(f, c, other=o)
+
+
+def _sounds(x: np.ndarray, n_bars: int) -> np.ndarray:
+    """(n_bars,) bool: a channel (P, T) has a hit or a sounding note in each bar of ``BAR`` steps."""
+    from stemfill.evaluation.phrase import BAR
+
+    on = x.any(axis=0)
+    on = np.concatenate([on, np.zeros(n_bars * BAR - len(on), dtype=bool)])
+    return on[:n_bars * BAR].reshape(n_bars, BAR).any(axis=1)
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -161,14 +197,23 @@ def summarise(rows: list[dict]) -> dict:
                            "downbeats": pc.downbeats, "phrase_ends": pc.end_bars,
                            # notes a bar over all bars of the set (each song's mean weighted by its bars)
                            "notes_a_bar": _weighted([(h["notes_a_bar"][side], h["bars"]) for h in have])}
-            rest = {k: sum(h["rests"][k] for h in have if "rests" in h) for k in
-                    ("song_bars", "real_rests", "both_rest", "filled_rests_where_real_plays", "filled_rests")}
-            if rest["song_bars"]:
-                d["rests"] = {**rest, "real_rest_share": rest["real_rests"] / rest["song_bars"],
-                              "filled_rest_share": rest["filled_rests"] / rest["song_bars"],
-                              "rests_kept": rest["both_rest"] / max(rest["real_rests"], 1),
-                              "false_rests": rest["filled_rests_where_real_plays"]
-                              / max(rest["song_bars"] - rest["real_rests"], 1)}
+        rest = {k: sum(h["rests"][k] for h in have if "rests" in h) for k in
+                ("song_bars", "real_rests", "both_rest", "filled_rests_where_real_plays", "filled_rests")}
+        if rest["song_bars"]:
+            d["rests"] = {**rest, "real_rest_share": rest["real_rests"] / rest["song_bars"],
+                          "filled_rest_share": rest["filled_rests"] / rest["song_bars"],
+                          "rests_kept": rest["both_rest"] / max(rest["real_rests"], 1),
+                          "false_rests": rest["filled_rests_where_real_plays"]
+                          / max(rest["song_bars"] - rest["real_rests"], 1)}
+        feats = [h["_features"] for h in have if "_features" in h and len(h["_features"][0])]
+        if len(feats) >= 2:  # realism of whole songs: 4-bar segments, folds grouped by song
+            from stemfill.evaluation.realism import two_sample_accuracy
+
+            real = np.concatenate([f[0] for f in feats])
+            fake = np.concatenate([f[1] for f in feats])
+            groups = np.concatenate([np.full(len(f[0]), i) for i, f in enumerate(feats)])
+            res = two_sample_accuracy(real, fake, groups)
+            d["realism"] = {"accuracy": res["accuracy"], "std": res["std"], "segments": int(len(real))}
         s[stem] = d
     return s
 
@@ -200,18 +245,20 @@ def markdown(summary: dict) -> str:
                          f"{_f(v['end_hits_per_beat'], 2)} | {_f(v['other_hits_per_beat'], 2)} | "
                          f"{_f(v['fill_rate'], 2)} | {_f(v['end_fill_share'])} | {_f(v['other_fill_share'])} | "
                          f"{_f(v['notes_a_bar'], 1)} |")
-    rows = [(name, s["drums"]["rests"]) for name, s in summary.items() if "rests" in s.get("drums", {})]
+    rows = [(name, t, s[t]["rests"]) for name, s in summary.items() for t in STEMS_ORDER if "rests" in s.get(t, {})]
     if rows:
-        lines += ["", "| songs | bars the song plays | drums rest there: real | filled | real rests the filled "
-                  "drums keep | filled rests where the real drums play |", "|---|--:|--:|--:|--:|--:|"]
-        for name, v in rows:
-            lines.append(f"| {name} | {v['song_bars']} | {_f(v['real_rest_share'])} | {_f(v['filled_rest_share'])} "
-                         f"| {_f(v['rests_kept'])} | {_f(v['false_rests'])} |")
-    lines += ["", "| songs | Note-F1 % drums (segments) | bass | guitar | contour r drums (songs) | bass | guitar |",
-              "|---|--:|--:|--:|--:|--:|--:|"]
+        lines += ["", "| songs | stem | bars the song plays | the part rests there: real | filled | real rests the "
+                  "filled part keeps | filled rests where the real part plays |", "|---|---|--:|--:|--:|--:|--:|"]
+        for name, t, v in rows:
+            lines.append(f"| {name} | {t} | {v['song_bars']} | {_f(v['real_rest_share'])} | "
+                         f"{_f(v['filled_rest_share'])} | {_f(v['rests_kept'])} | {_f(v['false_rests'])} |")
+    lines += ["", "| songs | Note-F1 % drums (segments) | bass | guitar | contour r drums (songs) | bass | guitar "
+              "| realism drums (4-bar segments) | bass | guitar |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for name, s in summary.items():
         cells = [f"{_f(s[t]['note_f1'], pct=True)} ({s[t]['segments']})" for t in STEMS_ORDER]
         cells += [f"{_f(s[t]['contour_r'])} ({s[t]['contour_songs']})" for t in STEMS_ORDER]
+        cells += [f"{_f(s[t]['realism']['accuracy'])} ({s[t]['realism']['segments']})" if "realism" in s[t] else "–"
+                  for t in STEMS_ORDER]
         lines.append(f"| {name} ({s['songs']} songs) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -304,9 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(summary))
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
+        songs = {k: [{**r, "stems": {t: {x: y for x, y in v.items() if x != "_features"}
+                                       for t, v in r["stems"].items()}} for r in rows]
+                 for k, rows in per_set.items() if not k.startswith("band: ")}
         report = {"command": command, "model": str(a.model), "fills": a.fills, "seed": a.seed,
-                  "wall_seconds": round(wall, 1), "summary": summary,
-                  "songs": {k: v for k, v in per_set.items() if not k.startswith("band: ")}}
+                  "wall_seconds": round(wall, 1), "summary": summary, "songs": songs}
         a.json.write_text(json.dumps(_json_safe(report), indent=1) + "\n")
     return 0
 

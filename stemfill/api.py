@@ -16,6 +16,7 @@ Heavy modules (torch, onnxruntime, FluidSynth's helpers) are imported where they
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +116,7 @@ class FillPlan:
     guidance: float | None = None
     key: str | None = None
     drums: Any = field(default="model", compare=False)  # "model", None (cells) or a generate.DrumDecoder
+    rests: bool = True  # the new parts rest where the model's rest models say a player would
 
     def model_path(self) -> Path:
         """The model folder or file this plan runs (the shipped model unless ``model`` was given)."""
@@ -167,9 +169,15 @@ class FillPlan:
                                  if k != "drums"})
             else:
                 controls = resolve_controls(self.request, stems, m.controls, reference, str(self.like))
+        drums = self.drums
+        if not isinstance(drums, (str, type(None))) and drums.rests is None:  # --library: the model's own rests
+            from stemfill.generate.critic import model_folder
+            from stemfill.generate.rests import get_rests
+
+            drums = dataclasses.replace(drums, rests=get_rests(model_folder(m), "drums"))
         res = fill_song(song, add, m, steps=self.steps, seed=self.seed, bars=self.bars, candidates=self.candidates,
                         replace=self.replace, guidance=self.guidance, key=self.key, controls=controls,
-                        progress=progress, drums=self.drums)
+                        progress=progress, drums=drums, rests=self.rests)
         from stemfill.song.bars import clip_track, last_bar_end
 
         end = last_bar_end(song)  # the new parts end where the song's last bar does: no bar added
@@ -186,7 +194,7 @@ def plan_fill(add: str | Sequence[str], *, bars: str | None = None, density: Con
               temperature: Control = None, model: PathLike | None = None, steps: int | None = None,
               candidates: int | None = None, replace: bool = False, guidance: float | None = None,
               key: str | None = None, engine: str | None = None, drum_decoder: str | None = None,
-              library: PathLike | None = None) -> FillPlan:
+              library: PathLike | None = None, rests: bool = True) -> FillPlan:
     """Check a fill request without reading any song or model; StemfillError with one line where it is wrong.
 
     The options are `stemfill midi`'s (see ``fill``)."""
@@ -220,7 +228,8 @@ def plan_fill(add: str | Sequence[str], *, bars: str | None = None, density: Con
     return FillPlan(add=tuple(stems), request=request, temperatures=temperatures, engine=engine, drums=drums,
                     model=Path(model) if model is not None else None, bars=bars or None,
                     like=Path(like) if like is not None else None, like_bars=like_bars, style=style, seed=int(seed),
-                    steps=steps, candidates=candidates, replace=replace, guidance=guidance, key=key)
+                    steps=steps, candidates=candidates, replace=replace, guidance=guidance, key=key,
+                    rests=bool(rests))
 
 
 def fill(song: "Song", add: str | Sequence[str], *, bars: str | None = None, density: Control = None,
@@ -228,7 +237,8 @@ def fill(song: "Song", add: str | Sequence[str], *, bars: str | None = None, den
          like: PathLike | None = None, like_bars: str | None = None, seed: int = 0, temperature: Control = None,
          model: PathLike | None = None, steps: int | None = None, candidates: int | None = None,
          replace: bool = False, guidance: float | None = None, key: str | None = None,
-         engine: str | None = None, drum_decoder: str | None = None, library: PathLike | None = None) -> Take:
+         engine: str | None = None, drum_decoder: str | None = None, library: PathLike | None = None,
+         rests: bool = True) -> Take:
     """Add the stems ``add`` ("drums", "bass", "guitar") to a copy of ``song``; its own notes stay as they are.
 
     - ``bars``: only generate in these bars ('17-24', '17-' to the end, '17'); an existing stem keeps its notes
@@ -243,11 +253,13 @@ def fill(song: "Song", add: str | Sequence[str], *, bars: str | None = None, den
     - ``drum_decoder``: "patterns" (whole real phrases from a library, planned by the song's phrases and
       sections) or "cells" (the likeliest hits one by one); default: the model's own. ``library``: a drum
       pattern library (``stemfill library build``) instead of the shipped one.
+    - ``rests``: the new parts rest where the model's rest models say a player would (intros, breaks, the bars
+      before the song starts); False plays every bar.
     """
     return plan_fill(add, bars=bars, density=density, complexity=complexity, register=register, fills=fills,
                      style=style, like=like, like_bars=like_bars, seed=seed, temperature=temperature, model=model,
                      steps=steps, candidates=candidates, replace=replace, guidance=guidance, key=key,
-                     engine=engine, drum_decoder=drum_decoder, library=library).run(song)
+                     engine=engine, drum_decoder=drum_decoder, library=library, rests=rests).run(song)
 
 
 def _drum_decoder(which: str | None, library: PathLike | None, add: list[str]):

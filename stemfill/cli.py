@@ -184,6 +184,7 @@ def midi_cmd(
     engine: Optional[str] = typer.Option(None, "--engine", help="What runs the network: auto (onnxruntime where the model folder has model.onnx and no controls or candidates are asked for, else torch), onnx or torch (default: STEMFILL_ENGINE, else auto). The two draw different noise: a seed gives another fill on each."),
     drum_decoder: Optional[str] = typer.Option(None, "--drum-decoder", help="How new drums become notes: patterns (whole real phrases from a library, chosen by the model and planned by the song's phrases and sections) or cells (the likeliest hits one by one); default: the model's own (the shipped model: patterns)."),
     library: Optional[Path] = typer.Option(None, "--library", help="Drum pattern library for the pattern decoder (`stemfill library build`); default: the one shipped with the model. Implies --drum-decoder patterns."),
+    rests: bool = typer.Option(True, "--rests/--no-rests", help="Let the new drums and bass rest where a player would sit out (intros, breaks, the bars before the song starts), as the model's rest models tell from the other parts; --no-rests plays every bar."),
 ) -> None:
     """Add missing stems (drums / bass / guitar) to a song with the diffusion model."""
     from stemfill.api import plan_fill
@@ -193,7 +194,8 @@ def midi_cmd(
     plan = plan_fill(list(add), bars=bars, density=density, complexity=complexity, register=register, fills=fills,
                      style=style, like=like, like_bars=like_bars, seed=seed, temperature=temperature, model=model,
                      steps=steps, candidates=candidates, replace=replace, guidance=guidance, key=key,
-                     engine=engine, drum_decoder=drum_decoder, library=library)  # every option, before anything is read
+                     engine=engine, drum_decoder=drum_decoder, library=library,
+                     rests=rests)  # every option, before anything is read
     out = out or _default_out(inp, list(add))
     check_output_path(out, inp, exts=WRITE_EXTS)
     if plot is not None:

@@ -534,7 +534,7 @@ def test_rest_models_round_trip_and_refuse_what_they_are_not(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(400, len(FEATURES)))
     y = X[:, 1] < -0.8
-    m = train_rests(X, y, {"trained_on": "a test"})
+    m = train_rests("drums", X, y, {"trained_on": "a test"})
     m.threshold = 0.4
     back = load_rests(m.save(tmp_path / "drum-rests.json"))
     assert back.threshold == 0.4 and back.meta["trained_on"] == "a test"
@@ -545,6 +545,8 @@ def test_rest_models_round_trip_and_refuse_what_they_are_not(tmp_path):
     with pytest.raises(StemfillError, match="bad.json: not a stemfill rest model"):
         load_rests(bad)
     d = json.loads((tmp_path / "drum-rests.json").read_text())
+    with pytest.raises(StemfillError, match="drum-rests.json: a rest model of the drums, not of the bass"):
+        load_rests(tmp_path / "drum-rests.json", "bass")
     for change, message in (({"format": "x"}, "format"), ({"features": ["a"]}, "other features")):
         p = tmp_path / "other.json"
         p.write_text(json.dumps({**d, **change}))
@@ -565,3 +567,51 @@ def test_the_drums_rest_before_the_song_starts_but_not_in_its_silent_bars():
         x[:, 12 * 48:13 * 48] = False  # nor in bar 13
     r = rests.rests([bass, guitar, keys], grid_bars(bass.shape[1]))
     assert r[:3].all() and not r[12] and not r[3:].any(), r
+
+
+def test_the_new_bass_rests_in_a_sparse_intro_and_known_notes_stay():
+    """The shipped bass rest model clears the new bass in (some of) the bars of a keyboard-only intro with no
+    drums, none of the band's bars, and never a known cell (here: a bass note known in bar 2)."""
+    from types import SimpleNamespace
+
+    from stemfill.pianoroll.fill import _rest_pitched
+    from stemfill.pianoroll.model import default_model_path
+
+    bass, guitar, keys = _band_parts()
+    T = bass.shape[1]
+    drums = np.zeros_like(bass)
+    for b in range(8, T // 48):
+        drums[[0, 1, 4], b * 48:b * 48 + 48:12] = True  # kick, snare, hi-hat from bar 9
+    R = np.stack([drums, np.ones_like(bass) & (np.arange(48)[:, None] == 10), guitar])  # a new bass in every bar
+    kn = np.ones_like(R)
+    kn[1] = False
+    kn[1, :, 48:96] = True  # bar 2 of the bass is known
+    R[1, :, 48:96] = False
+    R[1, 12, 48:60] = True
+    other = np.stack([keys, keys & ~np.pad(keys, ((0, 0), (1, 0)))[:, :-1]])
+    before = R.copy()
+    _rest_pitched(SimpleNamespace(folder=default_model_path()), R, kn, other, grid_bars(T), T)
+    rested = [not R[1, :, b * 48:(b + 1) * 48].any() for b in range(T // 48)]
+    assert sum(rested[:8]) >= 3 and not any(rested[8:]), rested
+    assert (R[kn] == before[kn]).all() and R[1, 12, 48:60].all()
+    assert (R[[0, 2]] == before[[0, 2]]).all()
+
+
+def test_midi_rests_before_the_song_starts_unless_no_rests(tmp_path):
+    """`stemfill midi --add drums` leaves the two silent bars before a song's bass and guitar come in empty (the
+    bars before the other parts play); --no-rests plays them too."""
+    q, bar = 480, 1920
+    bass = [Note(b * bar + k * q, q - 20, 40 + (b // 2) % 2 * 5, 90) for b in range(2, 18) for k in range(4)]
+    gtr = [Note(b * bar + k * 2 * q, 2 * q - 20, p, 80) for b in range(2, 18) for k in range(2) for p in (52, 56, 59)]
+    song = Song([Track("Bass", program=33, notes=bass), Track("Guitar", program=29, notes=gtr)],
+                time_signatures=[TimeSignature(0, 4, 4)], resolution=q)
+    src = write_song(song, tmp_path / "late.mid") or tmp_path / "late.mid"
+    first = {}
+    for name, args in (("rests", []), ("no-rests", ["--no-rests"])):
+        out = tmp_path / f"{name}.mid"
+        r = runner.invoke(app, ["midi", str(src), "--add", "drums", "-o", str(out), *args])
+        assert r.exit_code == 0, r.output
+        drums = [n for t in read_song(out).tracks if t.is_drum for n in t.notes]
+        assert drums
+        first[name] = min(n.start for n in drums) * q // read_song(out).resolution
+    assert first["rests"] >= 2 * bar and first["no-rests"] < 2 * bar, first

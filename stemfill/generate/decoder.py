@@ -35,7 +35,8 @@ def drum_decoder_for(model, library: str | os.PathLike | PatternLibrary | None =
     if which == "cells":
         return None
     lib = library if isinstance(library, PatternLibrary) else get_library(library)
-    return DrumDecoder(lib, critic=get_critic(model_folder(model), "drums"), rests=get_rests(model_folder(model)))
+    return DrumDecoder(lib, critic=get_critic(model_folder(model), "drums"),
+                       rests=get_rests(model_folder(model), "drums"))
 
 
 def decode_roll_drums(dec: DrumDecoder, drums: np.ndarray, p: np.ndarray, free: np.ndarray,
@@ -58,7 +59,7 @@ def decode_roll_drums(dec: DrumDecoder, drums: np.ndarray, p: np.ndarray, free: 
         forced_fills = set(forced_fills or ()) | {int(b) for b in np.flatnonzero(targets.fill == 1)}
     song_parts = None
     if sections and dec.rests is not None and parts is not None:  # the bass and guitar as filled, the other tracks
-        song_parts = [parts[0], parts[1]] + ([other[0] > 0] if other is not None else [])
+        song_parts = [parts[0], parts[1]] + ([other[0] > 0] if other is not None else [])  # rests.stem_parts
     plan = make_plan(bars, roll, known, other, dec.plan, rng, forced_fills, sections=sections, rest_model=dec.rests,
                      parts=song_parts)
     if targets is not None and (targets.fill >= 0).any():  # the request binds the plan: fills there, none here

@@ -285,14 +285,16 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
               overlap: int = OVERLAP, batch: int = BATCH, other: np.ndarray | None = None,
               controls: np.ndarray | None = None, drums: DrumDecoder | None | str = "model",
               bars: list | None = None, fill_bars: list[int] | None = None,
-              progress: Callable[[int, int], None] | None = None, notes: list | None = None) -> np.ndarray:
+              progress: Callable[[int, int], None] | None = None, notes: list | None = None,
+              rests: bool = True) -> np.ndarray:
     """Fill the unknown cells of a whole-song roll (3, P, T); known: (3, T) or (3, P, T) bool;
     ``other``: the song's context planes (context_planes, P, T) (``roll.encode_context``) or None;
     ``controls``: the song's control planes (control_planes, P, T) (``controls.control_planes``) or None.
     ``drums``: the drum decoder, as ``fill_chunks``; ``bars``: the song's bars (``generate.plan.song_bars``;
     default 4/4 from step 0) and ``fill_bars`` the bars asked to end in a fill, for the pattern decoder.
     ``progress(done, total)``: called after each batch with the windows filled so far and in all
-    (a window filled twice, bass then guitar, counts twice); None: silent."""
+    (a window filled twice, bass then guitar, counts twice); None: silent. ``rests``: the new bass and guitar
+    rest where the model's rest models (``generate.rests``) say a player would (the drums: their plan's)."""
     roll = np.asarray(roll, dtype=bool)
     C, P, T = roll.shape
     kn = np.broadcast_to(known[:, None, :] if known.ndim == 2 else known, roll.shape)
@@ -348,6 +350,10 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
                 Pd[:, s:s + window] = np.where(~kw[j, d], pw[j, d], Pd[:, s:s + window])
             R[..., s:s + window] = o
             K[..., s:s + window] = True
+    if rests:
+        _rest_pitched(model, R, kn, O, bars if bars is not None else grid_bars(T), T)
+    elif dec is not None:
+        dec = dc_replace(dec, rests=None)
     if dec is not None:
         free = ~kn[d].all(axis=0)
         tg = _drum_request(model, controls, bars if bars is not None else grid_bars(T))
@@ -357,6 +363,24 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
                                         seed=seed, forced_fills=set(fill_bars or ()), notes=notes, parts=R[1:, :, :T],
                                         targets=tg)
     return np.where(kn, roll, R[..., :T])
+
+
+def _rest_pitched(model, R: np.ndarray, kn: np.ndarray, other: np.ndarray | None, bars: list, T: int) -> None:
+    """Clear the new bass and guitar (R (3, P, T_pad), in place) in the bars where their rest models
+    (``generate.rests``, beside the model's weights) say a player would rest; known cells stay."""
+    from stemfill.generate.critic import model_folder
+    from stemfill.generate.rests import get_rests, stem_parts
+
+    folder = model_folder(model)
+    for stem in ("bass", "guitar"):
+        c = CHANNEL[stem]
+        open_ = ~kn[c]
+        if not open_.any() or (rm := get_rests(folder, stem)) is None:
+            continue
+        o = other[..., :T] if other is not None else None
+        for b in np.flatnonzero(rm.rests(stem_parts(stem, R[:, :, :T], o), bars)):
+            a, e = bars[b].start, min(bars[b].start + bars[b].length, T)
+            R[c, :, a:e] &= ~open_[:, a:e]
 
 
 def _copy_song(song: Song, tracks) -> Song:
@@ -414,7 +438,7 @@ def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed:
               key: str | None = None, follow_other: bool = True, window: int | None = None,
               overlap: int | None = None, controls: dict[str, StemControls] | None = None,
               progress: Callable[[int, int], None] | None = None,
-              drums: DrumDecoder | None | str = "model") -> FillResult:
+              drums: DrumDecoder | None | str = "model", rests: bool = True) -> FillResult:
     """Add the stems ``add`` to a copy of ``song``; original tracks are untouched (see module doc).
 
     ``bars`` ('A-B', 'A-', 'A'): generate only inside those bars; an existing stem keeps its notes
@@ -497,7 +521,7 @@ def fill_song(song: Song, add: list[str], model, steps: int | None = None, seed:
             forced = sorted(set(forced or ()) | set(c.fill_bars))
     filled = fill_roll(model, roll, known, steps=steps, seed=seed, guidance=guidance, candidates=candidates,
                        window=window, overlap=overlap, other=other, controls=planes, progress=progress,
-                       drums=dec, bars=song_bar_list, fill_bars=forced, notes=said)
+                       drums=dec, bars=song_bar_list, fill_bars=forced, notes=said, rests=rests)
     chosen, source = None, None
     if key_is_free(filled, ~known):  # new bass or guitar, and none of the song's own to follow
         if given is not None:
