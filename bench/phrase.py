@@ -21,7 +21,7 @@ if it has context planes, the song's other tracks) and compared with the real pa
 * every stem: rests (bars where the song plays and the real part has no hit or sounding note, and whether the
   filled part rests there too), and whole-song realism: the two-sample test of ``stemfill eval --realism``
   (``evaluation.realism``: logistic, folds grouped by song) on every 4-bar segment from the song's start
-  where anything sounds, real part against filled part, the rest of the song the same.
+  where the real song sounds, real part against filled part, the rest of the song the same.
 
 ``--fills`` asks the filled drums for fills (``controls.StemControls(fill_every=...)``: none, phrase = every
 4th bar, often = every 2nd; sections = the bar before each section change that the song's other parts
@@ -152,13 +152,15 @@ SEGMENT = 4  # bars of a realism segment, as the chunks stemfill eval --realism 
 
 def _segment_features(real: np.ndarray, filled: np.ndarray, other: np.ndarray | None, c: int) -> tuple:
     """The realism features (``evaluation.realism.segment_features``) of the real and the filled part of each
-    4-bar segment of a whole song (from step 0) where the song sounds: (real (n, D), filled (n, D))."""
+    4-bar segment of a whole song (from step 0) where the real song sounds (any stem or other track):
+    (real (n, D), filled (n, D))."""
     from stemfill.evaluation.phrase import BAR
     from stemfill.evaluation.realism import segment_features
 
     L = SEGMENT * BAR
     T = real.shape[-1]
-    starts = [s for s in range(0, T - L + 1, L) if real[:, :, s:s + L].any() or filled[:, :, s:s + L].any()]
+    starts = [s for s in range(0, T - L + 1, L)
+              if real[:, :, s:s + L].any() or (other is not None and other[:, :, s:s + L].any())]
     if not starts:
         return np.zeros((0, 0)), np.zeros((0, 0))
     r = np.stack([real[:, :, s:s + L] for s in starts])
