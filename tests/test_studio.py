@@ -144,7 +144,8 @@ def test_bad_options_get_the_cli_message(client):
                         ({"stems": ["drums"]}, "song already has a drums part"),
                         ({"stems": ["bass"], "bars": "40-41"}, "--bars 40-41: the song has 16 bars"),
                         ({"stems": []}, "nothing to add"),
-                        ({"stems": ["bass"], "seed": "x"}, "seed: expected a whole number")]:
+                        ({"stems": ["bass"], "seed": "x"}, "seed: expected a whole number"),
+                        ({"stems": ["bass"], "rests": "no"}, "rests: expected true or false")]:
         r = client.post(f"/api/songs/{sid}/takes", json=body)
         assert r.status_code == 400 and words in r.json()["error"], (body, r.text)
         assert "\n" not in r.json()["error"]
@@ -361,3 +362,29 @@ def test_only_local_host_names_are_answered(tmp_path):
         assert c.get("/api/state").status_code == 200
     with TestClient(app, base_url="http://evil.example:9") as c:  # a rebound DNS name
         assert c.get("/api/state").status_code == 400
+
+
+def test_rests_can_be_switched_off_per_take(client, tmp_path):
+    """The form's "rests" box: on (default) the new drums rest in the two bars before the song's bass and guitar
+    come in; a take with it off plays there, and its label says so."""
+    from stemfill.song.io import write_song
+    from stemfill.song.song import Note, Song, TimeSignature, Track
+
+    q, bar = 480, 1920
+    bass = [Note(b * bar + k * q, q - 20, 40, 90) for b in range(2, 18) for k in range(4)]
+    gtr = [Note(b * bar + k * 2 * q, 2 * q - 20, p, 80) for b in range(2, 18) for k in range(2) for p in (52, 56, 59)]
+    path = tmp_path / "late.mid"
+    write_song(Song([Track("Bass", program=33, notes=bass), Track("Guitar", program=29, notes=gtr)],
+                    time_signatures=[TimeSignature(0, 4, 4)], resolution=q), path)
+    r = client.post("/api/songs?name=late.mid", content=path.read_bytes())
+    sid = r.json()["id"]
+    first = {}
+    for body in ({"stems": ["drums"]}, {"stems": ["drums"], "rests": False}):
+        t = client.post(f"/api/songs/{sid}/takes", json=body)
+        assert t.status_code == 200, t.text
+        out = tmp_path / f"take{t.json()['id']}.mid"
+        out.write_bytes(client.get(f"/api/songs/{sid}/takes/{t.json()['id']}/download.mid").content)
+        song = read_song(out)
+        first[body.get("rests", True)] = min(n.start for t_ in song.tracks if t_.is_drum for n in t_.notes) * q // song.resolution
+        assert t.json()["options"]["rests"] is body.get("rests", True)
+    assert first[True] >= 2 * bar > first[False], first

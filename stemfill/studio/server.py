@@ -215,7 +215,8 @@ class Studio:
         opts = check_options(options)
         plan = plan_fill(opts["stems"], bars=opts["bars"], density=opts["density"], complexity=opts["complexity"],
                          register=opts["register"], fills=opts["fills"], style=opts["style"], seed=opts["seed"],
-                         temperature=opts["temperature"], model=self.model, replace=opts["replace"])
+                         temperature=opts["temperature"], model=self.model, replace=opts["replace"],
+                         rests=opts["rests"])
 
         def job():
             t0 = time.perf_counter()
@@ -487,7 +488,16 @@ def check_options(o: Any) -> dict[str, Any]:
         raise Refusal(400, f"seed: expected a whole number, got {seed!r}")
     return {"stems": stems, "bars": text("bars"), "density": text("density"), "complexity": text("complexity"),
             "register": text("register"), "fills": text("fills"), "style": text("style"),
-            "temperature": text("temperature"), "seed": seed, "replace": bool(o.get("replace", False))}
+            "temperature": text("temperature"), "seed": seed, "replace": bool(o.get("replace", False)),
+            "rests": _flag(o, "rests", True)}
+
+
+def _flag(o: dict, k: str, default: bool) -> bool:
+    """A yes/no option of the form (absent: ``default``); Refusal on anything but true or false."""
+    v = o.get(k, default)
+    if not isinstance(v, bool):
+        raise Refusal(400, f"{k}: expected true or false, got {v!r}")
+    return v
 
 
 # --- the app ---------------------------------------------------------------------------------------------

@@ -116,6 +116,7 @@ function takeLabel(t) {
   if (o.bars) bits.push(`bars ${o.bars}`);
   for (const k of ["density", "complexity", "register", "fills", "style"]) if (o[k] && o[k] !== "auto") bits.push(`${k} ${o[k]}`);
   if (o.temperature) bits.push(`T ${o.temperature}`);
+  if (o.rests === false) bits.push("no rests");
   bits.push(`seed ${o.seed}`);
   return bits.join(", ");
 }
@@ -181,7 +182,8 @@ async function generate(ev) {
   ev.preventDefault();
   showError("");
   const f = new FormData($("#gen-form"));
-  const opts = { stems: f.getAll("stem"), seed: f.get("seed") || 0, replace: f.get("replace") === "on" };
+  const opts = { stems: f.getAll("stem"), seed: f.get("seed") || 0, replace: f.get("replace") === "on",
+                 rests: f.get("rests") === "on" };
   for (const k of ["bars", "density", "complexity", "register", "fills", "style", "temperature"]) {
     const v = (f.get(k) || "").trim();
     if (v && v !== "auto") opts[k] = v;  // auto: left to the model
