@@ -51,8 +51,12 @@ def main(argv=None) -> int:
     names = R.feature_names("drums", 12)
     real = R.segment_features(truth, 0, 12, other)
     system = ModelSystem(None)
-    print("| setting | onset F1 | realism | bar repeat (real) | rows used (real) | notes a bar (real) |")
-    print("|---|--:|--:|--:|--:|--:|")
+    print("| setting | onset F1 | realism | bar repeat (real) | rows used (real) | notes a bar (real) | toms share (real) |")
+    print("|---|--:|--:|--:|--:|--:|--:|")
+    from stemfill.generate.controls import TOM_ROWS
+
+    toms = list(TOM_ROWS)  # the roll rows of the low, mid and high tom
+    real_toms = truth[:, 0, toms].sum() / max(truth[:, 0].sum(), 1)
     for name in a.settings:
         t0 = time.perf_counter()
         if name == "cells":
@@ -74,6 +78,7 @@ def main(argv=None) -> int:
         acc = harness._realism(looks, ch.song_index[sel], "drums", 12, 0, "logistic")["realism/accuracy"]
         col = {k: names.index(k) for k in ("bar_repeat", "rows_used", "density")}
         cells = " | ".join(f"{g[:, i].mean():.2f} ({real[:, i].mean():.2f})" for i in col.values())
+        cells += f" | {filled[:, 0, toms].sum() / max(filled[:, 0].sum(), 1):.3f} ({real_toms:.3f})"
         print(f"| {name} | {f1:.3f} | {acc:.3f} | {cells} |  <!-- {time.perf_counter() - t0:.0f} s -->", flush=True)
     return 0
 

@@ -102,6 +102,21 @@ def test_time_keepers_score_as_one_when_merged():
     assert apart[0, 0] > apart[0, 1] + 1.0
 
 
+def test_toms_score_as_one_when_merged():
+    """With ``merge_toms`` a fill on the low tom fits a P on the high tom as well as one on the high tom does."""
+    from stemfill.generate.drums import _bar_scores
+
+    low = _bar({"kick": [0], "snare": [12, 24], "low tom": [36, 39, 42]})
+    high = _bar({"kick": [0], "snare": [12, 24], "high tom": [36, 39, 42]})
+    lib = PatternLibrary(np.stack([low, high]), np.array([48, 48]), np.array(["4/4"] * 2), np.array([1, 1]),
+                         np.array([True, True]), meta={"format": FORMAT})
+    p = _probs([high])[None]
+    _, merged = _bar_scores(lib, "4/4", 48, p, PatternConfig(merge_toms=True))
+    _, apart = _bar_scores(lib, "4/4", 48, p, PatternConfig())
+    assert merged[0, 0] == pytest.approx(merged[0, 1])
+    assert apart[0, 1] > apart[0, 0] + 0.5  # apart, only the high tom fill fits a P on the high tom
+
+
 def test_density_slack_costs_a_full_groove_where_the_network_expects_few_hits():
     """``density_slack``: past the expected count + slack hits a bar, a pattern pays the density cost even under
     ``density_margin`` x the expected count; where the network expects a full groove it changes nothing."""

@@ -41,13 +41,15 @@ DOWNBEAT_YIELDS = [_CLASS[c] for c in ("closed hi-hat", "pedal hi-hat", "open hi
 TIME_KEEPERS = [_CLASS[c] for c in ("closed hi-hat", "open hi-hat", "ride", "ride bell", "tambourine")]
 
 
-def _merged(x: np.ndarray, length: int) -> np.ndarray:
-    """(n, C * length) hits or P with the time-keeping classes folded into one row: (n, (C - k + 1) * length)."""
+def _merged(x: np.ndarray, length: int, groups: tuple[tuple[int, ...], ...] = (tuple(TIME_KEEPERS),)) -> np.ndarray:
+    """(n, C * length) hits or P with the classes of each group folded into one row (P: the chance that any of
+    them hits): (n, (C - sum(len(g) - 1)) * length)."""
     n = len(x)
     x = x.reshape(n, -1, length)
-    rest = [c for c in range(x.shape[1]) if c not in TIME_KEEPERS]
-    tk = 1 - np.prod(1 - np.clip(x[:, TIME_KEEPERS], 0, 1), axis=1, keepdims=True)
-    return np.concatenate([x[:, rest], tk], axis=1).reshape(n, -1).astype(np.float32)
+    folded = {c for g in groups for c in g}
+    rest = [c for c in range(x.shape[1]) if c not in folded]
+    rows = [x[:, rest]] + [1 - np.prod(1 - np.clip(x[:, list(g)], 0, 1), axis=1, keepdims=True) for g in groups]
+    return np.concatenate(rows, axis=1).reshape(n, -1).astype(np.float32)
 
 
 @dataclass
@@ -73,6 +75,7 @@ class PatternConfig:
     fill_top: int = 8  # fills: drawn among the best this many
     vary: float = 0.0  # phrases: bonus per bar that differs from the bars before it in the phrase slot
     merge_time: bool = False  # score the time-keeping classes (hi-hats, ride, bell, tambourine) as one (measured, off)
+    merge_toms: bool = False  # score the three toms as one (the network spreads its P for a tom over them)
     w_critic: float = 1.0  # phrases of 4 bars of 4/4: among the critic_top drawn, play the one with the best draw
     critic_top: int = 8  # score - w_critic x the critic's log-odds that it is the decoder's (critic.py)
     # a drum request (--density, --complexity, --toms, --like, --style; controls.DrumTargets), per bar:
@@ -153,12 +156,13 @@ def _bar_scores(lib: PatternLibrary, meter: str, length: int, p_bars: np.ndarray
     p = np.clip(p_bars.reshape(len(p_bars), -1).astype(np.float32), 1e-4, 1 - 1e-4)
     hits = x.sum(1)
     expect = p_bars.reshape(len(p_bars), -1).sum(1, dtype=np.float64)
-    if cfg.merge_time:
-        key = ("merged", meter, int(length))
+    groups = tuple(g for g, on in ((tuple(TIME_KEEPERS), cfg.merge_time), (tuple(TOM_ROWS), cfg.merge_toms)) if on)
+    if groups:
+        key = ("merged", groups, meter, int(length))
         if key not in lib._flat:
-            lib._flat[key] = (idx, _merged(x, length))
+            lib._flat[key] = (idx, _merged(x, length, groups))
         x = lib._flat[key][1]
-        p = np.clip(_merged(p, length), 1e-4, 1 - 1e-4)
+        p = np.clip(_merged(p, length, groups), 1e-4, 1 - 1e-4)
         hits, expect = x.sum(1), p.sum(1, dtype=np.float64)
     if cfg.fit == "dice":
         ll = 2 * (p @ x.T) / (hits[None, :] + expect[:, None] + 1e-6)
