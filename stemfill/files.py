@@ -99,6 +99,18 @@ def _make_parent(p: Path) -> None:
         raise WriteError(f"{p}: cannot create its folder: {e.strerror or one_line(e)}") from None
 
 
+_READ: dict = {}
+
+
+def read_once(path: str | os.PathLike, load, *args):
+    """``load(path, *args)``, kept per process while the file is unchanged (same resolved path and mtime)."""
+    p = Path(path)
+    key = (str(p.resolve()), p.stat().st_mtime_ns, load, args)
+    if key not in _READ:
+        _READ[key] = load(p, *args)
+    return _READ[key]
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write bytes to a temp file in the target folder, then rename over the target."""
     with atomic_path(path) as tmp:

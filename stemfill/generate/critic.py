@@ -80,20 +80,13 @@ def model_folder(model) -> Path | None:
     return Path(f) if f is not None else None
 
 
-_CACHE: dict = {}
-
-
 def get_critic(folder: str | os.PathLike | None, stem: str) -> Critic | None:
     """The ``stem`` critic in the model folder ``folder`` (None where there is no folder or no critic), read once."""
-    if folder is None:
+    from stemfill.files import read_once
+
+    if folder is None or not (p := critic_path(folder, stem)).exists():
         return None
-    p = critic_path(folder, stem)
-    if not p.exists():
-        return None
-    key = (str(p.resolve()), p.stat().st_mtime_ns)
-    if key not in _CACHE:
-        _CACHE[key] = load_critic(p, stem)
-    return _CACHE[key]
+    return read_once(p, load_critic, stem)
 
 
 def train_critic(real: np.ndarray, fake: np.ndarray, meta: dict, C: float = 0.3) -> Critic:

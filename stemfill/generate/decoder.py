@@ -12,7 +12,7 @@ from stemfill.generate.critic import Critic, get_critic, model_folder
 from stemfill.generate.drums import PatternConfig, decode_drums
 from stemfill.generate.library import PatternLibrary, get_library
 from stemfill.generate.plan import Bar, PlanConfig, grid_bars, make_plan
-from stemfill.generate.rests import RestModel, get_rests
+from stemfill.generate.rests import RestModel, get_rests, stem_parts
 
 
 @dataclass
@@ -59,13 +59,14 @@ def decode_roll_drums(dec: DrumDecoder, drums: np.ndarray, p: np.ndarray, free: 
         forced_fills = set(forced_fills or ()) | {int(b) for b in np.flatnonzero(targets.fill == 1)}
     song_parts = None
     if sections and dec.rests is not None and parts is not None:  # the bass and guitar as filled, the other tracks
-        song_parts = [parts[0], parts[1]] + ([other[0] > 0] if other is not None else [])  # rests.stem_parts
+        song_parts = stem_parts("drums", [drums, parts[0], parts[1]], other)
     plan = make_plan(bars, roll, known, other, dec.plan, rng, forced_fills, sections=sections, rest_model=dec.rests,
                      parts=song_parts)
     if targets is not None and (targets.fill >= 0).any():  # the request binds the plan: fills there, none here
         no = np.flatnonzero(targets.fill == 0)
         plan.fill[no] = False
-        plan.crash[no[no + 1 < len(bars)] + 1] &= plan.section_start[no[no + 1 < len(bars)] + 1]
+        after = no[no + 1 < len(bars)] + 1  # no crash after a bar asked not to fill, but at a section start
+        plan.crash[after] &= plan.section_start[after]
         plan.constrain_fills = True
         plan.bound = targets.fill >= 0
     hits, done = decode_drums(p[:C], free, plan, dec.library, dec.patterns, rng, dec.critic, parts, other, targets)

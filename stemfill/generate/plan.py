@@ -37,7 +37,6 @@ class PlanConfig:
     fill_phrase: float = 0.08  # ... at the end of any other phrase of PHRASE_BARS bars
     crash_after_fill: float = 0.4  # chance of a crash on the downbeat after a planned fill (asked-for fills: always)
     crash_section: float = 0.2  # chance of a crash on a section start's downbeat (after a fill: always)
-    rests: bool = True  # rest where the model's rest model (rests.py) says a drummer would, in a whole song
 
 
 @dataclass
@@ -140,7 +139,7 @@ def make_plan(bars: list[Bar], roll: np.ndarray | None = None, known: np.ndarray
     after = forced | (fill & (rng.random(n) < float(cfg.crash_after_fill)))
     crash[1:] |= after[:-1]
     rest = None
-    if sections and cfg.rests and rest_model is not None and parts:
+    if sections and rest_model is not None and parts:
         rest = rest_model.rests(parts, bars)
         fill &= ~rest
         fill[:-1] &= ~rest[1:]  # no fill into a rest either

@@ -37,7 +37,8 @@ STEM_FILE = {"drums": "drum-rests.json", "bass": "bass-rests.json", "guitar": "g
 
 def stem_parts(stem: str, roll: np.ndarray, other: np.ndarray | None) -> list[np.ndarray]:
     """What ``bar_features`` reads for a new ``stem``: its lead part first (``LEAD``), then the third stem and the
-    other tracks' sounding plane; ``roll`` (3, P, T) the song's drums, bass and guitar (known or as filled)."""
+    other tracks' sounding plane; ``roll`` the song's drums, bass and guitar ((3, P, T), or a list of three
+    (P, T)), known or as filled."""
     from stemfill.pianoroll.grid import CHANNEL
 
     lead = CHANNEL[LEAD[stem]]
@@ -169,17 +170,10 @@ def rests_path(folder: str | os.PathLike, stem: str = "drums") -> Path:
     return Path(folder) / STEM_FILE[stem]
 
 
-_CACHE: dict = {}
-
-
 def get_rests(folder: str | os.PathLike | None, stem: str = "drums") -> RestModel | None:
     """The ``stem`` rest model in the model folder ``folder`` (None where there is no folder or none), read once."""
-    if folder is None:
+    from stemfill.files import read_once
+
+    if folder is None or not (p := rests_path(folder, stem)).exists():
         return None
-    p = rests_path(folder, stem)
-    if not p.exists():
-        return None
-    key = (str(p.resolve()), p.stat().st_mtime_ns)
-    if key not in _CACHE:
-        _CACHE[key] = load_rests(p, stem)
-    return _CACHE[key]
+    return read_once(p, load_rests, stem)

@@ -236,10 +236,11 @@ def fill_chunks(model, rolls: np.ndarray, known: np.ndarray, steps: int | None =
     if dec is not None:
         p = np.concatenate(probs)
         d = CHANNEL["drums"]
+        chunk_bars = grid_bars(out.shape[-1])
         for i in range(len(out)):
             free = ~kn[i, d].all(axis=0)
             if free.any():
-                tg = _drum_request(model, controls[i] if controls is not None else None, grid_bars(out.shape[-1]))
+                tg = _drum_request(model, controls[i] if controls is not None else None, chunk_bars)
                 out[i, d] = decode_roll_drums(dec, out[i, d], p[i, d], free, seed=seed * 1_000_003 + i, sections=False,
                                               other=other[i] if other is not None else None, parts=out[i, 1:],
                                               targets=tg)
@@ -350,13 +351,14 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
                 Pd[:, s:s + window] = np.where(~kw[j, d], pw[j, d], Pd[:, s:s + window])
             R[..., s:s + window] = o
             K[..., s:s + window] = True
+    bar_list = bars if bars is not None else grid_bars(T)
     if rests:
-        _rest_pitched(model, R, kn, O, bars if bars is not None else grid_bars(T), T)
+        _rest_pitched(model, R, kn, O, bar_list, T)
     elif dec is not None:
         dec = dc_replace(dec, rests=None)
     if dec is not None:
         free = ~kn[d].all(axis=0)
-        tg = _drum_request(model, controls, bars if bars is not None else grid_bars(T))
+        tg = _drum_request(model, controls, bar_list)
         if tg is not None and fill_bars:  # the caller placed the fills on the song's own bars (none asked: kept)
             tg.fill[:] = -1
         R[d, :, :T] = decode_roll_drums(dec, R[d, :, :T], Pd[:, :T], free, bars, roll & kn, kn, other,
@@ -372,12 +374,12 @@ def _rest_pitched(model, R: np.ndarray, kn: np.ndarray, other: np.ndarray | None
     from stemfill.generate.rests import get_rests, stem_parts
 
     folder = model_folder(model)
+    o = other[..., :T] if other is not None else None
     for stem in ("bass", "guitar"):
         c = CHANNEL[stem]
         open_ = ~kn[c]
         if not open_.any() or (rm := get_rests(folder, stem)) is None:
             continue
-        o = other[..., :T] if other is not None else None
         for b in np.flatnonzero(rm.rests(stem_parts(stem, R[:, :, :T], o), bars)):
             a, e = bars[b].start, min(bars[b].start + bars[b].length, T)
             R[c, :, a:e] &= ~open_[:, a:e]
