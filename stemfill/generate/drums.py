@@ -325,10 +325,10 @@ def _phrase_run(run: list[int], bars, p: np.ndarray, plan: Plan, lib: PatternLib
         for k, bk in enumerate(slot):
             i = run[bk]
             bar = bars[i]
-            pat = lib.bits[phrases[j, k], :C, :L].copy()
             if plan.rest is not None and plan.rest[i]:  # the plan rests the drums here (rests.py)
                 done[bar.start:bar.start + L] = True
                 continue
+            pat = lib.bits[phrases[j, k], :C, :L].copy()
             if cfg.rest_below > 0 and pb[bk].sum() < cfg.rest_below * L / 48:
                 done[bar.start:bar.start + L] = True  # the network hears a bar with (almost) no drums: rest
                 continue
