@@ -18,6 +18,7 @@ if it has context planes, the song's other tracks) and compared with the real pa
   defined) and Note-F1 as USMA defines it (``metrics.note_f1_usma_segments``: 16th-note onset + exact
   pitch, one-to-one, per 4-bar segment from the song's start, averaged over all segments of the set where
   the real part has notes);
+* every stem: rhythm kept (``phrase.rhythm_repeats``: successive bars with the same note-start times);
 * every stem: rests (bars where the song plays and the real part has no hit or sounding note, and whether the
   filled part rests there too), and whole-song realism: the two-sample test of ``stemfill eval --realism``
   (``evaluation.realism``: logistic, folds grouped by song) on every 4-bar segment from the song's start
@@ -130,6 +131,7 @@ def fill_song_stems(model, path: Path, seed: int, fills: str | None, drums="mode
                                "filled": float(PH.bar_density(g, stem).mean())}}
         if stem == "drums":
             res["phrase"] = {"real": vars(PH.phrase_counts(r)), "filled": vars(PH.phrase_counts(g))}
+        res["rhythm_repeats"] = {"real": PH.rhythm_repeats(r, stem), "filled": PH.rhythm_repeats(g, stem)}
         # rests: the bars where the song plays (another stem or track starts a note) and the real part has no
         # hit or sounding note
         song_on = np.delete(real, c, axis=0)[:, :, :T]
@@ -207,6 +209,10 @@ def summarise(rows: list[dict]) -> dict:
                           "rests_kept": rest["both_rest"] / max(rest["real_rests"], 1),
                           "false_rests": rest["filled_rests_where_real_plays"]
                           / max(rest["song_bars"] - rest["real_rests"], 1)}
+        reps = [h["rhythm_repeats"] for h in have if "rhythm_repeats" in h]
+        if reps:  # the share of successive bars (both playing) with the same note-start times
+            d["rhythm_kept"] = {side: sum(v[side][0] for v in reps) / max(sum(v[side][1] for v in reps), 1)
+                                for side in ("real", "filled")}
         feats = [h["_features"] for h in have if "_features" in h and len(h["_features"][0])]
         if len(feats) >= 2:  # realism of whole songs: 4-bar segments, folds grouped by song
             from stemfill.evaluation.realism import two_sample_accuracy
@@ -254,6 +260,11 @@ def markdown(summary: dict) -> str:
         for name, t, v in rows:
             lines.append(f"| {name} | {t} | {v['song_bars']} | {_f(v['real_rest_share'])} | "
                          f"{_f(v['filled_rest_share'])} | {_f(v['rests_kept'])} | {_f(v['false_rests'])} |")
+    rows = [(name, t, s[t]["rhythm_kept"]) for name, s in summary.items() for t in STEMS_ORDER
+            if "rhythm_kept" in s.get(t, {})]
+    if rows:
+        lines += ["", "| songs | stem | bars with the rhythm of the bar before: real | filled |", "|---|---|--:|--:|"]
+        lines += [f"| {name} | {t} | {_f(v['real'])} | {_f(v['filled'])} |" for name, t, v in rows]
     lines += ["", "| songs | Note-F1 % drums (segments) | bass | guitar | contour r drums (songs) | bass | guitar "
               "| realism drums (4-bar segments) | bass | guitar |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for name, s in summary.items():

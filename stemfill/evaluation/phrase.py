@@ -9,6 +9,9 @@ a filled part follow the song's build-ups and breakdowns? (Issue 13, item 2.)
   snare/tom hits in the last beat: the definition the model's fill control was trained on).
 * **Density contour**: Pearson correlation, over the bars of a whole song, of notes a bar (note starts;
   drums: hits) in a filled part and in the real part.
+* **Rhythm kept**: of the pairs of successive bars that both start notes, the share whose note-start times
+  are the same (any pitch): a player keeps a groove for a while; a part whose bars are decoded on their own
+  shifts it from bar to bar.
 
 The grid is the roll's: bars of ``BAR`` = 48 steps (4/4 at 12 steps a beat) and phrases of ``PHRASE_BARS``
 bars, both counted from the song's step 0, as the model's windows and the chunks are. A song in another
@@ -181,3 +184,19 @@ def density_contour_corr(gen, real, stem: str) -> float:
     if len(g) < 2 or g.std() == 0 or r.std() == 0:
         return float("nan")
     return float(np.corrcoef(g, r)[0, 1])
+
+
+def rhythm_repeats(x, stem: str) -> tuple[int, int]:
+    """(pairs of successive bars whose note-start times are the same, pairs of successive bars that both start
+    notes) of a channel (P, T), on bars of ``BAR`` steps; counts add up over songs."""
+    from stemfill.evaluation.metrics import onsets
+
+    x = np.asarray(x, dtype=bool)
+    if x.ndim != 2:
+        raise ValueError(f"expected a channel (P, T), got shape {x.shape}")
+    on = onsets(x, stem).any(axis=0)
+    n = len(on) // BAR
+    bars = on[:n * BAR].reshape(n, BAR)
+    both = bars[1:].any(axis=1) & bars[:-1].any(axis=1)
+    same = both & (bars[1:] == bars[:-1]).all(axis=1)
+    return int(same.sum()), int(both.sum())

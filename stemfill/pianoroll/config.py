@@ -53,6 +53,7 @@ class SamplingConfig:
     line_starts_free: float | None = None  # ... where another pitched channel is being filled too (None: line_starts)
     line_sounding: float = 0.3  # line decoding: a note stops where P(any pitch sounding) < this
     line_repeat: float = 0.0  # line decoding: a note repeating the note before takes the runner-up pitch where its P mass is >= this x the best's (0: off)
+    line_groove: float = 0.0  # whole songs: a bass bar takes a rhythm the line plays elsewhere unless its fit costs more than this (nats) for a change of groove (generate/bass.py; 0 off)
     line_scale: bool = False  # line decoding, where only drums are known: notes keep to one diatonic scale (diatonic_rows)
     partial_mass: bool = False  # channels known over part of the window: take the expected count from a whole-channel fill
     chain_pitched: bool = False  # fill.py: with bass and guitar both missing, fill the bass, then the guitar given it

@@ -314,9 +314,11 @@ def diatonic_rows(p: np.ndarray) -> np.ndarray:
 
 def decode_line(p: np.ndarray, known_steps: np.ndarray, starts, sounding: float = 0.3, min_note: int = 0,
                 rows: np.ndarray | None = None, temperature: float = 0.0, noise: np.ndarray | None = None,
-                repeat: float = 0.0) -> np.ndarray:
+                repeat: float = 0.0, onsets: np.ndarray | None = None) -> np.ndarray:
     """``diffusion.decode_line`` in numpy (its docstring has the method): p (B, P, L) with the known cells set
-    to the context; known_steps (B, L); ``starts`` a float or (B,). Returns (B, P, L) float32 {0, 1}."""
+    to the context; known_steps (B, L); ``starts`` a float or (B,). ``onsets`` (B, L) bool: the note starts
+    to play, instead of the likeliest ``starts`` x the rise (the known notes' starts are added; ``starts`` is then
+    unused). Returns (B, P, L) float32 {0, 1}."""
     B, P, L = p.shape
     kn = np.asarray(known_steps, dtype=bool)
     prev = np.concatenate([np.zeros((B, P, 1), np.float32), p[..., :-1]], -1)
@@ -333,7 +335,10 @@ def decode_line(p: np.ndarray, known_steps: np.ndarray, starts, sounding: float 
     desc = -np.sort(-mass, axis=-1)
     kth = np.take_along_axis(desc, np.maximum(n - 1, 0)[:, None], -1)
     known_start = kn & (up > 0.5).any(1)
-    onset = ((mass >= kth) & (mass > 0) & (n > 0)[:, None]) | known_start
+    if onsets is not None:
+        onset = (np.asarray(onsets, dtype=bool) & ~kn) | known_start
+    else:
+        onset = ((mass >= kth) & (mass > 0) & (n > 0)[:, None]) | known_start
     seg = np.cumsum(onset, -1)  # note index of every step; 0 before the first start
     t = np.broadcast_to(np.arange(L), (B, L))
     first = np.maximum.accumulate(np.where(onset, t, -1), axis=-1)  # each step's note's start step (-1: none)

@@ -295,7 +295,9 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
     default 4/4 from step 0) and ``fill_bars`` the bars asked to end in a fill, for the pattern decoder.
     ``progress(done, total)``: called after each batch with the windows filled so far and in all
     (a window filled twice, bass then guitar, counts twice); None: silent. ``rests``: the new bass and guitar
-    rest where the model's rest models (``generate.rests``) say a player would (the drums: their plan's)."""
+    rest where the model's rest models (``generate.rests``) say a player would (the drums: their plan's).
+    A new bass keeps its rhythm from bar to bar where the model's ``sampling.line_groove`` > 0
+    (``generate.bass``; before the rests)."""
     roll = np.asarray(roll, dtype=bool)
     C, P, T = roll.shape
     kn = np.broadcast_to(known[:, None, :] if known.ndim == 2 else known, roll.shape)
@@ -318,6 +320,9 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
     dec = drum_decoder_for(model) if drums == "model" else drums
     dec = dec if dec is not None and not kn[d].all() else None
     Pd = np.zeros((P, T_pad), dtype=np.float32) if dec is not None else None  # the drums' P where generated
+    b_ch = CHANNEL["bass"]
+    groove = float(getattr(model.sampling, "line_groove", 0.0)) if not kn[b_ch].all() else 0.0
+    Pb = np.zeros((P, T_pad), dtype=np.float32) if groove > 0 else None  # the bass's P, for its groove
     advance = None
     if progress is not None:  # the windows of both passes, counted before the first runs
         K1, total = K.copy(), 0
@@ -342,16 +347,20 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
         kw = np.stack([K[..., s:s + window] for s in todo])
         ow = np.stack([O[..., s:s + window] for s in todo]) if O is not None else None
         qw = np.stack([Q[..., s:s + window] for s in todo]) if Q is not None else None
-        probs: list | None = [] if dec is not None else None
+        probs: list | None = [] if dec is not None or Pb is not None else None
         out = _sample_windows(model, ctx, kw, steps, g, guidance, candidates, batch, other=ow, controls=qw,
                               probs=probs, advance=advance)
         pw = np.concatenate(probs) if probs else None
         for j, (s, o) in enumerate(zip(todo, out)):
-            if pw is not None:
+            if pw is not None and Pd is not None:
                 Pd[:, s:s + window] = np.where(~kw[j, d], pw[j, d], Pd[:, s:s + window])
+            if pw is not None and Pb is not None:
+                Pb[:, s:s + window] = np.where(~kw[j, b_ch], pw[j, b_ch], Pb[:, s:s + window])
             R[..., s:s + window] = o
             K[..., s:s + window] = True
     bar_list = bars if bars is not None else grid_bars(T)
+    if Pb is not None:
+        R[b_ch, :, :T] = _groove_bass(model, R[b_ch, :, :T], Pb[:, :T], roll & kn, kn, other, bar_list, groove)
     if rests:
         _rest_pitched(model, R, kn, O, bar_list, T)
     elif dec is not None:
@@ -365,6 +374,27 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
                                         seed=seed, forced_fills=set(fill_bars or ()), notes=notes, parts=R[1:, :, :T],
                                         targets=tg)
     return np.where(kn, roll, R[..., :T])
+
+
+def _groove_bass(model, x: np.ndarray, p: np.ndarray, roll: np.ndarray, kn: np.ndarray, other: np.ndarray | None,
+                 bars: list, change: float) -> np.ndarray:
+    """The new bass line ``x`` (P, T) with its rhythm kept from bar to bar (``generate.bass.groove_line``): a
+    change of rhythm costs ``change``, less at a phrase start and nothing where the known parts show a section
+    start."""
+    from stemfill.generate.bass import groove_line
+    from stemfill.generate.plan import PHRASE_BARS, phrase_spans
+    from stemfill.generate.sections import section_starts
+
+    b = CHANNEL["bass"]
+    sec = np.zeros(len(bars), dtype=bool)
+    if len(bars) >= 2 * PHRASE_BARS:
+        for k in section_starts(roll, kn, other, spans=phrase_spans(bars)):
+            if 0 < k < len(bars):
+                sec[k] = True
+    sc = model.sampling
+    open_ = ~kn[b].all(axis=0)
+    return groove_line(x, p, open_, bars, change, sec, sc.line_sounding,
+                       sc.min_note[b] if b < len(sc.min_note) else 0, sc.line_repeat, roll[b] & kn[b])
 
 
 def _rest_pitched(model, R: np.ndarray, kn: np.ndarray, other: np.ndarray | None, bars: list, T: int) -> None:
