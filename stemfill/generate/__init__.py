@@ -18,8 +18,9 @@ What the room holds:
 * ``drums.py``     the pattern decoder: one whole bar pattern per bar, chosen by Viterbi;
 * ``decoder.py``   the decoding stage ``pianoroll/fill.py`` calls: which decoder a model's drums get;
 * ``rests.py``     where a new part rests in a whole song (small per-stem models over the song's other parts);
-* ``bass.py``      the bass keeps its groove in a whole song: each bar's rhythm chosen by Viterbi among the
-                   rhythms the line plays elsewhere in the song, then the line decoded again on it.
+* ``groove.py``    the bass (and, where a model turns it on, the guitar) keeps its groove in a whole song: each
+                   bar's rhythm chosen by Viterbi among the rhythms the part plays elsewhere in the song, the
+                   bars that changed played again on it.
 
 The flow (the steps in brackets run only when asked or for a model that has them)::
 
@@ -34,7 +35,7 @@ The flow (the steps in brackets run only when asked or for a model that has them
                          the network's likelihood of each candidate bar, a density match, how common the
                          pattern is, and a cost for changing the groove (cheap at phrase and section starts);
                          fills from real fills at the planned bars, a crash on the downbeat after them;
-                      the bass (whole songs): bass.py keeps a bar's rhythm from bar to bar, rests.py clears
+                      the bass (whole songs): groove.py keeps a bar's rhythm from bar to bar, rests.py clears
                       the bars a bassist would rest in
          -> notes
 

@@ -53,7 +53,6 @@ class SamplingConfig:
     line_starts_free: float | None = None  # ... where another pitched channel is being filled too (None: line_starts)
     line_sounding: float = 0.3  # line decoding: a note stops where P(any pitch sounding) < this
     line_repeat: float = 0.0  # line decoding: a note repeating the note before takes the runner-up pitch where its P mass is >= this x the best's (0: off)
-    line_groove: float = 0.0  # whole songs: a bass bar takes a rhythm the line plays elsewhere unless its fit costs more than this (nats) for a change of groove (generate/bass.py; 0 off)
     line_scale: bool = False  # line decoding, where only drums are known: notes keep to one diatonic scale (diatonic_rows)
     partial_mass: bool = False  # channels known over part of the window: take the expected count from a whole-channel fill
     chain_pitched: bool = False  # fill.py: with bass and guitar both missing, fill the bass, then the guitar given it
@@ -63,6 +62,7 @@ class SamplingConfig:
     temperature: tuple[float, ...] = (0.0, 0.0, 0.0)  # count decoding, per channel: 0 keeps the likeliest cells; > 0 draws them (gumbel_rank)
     join: tuple[float, ...] = (0.0, 0.0, 0.0)  # count decoding, per channel: join a note's cells across a gap of <= join_gap steps where P in the gap stays >= this x P at its edges (0: off; join_gaps)
     join_gap: int = 2
+    groove: tuple[float, ...] = (0.0, 0.0, 0.0)  # whole songs, per channel (bass, guitar): a bar takes a rhythm the part plays elsewhere in the song unless its fit costs more than this (nats) for a change of groove (generate/groove.py; 0 off; the drums have their pattern decoder)
     drum_decoder: str = "cells"  # "cells": the last step's decoding above; "patterns": whole bars from a library (stemfill.generate)
 
     def __post_init__(self) -> None:
@@ -74,6 +74,7 @@ class SamplingConfig:
         self.line = tuple(bool(v) for v in self.line)
         self.temperature = tuple(float(v) for v in self.temperature)
         self.join = tuple(float(v) for v in self.join)
+        self.groove = tuple(float(v) for v in self.groove)
         if self.drum_decoder not in DRUM_DECODERS:
             raise ValueError(f"SamplingConfig: drum_decoder {self.drum_decoder!r} is not one of {DRUM_DECODERS}")
         if any(v < 0 for v in self.temperature):

@@ -137,9 +137,14 @@ def _sample_windows(model, ctx: np.ndarray, known: np.ndarray, steps, generator,
         k2[:, b] = True  # the bass just written is now context
         c2 = np.where(k2, out[both], False)
         g2 = model.sampling.chain_guidance if guidance is None else guidance
+        got: list | None = [] if probs is not None else None
         out[both] = _sample_batched(model, c2, k2, steps, generator, g2, candidates, batch, select,
                                     None if other is None else other[both],
-                                    None if controls is None else controls[both], advance=advance)
+                                    None if controls is None else controls[both], probs=got, advance=advance)
+        if got:  # the guitar's P is the chained pass's, which played it
+            p_all = np.concatenate(probs)
+            p_all[np.flatnonzero(both), g] = np.concatenate(got)[:, g]
+            probs[:] = [p_all]
     return out
 
 
@@ -296,8 +301,8 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
     ``progress(done, total)``: called after each batch with the windows filled so far and in all
     (a window filled twice, bass then guitar, counts twice); None: silent. ``rests``: the new bass and guitar
     rest where the model's rest models (``generate.rests``) say a player would (the drums: their plan's).
-    A new bass keeps its rhythm from bar to bar where the model's ``sampling.line_groove`` > 0
-    (``generate.bass``; before the rests)."""
+    A new bass or guitar keeps its rhythm from bar to bar where the model's ``sampling.groove`` for it is > 0
+    (``generate.groove``; before the rests)."""
     roll = np.asarray(roll, dtype=bool)
     C, P, T = roll.shape
     kn = np.broadcast_to(known[:, None, :] if known.ndim == 2 else known, roll.shape)
@@ -320,9 +325,9 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
     dec = drum_decoder_for(model) if drums == "model" else drums
     dec = dec if dec is not None and not kn[d].all() else None
     Pd = np.zeros((P, T_pad), dtype=np.float32) if dec is not None else None  # the drums' P where generated
-    b_ch = CHANNEL["bass"]
-    groove = float(getattr(model.sampling, "line_groove", 0.0)) if not kn[b_ch].all() else 0.0
-    Pb = np.zeros((P, T_pad), dtype=np.float32) if groove > 0 else None  # the bass's P, for its groove
+    gv = tuple(getattr(model.sampling, "groove", ()))
+    grooved = [c for c in (CHANNEL["bass"], CHANNEL["guitar"]) if c < len(gv) and gv[c] > 0 and not kn[c].all()]
+    Pg = {c: np.zeros((P, T_pad), dtype=np.float32) for c in grooved}  # their P, for the groove
     advance = None
     if progress is not None:  # the windows of both passes, counted before the first runs
         K1, total = K.copy(), 0
@@ -347,20 +352,20 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
         kw = np.stack([K[..., s:s + window] for s in todo])
         ow = np.stack([O[..., s:s + window] for s in todo]) if O is not None else None
         qw = np.stack([Q[..., s:s + window] for s in todo]) if Q is not None else None
-        probs: list | None = [] if dec is not None or Pb is not None else None
+        probs: list | None = [] if dec is not None or Pg else None
         out = _sample_windows(model, ctx, kw, steps, g, guidance, candidates, batch, other=ow, controls=qw,
                               probs=probs, advance=advance)
         pw = np.concatenate(probs) if probs else None
         for j, (s, o) in enumerate(zip(todo, out)):
             if pw is not None and Pd is not None:
                 Pd[:, s:s + window] = np.where(~kw[j, d], pw[j, d], Pd[:, s:s + window])
-            if pw is not None and Pb is not None:
-                Pb[:, s:s + window] = np.where(~kw[j, b_ch], pw[j, b_ch], Pb[:, s:s + window])
+            for c, pc in Pg.items():
+                pc[:, s:s + window] = np.where(~kw[j, c], pw[j, c], pc[:, s:s + window])
             R[..., s:s + window] = o
             K[..., s:s + window] = True
     bar_list = bars if bars is not None else grid_bars(T)
-    if Pb is not None:
-        R[b_ch, :, :T] = _groove_bass(model, R[b_ch, :, :T], Pb[:, :T], roll & kn, kn, other, bar_list, groove)
+    if Pg:
+        _groove(model, R, Pg, roll & kn, kn, other, bar_list, T)
     if rests:
         _rest_pitched(model, R, kn, O, bar_list, T)
     elif dec is not None:
@@ -376,25 +381,29 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
     return np.where(kn, roll, R[..., :T])
 
 
-def _groove_bass(model, x: np.ndarray, p: np.ndarray, roll: np.ndarray, kn: np.ndarray, other: np.ndarray | None,
-                 bars: list, change: float) -> np.ndarray:
-    """The new bass line ``x`` (P, T) with its rhythm kept from bar to bar (``generate.bass.groove_line``): a
-    change of rhythm costs ``change``, less at a phrase start and nothing where the known parts show a section
-    start."""
-    from stemfill.generate.bass import groove_line
+def _groove(model, R: np.ndarray, Pg: dict, roll: np.ndarray, kn: np.ndarray, other: np.ndarray | None,
+            bars: list, T: int) -> None:
+    """The new bass and guitar (R (3, P, T_pad), in place) with their rhythms kept from bar to bar
+    (``generate.groove``): a change of rhythm costs the model's ``sampling.groove`` for the channel, less at a
+    phrase start and nothing where the known parts show a section start. ``Pg``: {channel: its P (P, T_pad)}."""
+    from stemfill.generate.groove import groove_chords, groove_line
     from stemfill.generate.plan import PHRASE_BARS, phrase_spans
     from stemfill.generate.sections import section_starts
 
-    b = CHANNEL["bass"]
     sec = np.zeros(len(bars), dtype=bool)
     if len(bars) >= 2 * PHRASE_BARS:
         for k in section_starts(roll, kn, other, spans=phrase_spans(bars)):
             if 0 < k < len(bars):
                 sec[k] = True
     sc = model.sampling
-    open_ = ~kn[b].all(axis=0)
-    return groove_line(x, p, open_, bars, change, sec, sc.line_sounding,
-                       sc.min_note[b] if b < len(sc.min_note) else 0, sc.line_repeat, roll[b] & kn[b])
+    for c, p in Pg.items():
+        open_ = ~kn[c].all(axis=0)
+        min_note = sc.min_note[c] if c < len(sc.min_note) else 0
+        if c < len(sc.line) and sc.line[c]:
+            R[c, :, :T] = groove_line(R[c, :, :T], p[:, :T], open_, bars, sc.groove[c], sec, sc.line_sounding,
+                                      min_note, sc.line_repeat, roll[c] & kn[c])
+        else:
+            R[c, :, :T] = groove_chords(R[c, :, :T], p[:, :T], open_, bars, sc.groove[c], sec, min_note)
 
 
 def _rest_pitched(model, R: np.ndarray, kn: np.ndarray, other: np.ndarray | None, bars: list, T: int) -> None:

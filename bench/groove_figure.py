@@ -1,12 +1,13 @@
-"""Draw a song's bass taken out and filled again, with and without the groove (``generate/bass.py``): the real
-bass, the line as the windows decode it, and the line whose bars keep a rhythm; ticks under each row mark
-the bars that repeat the rhythm of the bar before.
+"""Draw a song's bass (or guitar) taken out and filled again, with and without the groove
+(``generate/groove.py``): the real part, the part as the windows decode it, and the part whose bars keep a
+rhythm; a band under a row marks the bars that repeat the rhythm of the bar before.
 
-    python bench/bass_figure.py SONG -o docs/img/bass-groove.png [--bars A-B] [--model M] [--seed S]
+    python bench/groove_figure.py SONG -o docs/img/bass-groove.png [--stem bass|guitar] [--groove G]
+                                  [--bars A-B] [--model M] [--seed S]
 
-The bass is filled as ``stemfill midi SONG --add bass --replace`` fills it (``fill.fill_roll``, rests on),
-once with the model's ``line_groove`` and once with it 0. Prints, for the drawn bars, the share of bars
-with the rhythm of the bar before and the notes a bar of each row.
+The part is filled as ``stemfill midi SONG --add STEM --replace`` fills it (``fill.fill_roll``, rests on),
+once with the model's ``sampling.groove`` for the stem (or ``--groove``) and once with it 0. Prints, for the
+drawn bars, the share of bars with the rhythm of the bar before and the notes a bar of each row.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model", type=Path, default=ROOT / "stemfill" / "models" / "default")
     ap.add_argument("--bars", help="bars to draw, A-B (1-based, B included; default: all)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--stem", choices=("bass", "guitar"), default="bass")
+    ap.add_argument("--groove", type=float, help="the groove's change cost (default: the model's)")
     a = ap.parse_args(argv)
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -50,16 +53,20 @@ def main(argv=None) -> int:
     T = max(n_steps(song), 1)
     real = encode(song, length=T, groups=groups)
     other = encode_context(song, length=T, groups=groups) if model.context_planes else None
-    c = CHANNEL["bass"]
+    c = CHANNEL[a.stem]
     if not real[c].any():
-        print(f"error: {a.song}: the song has no bass to take out and fill again", file=sys.stderr)
+        print(f"error: {a.song}: the song has no {a.stem} to take out and fill again", file=sys.stderr)
         return 1
     known = np.ones((real.shape[0], T), dtype=bool)
     known[c] = False
-    groove = model.sampling.line_groove
-    rows = {"real bass": real[c]}
-    plain = replace(model.sampling, line_groove=0.0)
-    for label, sampling in ((f"filled, no groove", plain), (f"filled, groove {groove:g} (shipped)", model.sampling)):
+    gv = list(model.sampling.groove)
+    shipped = gv[c]
+    groove = shipped if a.groove is None else a.groove
+    rows = {f"real {a.stem}": real[c]}
+    plain = replace(model.sampling, groove=tuple(0.0 if i == c else v for i, v in enumerate(gv)))
+    grooved = replace(model.sampling, groove=tuple(groove if i == c else v for i, v in enumerate(gv)))
+    label = f"filled, groove {groove:g}" + (" (shipped)" if groove == shipped else "")
+    for label, sampling in (("filled, no groove", plain), (label, grooved)):
         model.sampling = sampling
         rows[label] = fill_roll(model, real, known, seed=a.seed, other=other, bars=song_bars(song, T))[c]
     n_bars = -(-T // BAR)
@@ -89,11 +96,11 @@ def main(argv=None) -> int:
             prev, cur = starts[(b - 2) * BAR:(b - 1) * BAR], starts[(b - 1) * BAR:b * BAR]
             if b > lo and len(cur) == len(prev) == BAR and cur.any() and prev.any() and (cur == prev).all():
                 ax.axvspan(b, b + 1, ymin=0, ymax=0.06, color=color, alpha=0.6)
-        same, pairs = PH.rhythm_repeats(x[:, s0:s1], "bass")
-        dens = PH.bar_density(x[:, s0:s1], "bass").mean()
+        same, pairs = PH.rhythm_repeats(x[:, s0:s1], a.stem)
+        dens = PH.bar_density(x[:, s0:s1], a.stem).mean()
         summary.append(f"{label}: rhythm of the bar before in {same} of {pairs} bars, {dens:.1f} notes a bar")
         ax.set_ylabel(label.replace(", ", ",\n"), fontsize=8)
-    axes[0].set_title(f"{a.song.name}: bass taken out and filled again (band under a row: the bar repeats the "
+    axes[0].set_title(f"{a.song.name}: {a.stem} taken out and filled again (band under a row: the bar repeats the "
                       "rhythm of the bar before)", fontsize=10)
     axes[-1].set_xlabel("bar")
     axes[-1].set_xlim(lo, hi + 1)

@@ -1,11 +1,12 @@
-"""The bass keeps its groove (stemfill/generate/bass.py) and the phrase measure of it, on rolls built here."""
+"""The bass and guitar keep their groove (stemfill/generate/groove.py) and the phrase measure of it, on rolls built
+here."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from stemfill.evaluation.phrase import rhythm_repeats
-from stemfill.generate.bass import COUNT_SLACK, bar_rhythms, choose_rhythms, groove_line, onset_logits
+from stemfill.generate.groove import COUNT_SLACK, bar_rhythms, choose_rhythms, groove_line, onset_logits
 from stemfill.generate.plan import grid_bars
 from stemfill.pianoroll.fast import decode_line
 
@@ -120,7 +121,7 @@ def test_decode_line_plays_the_given_note_starts():
 
 def test_the_shipped_model_keeps_the_new_bass_groove_and_the_known_bars():
     """The shipped model fills the bass of a 16-bar song (drums, guitar chords, a keyboard; bass bars 9-10
-    known): with its ``line_groove`` more bars repeat the rhythm of the bar before than with it off, and the
+    known): with its ``groove`` more bars repeat the rhythm of the bar before than with it off, and the
     known bars come back exactly."""
     from dataclasses import replace
 
@@ -128,7 +129,7 @@ def test_the_shipped_model_keeps_the_new_bass_groove_and_the_known_bars():
     from stemfill.pianoroll.model import default_model_path, load_model
 
     model = load_model(default_model_path())
-    assert model.sampling.line_groove > 0
+    assert model.sampling.groove[1] > 0
     T, n = 16 * BAR, 16
     roll = np.zeros((3, P, T), dtype=bool)
     for b in range(n):
@@ -143,10 +144,34 @@ def test_the_shipped_model_keeps_the_new_bass_groove_and_the_known_bars():
     known[1] = False
     known[1, 8 * BAR:10 * BAR] = True
     got = fill_roll(model, roll, known, seed=0)
-    model.sampling = replace(model.sampling, line_groove=0.0)
+    model.sampling = replace(model.sampling, groove=(0.0, 0.0, 0.0))
     plain = fill_roll(model, roll, known, seed=0)
     assert (got[1, :, 8 * BAR:10 * BAR] == roll[1, :, 8 * BAR:10 * BAR]).all()
     assert (got[[0, 2]] == roll[[0, 2]]).all()
     kept, pairs = rhythm_repeats(got[1], "bass")
     before, _ = rhythm_repeats(plain[1], "bass")
     assert pairs >= 10 and kept > before, (kept, before, pairs)
+
+
+def test_groove_chords_strike_the_chord_the_guitar_holds_on_the_grooves_starts():
+    """A guitar of quarter-note chords whose bar 3 adds a weak eighth: with the groove, bar 3 plays quarters
+    again, each strike the chord the guitar held there, as long as its notes were."""
+    from stemfill.generate.groove import groove_chords
+
+    T = 4 * BAR
+    x = np.zeros((P, T), dtype=bool)
+    p = np.full((P, T), 0.02, dtype=np.float32)
+    for b in range(4):
+        chord = [20, 24, 27] if b < 2 else [22, 26, 29]
+        for k in range(4):
+            s = b * BAR + 12 * k
+            x[chord, s:s + 10] = True
+            p[chord, s:s + 10] = 0.9
+    x[[22, 26, 29], 2 * BAR + 42:2 * BAR + 46] = True  # bar 3's extra strike, weakly held by P
+    p[[22, 26, 29], 2 * BAR + 42:2 * BAR + 46] = 0.3
+    out = groove_chords(x, p, np.ones(T, dtype=bool), grid_bars(T), 1.0)
+    got = bar_rhythms(out, grid_bars(T), np.ones(T, dtype=bool))
+    assert all(np.array_equal(r, _rhythm(0, 12, 24, 36)) for r in got)
+    assert (out[:, 2 * BAR:3 * BAR].any(axis=1) == x[:, 2 * BAR:3 * BAR].any(axis=1)).all()  # the same chord
+    assert (out[[22, 26, 29], 2 * BAR + 36:2 * BAR + 46].sum(axis=1) == 10).all()  # held as long as its notes
+    assert (out[:, :2 * BAR] == x[:, :2 * BAR]).all() and (out[:, 3 * BAR:] == x[:, 3 * BAR:]).all()
