@@ -1,5 +1,5 @@
 """Compare drum decoder settings on held-out chunks, drums missing: onset F1, the realism two-sample test
-(logistic, folds by song) and a few telltales, one line per setting.
+(logistic and boosting, folds by song) and a few telltales, one line per setting.
 
     python bench/drum_decoders.py --data CHUNKS [--split valid] [--limit 300] SETTING [SETTING ...]
 
@@ -51,8 +51,8 @@ def main(argv=None) -> int:
     names = R.feature_names("drums", 12)
     real = R.segment_features(truth, 0, 12, other)
     system = ModelSystem(None)
-    print("| setting | onset F1 | realism | bar repeat (real) | rows used (real) | notes a bar (real) | toms share (real) |")
-    print("|---|--:|--:|--:|--:|--:|--:|")
+    print("| setting | onset F1 | realism | boosting | bar repeat (real) | rows used (real) | notes a bar (real) | toms share (real) |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|")
     from stemfill.generate.controls import TOM_ROWS
 
     toms = list(TOM_ROWS)  # the roll rows of the low, mid and high tom
@@ -76,10 +76,11 @@ def main(argv=None) -> int:
         g = R.segment_features(filled, 0, 12, other)
         looks = {"gen": [g], "real": [real], "gen_x": [filled[:, 0]], "real_x": [truth[:, 0]]}
         acc = harness._realism(looks, ch.song_index[sel], "drums", 12, 0, "logistic")["realism/accuracy"]
+        boost = harness._realism(looks, ch.song_index[sel], "drums", 12, 0, "boosting")["realism/accuracy"]
         col = {k: names.index(k) for k in ("bar_repeat", "rows_used", "density")}
         cells = " | ".join(f"{g[:, i].mean():.2f} ({real[:, i].mean():.2f})" for i in col.values())
         cells += f" | {filled[:, 0, toms].sum() / max(filled[:, 0].sum(), 1):.3f} ({real_toms:.3f})"
-        print(f"| {name} | {f1:.3f} | {acc:.3f} | {cells} |  <!-- {time.perf_counter() - t0:.0f} s -->", flush=True)
+        print(f"| {name} | {f1:.3f} | {acc:.3f} | {boost:.3f} | {cells} |  <!-- {time.perf_counter() - t0:.0f} s -->", flush=True)
     return 0
 
 

@@ -77,7 +77,7 @@ class PatternConfig:
     merge_time: bool = False  # score the time-keeping classes (hi-hats, ride, bell, tambourine) as one (measured, off)
     merge_toms: bool = False  # score the three toms as one (the network spreads its P for a tom over them)
     w_critic: float = 1.0  # phrases of 4 bars of 4/4: among the critic_top drawn, play the one with the best draw
-    critic_top: int = 8  # score - w_critic x the critic's log-odds that it is the decoder's (critic.py)
+    critic_top: int = 32  # score - w_critic x the critic's log-odds that it is the decoder's (critic.py)
     # a drum request (--density, --complexity, --toms, --like, --style; controls.DrumTargets), per bar:
     w_target_density: float = 1.0  # - w (hits - asked)^2 / (asked + 1)
     w_target_share: float = 1.0  # - w ((share - asked) / share_unit)^2, syncopation and toms
