@@ -25,7 +25,7 @@ COUNT_SLACK = 2  # a bar's rhythm keeps within this many note starts of its own,
 
 
 def bar_rhythms(x: np.ndarray, bars: list[Bar], open_: np.ndarray) -> list[np.ndarray | None]:
-    """Each bar's note starts (length,) bool of a line ``x`` (P, T), or None where the bar is not wholly open
+    """Each bar's note starts (length,) bool of a part ``x`` (P, T), or None where the bar is not wholly open
     (``open_`` (T,)), runs past the roll, or has no note start."""
     T = x.shape[-1]
     on = x.copy()
