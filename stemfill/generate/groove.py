@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from stemfill.evaluation.metrics import notes, onsets
 from stemfill.generate.plan import PHRASE_BARS, Bar
 
 PHRASE_SHARE = 0.25  # share of the change cost paid at a phrase start
@@ -28,9 +29,7 @@ def bar_rhythms(x: np.ndarray, bars: list[Bar], open_: np.ndarray) -> list[np.nd
     """Each bar's note starts (length,) bool of a part ``x`` (P, T), or None where the bar is not wholly open
     (``open_`` (T,)), runs past the roll, or has no note start."""
     T = x.shape[-1]
-    on = x.copy()
-    on[:, 1:] &= ~x[:, :-1]
-    starts = on.any(axis=0)
+    starts = onsets(x, "bass").any(axis=0)
     out: list[np.ndarray | None] = []
     for b in bars:
         e = b.start + b.length
@@ -55,6 +54,7 @@ def choose_rhythms(own: list[np.ndarray | None], logit: np.ndarray, bars: list[B
     length is decoded at a time."""
     n = len(bars)
     out: list[np.ndarray | None] = list(own)
+    rhythms: dict[int, np.ndarray] = {}  # bar length -> the distinct rhythms of that length (U, length)
     i = 0
     while i < n:
         if own[i] is None:
@@ -65,7 +65,9 @@ def choose_rhythms(own: list[np.ndarray | None], logit: np.ndarray, bars: list[B
             j += 1
         if j > i:
             L = bars[i].length
-            cand = np.unique(np.stack([r for r in own if r is not None and len(r) == L]), axis=0)  # (U, L)
+            if L not in rhythms:
+                rhythms[L] = np.unique(np.stack([r for r in own if r is not None and len(r) == L]), axis=0)
+            cand = rhythms[L]
             score = np.zeros(len(cand))
             sizes = cand.sum(axis=1)
             back = []
@@ -110,9 +112,7 @@ def _new_starts(x: np.ndarray, p: np.ndarray, open_: np.ndarray, bars: list[Bar]
     if not moved:
         return None
     T = x.shape[-1]
-    on = x.copy()
-    on[:, 1:] &= ~x[:, :-1]
-    starts = on.any(axis=0)
+    starts = onsets(x, "bass").any(axis=0)
     in_moved = np.zeros(T, dtype=bool)
     for k in moved:
         b = bars[k]
@@ -191,9 +191,7 @@ def groove_chords(x: np.ndarray, p: np.ndarray, open_: np.ndarray, bars: list[Ba
     if got is None:
         return x
     starts, moved = got
-    on = x.copy()
-    on[:, 1:] &= ~x[:, :-1]
-    per_onset = on.sum(axis=0)
+    per_onset = onsets(x, "guitar").sum(axis=0)
     width = max(1, int(round(per_onset[per_onset > 0].mean()))) if (per_onset > 0).any() else 1
     bar_of = np.zeros(x.shape[-1], dtype=np.int64)
     for k, b in enumerate(bars):
@@ -207,16 +205,8 @@ def groove_chords(x: np.ndarray, p: np.ndarray, open_: np.ndarray, bars: list[Ba
             rows = np.flatnonzero(span >= max(1, span.max()) / 2) if span.any() else \
                 np.argsort(-p[:, t:nxt].sum(axis=1))[:width]
             b = bars[bar_of[t]]
-            lens = _note_lengths(x[:, b.start:b.start + b.length])
+            lens = notes(x[None, :, b.start:b.start + b.length], "guitar")[3]
             hold = int(np.median(lens)) if len(lens) else nxt - t
             y[rows, t:t + max(min(hold, nxt - t), 1)] = True
     return _splice(x, y, starts, moved, bars, open_)
 
-
-def _note_lengths(x: np.ndarray) -> np.ndarray:
-    """Lengths (steps) of the notes (runs) of a roll (P, L)."""
-    pad = np.pad(x, ((0, 0), (1, 1)))
-    d = np.diff(pad.astype(np.int8), axis=1)
-    _, s = np.nonzero(d == 1)
-    _, e = np.nonzero(d == -1)
-    return e - s

@@ -95,6 +95,20 @@ def phrase_spans(bars: list[Bar]) -> list[tuple[int, int]]:
     return spans
 
 
+def section_mask(bars: list[Bar], roll: np.ndarray, known: np.ndarray, other: np.ndarray | None = None) -> np.ndarray:
+    """(n_bars,) bool: the bars where a section starts, as the known parts show (``sections.section_starts`` on
+    the song's phrases); none in a song shorter than two phrases."""
+    from stemfill.generate.sections import section_starts
+
+    n = len(bars)
+    section = np.zeros(n, dtype=bool)
+    if n >= 2 * PHRASE_BARS:
+        for b in section_starts(roll, known, other, spans=phrase_spans(bars)):
+            if 0 < b < n:
+                section[b] = True
+    return section
+
+
 def make_plan(bars: list[Bar], roll: np.ndarray | None = None, known: np.ndarray | None = None,
               other: np.ndarray | None = None, cfg: PlanConfig | None = None, rng: np.random.Generator | None = None,
               forced_fills: set[int] | None = None, sections: bool = True, rest_model=None,
@@ -104,19 +118,16 @@ def make_plan(bars: list[Bar], roll: np.ndarray | None = None, known: np.ndarray
     ``rest_model`` (``rests.RestModel``) and ``parts`` (the song's parts besides the drums, each (P, T): the bass,
     the guitar, the other tracks' sounding plane): the bars where the drums rest, in a whole song (``sections``), with a
     crash where they come in again after 2+ bars of rest (``rest_model.crash_entry`` of the time)."""
-    from stemfill.generate.sections import section_starts
-
     cfg = cfg or PlanConfig()
     rng = rng or np.random.default_rng(0)
     n = len(bars)
     phrase = np.zeros(n, dtype=bool)
     phrase[::PHRASE_BARS] = True
-    section = np.zeros(n, dtype=bool)
     notes: list[str] = []
-    if sections and roll is not None and known is not None and n >= 2 * PHRASE_BARS:
-        for b in section_starts(roll, known, other, spans=phrase_spans(bars)):
-            if 0 < b < n:
-                section[b] = True
+    if sections and roll is not None and known is not None:
+        section = section_mask(bars, roll, known, other)
+    else:
+        section = np.zeros(n, dtype=bool)
     # a meter change starts a section too
     for i in range(1, n):
         if bars[i].meter != bars[i - 1].meter:

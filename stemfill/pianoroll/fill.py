@@ -324,10 +324,11 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
     d = CHANNEL["drums"]
     dec = drum_decoder_for(model) if drums == "model" else drums
     dec = dec if dec is not None and not kn[d].all() else None
-    Pd = np.zeros((P, T_pad), dtype=np.float32) if dec is not None else None  # the drums' P where generated
     gv = tuple(getattr(model.sampling, "groove", ()))
     grooved = [c for c in (CHANNEL["bass"], CHANNEL["guitar"]) if c < len(gv) and gv[c] > 0 and not kn[c].all()]
-    Pg = {c: np.zeros((P, T_pad), dtype=np.float32) for c in grooved}  # their P, for the groove
+    # the network's P where generated, of the channels a whole-song decoder reads: the drums' pattern decoder,
+    # the groove of the bass and guitar
+    kept = {c: np.zeros((P, T_pad), dtype=np.float32) for c in ([d] if dec is not None else []) + grooved}
     advance = None
     if progress is not None:  # the windows of both passes, counted before the first runs
         K1, total = K.copy(), 0
@@ -352,20 +353,18 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
         kw = np.stack([K[..., s:s + window] for s in todo])
         ow = np.stack([O[..., s:s + window] for s in todo]) if O is not None else None
         qw = np.stack([Q[..., s:s + window] for s in todo]) if Q is not None else None
-        probs: list | None = [] if dec is not None or Pg else None
+        probs: list | None = [] if kept else None
         out = _sample_windows(model, ctx, kw, steps, g, guidance, candidates, batch, other=ow, controls=qw,
                               probs=probs, advance=advance)
         pw = np.concatenate(probs) if probs else None
         for j, (s, o) in enumerate(zip(todo, out)):
-            if pw is not None and Pd is not None:
-                Pd[:, s:s + window] = np.where(~kw[j, d], pw[j, d], Pd[:, s:s + window])
-            for c, pc in Pg.items():
+            for c, pc in kept.items():
                 pc[:, s:s + window] = np.where(~kw[j, c], pw[j, c], pc[:, s:s + window])
             R[..., s:s + window] = o
             K[..., s:s + window] = True
     bar_list = bars if bars is not None else grid_bars(T)
-    if Pg:
-        _groove(model, R, Pg, roll & kn, kn, other, bar_list, T)
+    if grooved:
+        _groove(model, R, {c: kept[c] for c in grooved}, roll & kn, kn, other, bar_list, T)
     if rests:
         _rest_pitched(model, R, kn, O, bar_list, T)
     elif dec is not None:
@@ -375,7 +374,7 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
         tg = _drum_request(model, controls, bar_list)
         if tg is not None and fill_bars:  # the caller placed the fills on the song's own bars (none asked: kept)
             tg.fill[:] = -1
-        R[d, :, :T] = decode_roll_drums(dec, R[d, :, :T], Pd[:, :T], free, bars, roll & kn, kn, other,
+        R[d, :, :T] = decode_roll_drums(dec, R[d, :, :T], kept[d][:, :T], free, bars, roll & kn, kn, other,
                                         seed=seed, forced_fills=set(fill_bars or ()), notes=notes, parts=R[1:, :, :T],
                                         targets=tg)
     return np.where(kn, roll, R[..., :T])
@@ -387,14 +386,9 @@ def _groove(model, R: np.ndarray, Pg: dict, roll: np.ndarray, kn: np.ndarray, ot
     (``generate.groove``): a change of rhythm costs the model's ``sampling.groove`` for the channel, less at a
     phrase start and nothing where the known parts show a section start. ``Pg``: {channel: its P (P, T_pad)}."""
     from stemfill.generate.groove import groove_chords, groove_line
-    from stemfill.generate.plan import PHRASE_BARS, phrase_spans
-    from stemfill.generate.sections import section_starts
+    from stemfill.generate.plan import section_mask
 
-    sec = np.zeros(len(bars), dtype=bool)
-    if len(bars) >= 2 * PHRASE_BARS:
-        for k in section_starts(roll, kn, other, spans=phrase_spans(bars)):
-            if 0 < k < len(bars):
-                sec[k] = True
+    sec = section_mask(bars, roll, kn, other)
     sc = model.sampling
     for c, p in Pg.items():
         open_ = ~kn[c].all(axis=0)
