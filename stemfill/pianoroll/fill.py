@@ -61,6 +61,7 @@ if TYPE_CHECKING:  # torch is imported where the torch engine runs (fast.py has 
     import torch
 
 OVERLAP = 48  # known steps on each side of a pass-2 window
+BAR4 = 48  # steps in a bar of 4/4 (generate.bass.BAR)
 BATCH = 32  # windows per forward pass
 
 
@@ -122,12 +123,22 @@ def consensus(x: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
 def _sample_windows(model, ctx: np.ndarray, known: np.ndarray, steps, generator, guidance, candidates: int,
                     batch: int, select: str = "mbr", other: np.ndarray | None = None,
                     controls: np.ndarray | None = None, probs: list | None = None,
-                    advance: Callable[[int], None] | None = None) -> np.ndarray:
+                    advance: Callable[[int], None] | None = None, seed: int = 0,
+                    unit_bars: np.ndarray | None = None) -> np.ndarray:
     """Fill a stack of windows (N, 3, P, L). With the model's ``chain_pitched`` on, windows missing both bass
     and guitar get the bass first (from the joint fill) and then a guitar filled given it: in one step
-    the two parts are drawn independently and need not share a key."""
+    the two parts are drawn independently and need not share a key. With the model's ``bass_decoder``
+    "units", the new bass's bars are chosen (``generate.bass``) before the guitar hears it; ``unit_bars``
+    (N, L // 48) says which 48-step bars of each window are bars of the song (default: all), ``seed`` seeds it."""
+    units = bass_units_for(model)
+    b = CHANNEL["bass"]
+    if units is not None and known[:, b].all():
+        units = None
+    got_p: list | None = probs if probs is not None or units is None else []
     out = _sample_batched(model, ctx, known, steps, generator, guidance, candidates, batch, select, other, controls,
-                          probs, advance)
+                          got_p, advance)
+    if units is not None:
+        _decode_bass_units(units, out, known, np.concatenate(got_p)[:, b], other, unit_bars, seed)
     if not model.sampling.chain_pitched:
         return out
     b, g = CHANNEL["bass"], CHANNEL["guitar"]
@@ -146,6 +157,53 @@ def _sample_windows(model, ctx: np.ndarray, known: np.ndarray, steps, generator,
             p_all[np.flatnonzero(both), g] = np.concatenate(got)[:, g]
             probs[:] = [p_all]
     return out
+
+
+@dataclass
+class BassUnits:
+    """The bass's unit decoder of a model (``generate.bass``): its library, critic and settings."""
+
+    library: "BassLibrary"
+    critic: object | None
+    config: "UnitConfig"
+
+
+def bass_units_for(model) -> BassUnits | None:
+    """The model's bass unit decoder, or None (``SamplingConfig.bass_decoder`` "line", or a model folder without
+    ``bass-patterns.npz``)."""
+    from stemfill.generate.bass import UnitConfig, get_bass_library
+    from stemfill.generate.critic import get_critic, model_folder
+
+    if getattr(model.sampling, "bass_decoder", "line") != "units":
+        return None
+    folder = model_folder(model)
+    lib = get_bass_library(folder)
+    if lib is None:
+        return None
+    try:
+        cfg = UnitConfig(**dict(getattr(model.sampling, "bass_units", {})))
+    except TypeError as e:
+        raise StemfillError(f"{folder}: config.json's sampling.bass_units: {e}") from None
+    return BassUnits(lib, get_critic(folder, "bass"), cfg)
+
+
+def _decode_bass_units(units: BassUnits, out: np.ndarray, known: np.ndarray, p: np.ndarray,
+                       other: np.ndarray | None, unit_bars: np.ndarray | None, seed: int) -> None:
+    """The new bass of each window of ``out`` (N, 3, P, L; in place) played by ``generate.bass.decode_units``
+    in the 48-step bars that are wholly unknown (and bars of the song, ``unit_bars``)."""
+    from stemfill.generate.bass import BAR, decode_units
+
+    b = CHANNEL["bass"]
+    N, _, P, L = out.shape
+    nb = L // BAR
+    taken = known[:, b, :, :nb * BAR].any(axis=1).reshape(N, nb, BAR).any(axis=-1)  # a bar with a known step
+    free = ~taken
+    for i in range(N):
+        open_ = free[i] if unit_bars is None else free[i] & unit_bars[i]
+        if open_.any():
+            rng = np.random.default_rng([int(seed), i, 104729])
+            out[i, b] = decode_units(units.library, units.critic, units.config, out[i], p[i], open_, rng,
+                                     None if other is None else other[i])
 
 
 def _n_chained(model, known: np.ndarray) -> int:
@@ -237,7 +295,7 @@ def fill_chunks(model, rolls: np.ndarray, known: np.ndarray, steps: int | None =
     dec = drum_decoder_for(model) if drums == "model" else drums
     probs: list | None = [] if dec is not None else None
     out = _sample_windows(model, rolls & kn, kn, steps, g, guidance, _candidates(model, candidates), batch, select,
-                          other, controls if model.control_planes else None, probs)
+                          other, controls if model.control_planes else None, probs, seed=seed)
     if dec is not None:
         p = np.concatenate(probs)
         d = CHANNEL["drums"]
@@ -345,6 +403,8 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
             progress(done[0], total)
 
         progress(0, total)
+    bar_list = bars if bars is not None else grid_bars(T)
+    whole_bars = {b.start for b in bar_list if b.length == BAR4}  # where the bass's units may play a bar
     for starts in (pass1, pass2):
         todo = [s for s in starts if not K[..., s:s + window].all()]
         if not todo:
@@ -354,15 +414,15 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
         ow = np.stack([O[..., s:s + window] for s in todo]) if O is not None else None
         qw = np.stack([Q[..., s:s + window] for s in todo]) if Q is not None else None
         probs: list | None = [] if kept else None
+        ub = np.array([[s + j * BAR4 in whole_bars for j in range(window // BAR4)] for s in todo])
         out = _sample_windows(model, ctx, kw, steps, g, guidance, candidates, batch, other=ow, controls=qw,
-                              probs=probs, advance=advance)
+                              probs=probs, advance=advance, seed=seed, unit_bars=ub)
         pw = np.concatenate(probs) if probs else None
         for j, (s, o) in enumerate(zip(todo, out)):
             for c, pc in kept.items():
                 pc[:, s:s + window] = np.where(~kw[j, c], pw[j, c], pc[:, s:s + window])
             R[..., s:s + window] = o
             K[..., s:s + window] = True
-    bar_list = bars if bars is not None else grid_bars(T)
     if grooved:
         _groove(model, R, {c: kept[c] for c in grooved}, roll & kn, kn, other, bar_list, T)
     if rests:
