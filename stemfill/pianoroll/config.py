@@ -11,7 +11,6 @@ from stemfill.pianoroll.grid import BASS_LOW, GUITAR_LOW, STEPS_PER_BEAT, WINDOW
 OBJECTIVES = ("bernoulli", "atassi")
 DECODES = ("threshold", "count")
 DRUM_DECODERS = ("cells", "patterns")
-BASS_DECODERS = ("line", "units")
 
 
 @dataclass
@@ -65,8 +64,8 @@ class SamplingConfig:
     join_gap: int = 2
     groove: tuple[float, ...] = (0.0, 0.0, 0.0)  # whole songs, per channel (bass, guitar): a bar takes a rhythm the part plays elsewhere in the song unless its fit costs more than this (nats) for a change of groove (generate/groove.py; 0 off; the drums have their pattern decoder)
     drum_decoder: str = "cells"  # "cells": the last step's decoding above; "patterns": whole bars from a library (stemfill.generate)
-    bass_decoder: str = "line"  # "line": the line decoding above; "units": each 4/4 bar the line's or a real bassist's, chosen by fit and the model folder's bass critic (generate/bass.py)
-    bass_units: dict = field(default_factory=dict)  # bass_decoder "units": settings other than generate.bass.UnitConfig's defaults
+    units: tuple[bool, ...] = (False, False, False)  # per channel (bass, guitar): each 4/4 bar the decoder's or a real player's, chosen by fit and the model folder's critic (generate/units.py; needs the folder's <stem>-patterns.npz)
+    unit_config: dict = field(default_factory=dict)  # per stem name, generate.units.UnitConfig fields other than its DEFAULTS
 
     def __post_init__(self) -> None:
         if self.decode not in DECODES:
@@ -78,10 +77,9 @@ class SamplingConfig:
         self.temperature = tuple(float(v) for v in self.temperature)
         self.join = tuple(float(v) for v in self.join)
         self.groove = tuple(float(v) for v in self.groove)
+        self.units = tuple(bool(v) for v in self.units)
         if self.drum_decoder not in DRUM_DECODERS:
             raise ValueError(f"SamplingConfig: drum_decoder {self.drum_decoder!r} is not one of {DRUM_DECODERS}")
-        if self.bass_decoder not in BASS_DECODERS:
-            raise ValueError(f"SamplingConfig: bass_decoder {self.bass_decoder!r} is not one of {BASS_DECODERS}")
         if any(v < 0 for v in self.temperature):
             raise ValueError(f"SamplingConfig: temperature must be >= 0, got {self.temperature}")
 

@@ -61,7 +61,7 @@ if TYPE_CHECKING:  # torch is imported where the torch engine runs (fast.py has 
     import torch
 
 OVERLAP = 48  # known steps on each side of a pass-2 window
-BAR4 = 48  # steps in a bar of 4/4 (generate.bass.BAR)
+BAR4 = 48  # steps in a bar of 4/4 (generate.units.BAR)
 BATCH = 32  # windows per forward pass
 
 
@@ -127,82 +127,90 @@ def _sample_windows(model, ctx: np.ndarray, known: np.ndarray, steps, generator,
                     unit_bars: np.ndarray | None = None) -> np.ndarray:
     """Fill a stack of windows (N, 3, P, L). With the model's ``chain_pitched`` on, windows missing both bass
     and guitar get the bass first (from the joint fill) and then a guitar filled given it: in one step
-    the two parts are drawn independently and need not share a key. With the model's ``bass_decoder``
-    "units", the new bass's bars are chosen (``generate.bass``) before the guitar hears it; ``unit_bars``
-    (N, L // 48) says which 48-step bars of each window are bars of the song (default: all), ``seed`` seeds it."""
-    units = bass_units_for(model)
-    b = CHANNEL["bass"]
-    if units is not None and known[:, b].all():
-        units = None
-    got_p: list | None = probs if probs is not None or units is None else []
+    the two parts are drawn independently and need not share a key. Where the model's ``units`` are on, the new
+    bass's and guitar's bars are chosen among real players' (``generate.units``), the bass's before the guitar
+    hears it; ``unit_bars`` (N, L // 48) says which 48-step bars of each window are bars of the song (default:
+    all), ``seed`` seeds the choice."""
+    b, g = CHANNEL["bass"], CHANNEL["guitar"]
+    units = unit_decoders(model, [c for c in (b, g) if not known[:, c].all()])
+    got_p: list | None = probs if probs is not None or not units else []
     out = _sample_batched(model, ctx, known, steps, generator, guidance, candidates, batch, select, other, controls,
                           got_p, advance)
-    if units is not None:
-        _decode_bass_units(units, out, known, np.concatenate(got_p)[:, b], other, unit_bars, seed)
-    if not model.sampling.chain_pitched:
-        return out
-    b, g = CHANNEL["bass"], CHANNEL["guitar"]
     both = ~known[:, b].all(axis=(1, 2)) & ~known[:, g].all(axis=(1, 2))
-    if both.any():
-        k2 = known[both].copy()
-        k2[:, b] = True  # the bass just written is now context
-        c2 = np.where(k2, out[both], False)
-        g2 = model.sampling.chain_guidance if guidance is None else guidance
-        got: list | None = [] if probs is not None else None
-        out[both] = _sample_batched(model, c2, k2, steps, generator, g2, candidates, batch, select,
-                                    None if other is None else other[both],
-                                    None if controls is None else controls[both], probs=got, advance=advance)
-        if got:  # the guitar's P is the chained pass's, which played it
-            p_all = np.concatenate(probs)
-            p_all[np.flatnonzero(both), g] = np.concatenate(got)[:, g]
-            probs[:] = [p_all]
+    chained = both if model.sampling.chain_pitched else np.zeros(len(out), dtype=bool)
+    if units:
+        p = np.concatenate(got_p)
+        for c, u in units.items():
+            now = ~chained if c == g else np.ones(len(out), dtype=bool)  # a chained guitar is played again below
+            _decode_units(u, c, out, known, p[:, c], other, unit_bars, seed, now)
+    if not chained.any():
+        return out
+    k2 = known[chained].copy()
+    k2[:, b] = True  # the bass just written is now context
+    c2 = np.where(k2, out[chained], False)
+    g2 = model.sampling.chain_guidance if guidance is None else guidance
+    got: list | None = [] if got_p is not None else None
+    out[chained] = _sample_batched(model, c2, k2, steps, generator, g2, candidates, batch, select,
+                                   None if other is None else other[chained],
+                                   None if controls is None else controls[chained], probs=got, advance=advance)
+    if got:  # the guitar's P is the chained pass's, which played it
+        p_all = np.concatenate(got_p)
+        p_all[np.flatnonzero(chained), g] = np.concatenate(got)[:, g]
+        got_p[:] = [p_all]
+        if g in units:
+            _decode_units(units[g], g, out, known, p_all[:, g], other, unit_bars, seed, chained)
     return out
 
 
 @dataclass
-class BassUnits:
-    """The bass's unit decoder of a model (``generate.bass``): its library, critic and settings."""
+class Units:
+    """One stem's unit decoder of a model (``generate.units``): its library, critic and settings."""
 
-    library: "BassLibrary"
+    library: "UnitLibrary"
     critic: object | None
     config: "UnitConfig"
 
 
-def bass_units_for(model) -> BassUnits | None:
-    """The model's bass unit decoder, or None (``SamplingConfig.bass_decoder`` "line", or a model folder without
-    ``bass-patterns.npz``)."""
-    from stemfill.generate.bass import UnitConfig, get_bass_library
+def unit_decoders(model, channels=None) -> dict[int, Units]:
+    """The model's unit decoders by channel (of ``channels``, default all): those its ``sampling.units`` turns on
+    and its folder has a library for (``<stem>-patterns.npz``; a critic ``<stem>-critic.npz`` where there is
+    one)."""
+    from dataclasses import replace
+
     from stemfill.generate.critic import get_critic, model_folder
+    from stemfill.generate.units import DEFAULTS, get_library
 
-    if getattr(model.sampling, "bass_decoder", "line") != "units":
-        return None
+    on = tuple(getattr(model.sampling, "units", ()))
     folder = model_folder(model)
-    lib = get_bass_library(folder)
-    if lib is None:
-        return None
-    try:
-        cfg = UnitConfig(**dict(getattr(model.sampling, "bass_units", {})))
-    except TypeError as e:
-        raise StemfillError(f"{folder}: config.json's sampling.bass_units: {e}") from None
-    return BassUnits(lib, get_critic(folder, "bass"), cfg)
+    out: dict[int, Units] = {}
+    for stem, cfg in DEFAULTS.items():
+        c = CHANNEL[stem]
+        if (channels is not None and c not in channels) or c >= len(on) or not on[c] \
+                or (lib := get_library(folder, stem)) is None:
+            continue
+        try:
+            cfg = replace(cfg, **dict(getattr(model.sampling, "unit_config", {}).get(stem, {})))
+        except TypeError as e:
+            raise StemfillError(f"{folder}: config.json's sampling.unit_config[{stem!r}]: {e}") from None
+        out[c] = Units(lib, get_critic(folder, stem), cfg)
+    return out
 
 
-def _decode_bass_units(units: BassUnits, out: np.ndarray, known: np.ndarray, p: np.ndarray,
-                       other: np.ndarray | None, unit_bars: np.ndarray | None, seed: int) -> None:
-    """The new bass of each window of ``out`` (N, 3, P, L; in place) played by ``generate.bass.decode_units``
-    in the 48-step bars that are wholly unknown (and bars of the song, ``unit_bars``)."""
-    from stemfill.generate.bass import BAR, decode_units
+def _decode_units(units: Units, c: int, out: np.ndarray, known: np.ndarray, p: np.ndarray,
+                  other: np.ndarray | None, unit_bars: np.ndarray | None, seed: int, which: np.ndarray) -> None:
+    """Channel ``c`` of the windows ``which`` of ``out`` (N, 3, P, L; in place) played by
+    ``generate.units.decode_units`` in the 48-step bars that are wholly unknown (and bars of the song,
+    ``unit_bars``)."""
+    from stemfill.generate.units import BAR, decode_units
 
-    b = CHANNEL["bass"]
     N, _, P, L = out.shape
     nb = L // BAR
-    taken = known[:, b, :, :nb * BAR].any(axis=1).reshape(N, nb, BAR).any(axis=-1)  # a bar with a known step
-    free = ~taken
-    for i in range(N):
-        open_ = free[i] if unit_bars is None else free[i] & unit_bars[i]
+    taken = known[:, c, :, :nb * BAR].any(axis=1).reshape(N, nb, BAR).any(axis=-1)  # a bar with a known step
+    for i in np.flatnonzero(which):
+        open_ = ~taken[i] if unit_bars is None else ~taken[i] & unit_bars[i]
         if open_.any():
-            rng = np.random.default_rng([int(seed), i, 104729])
-            out[i, b] = decode_units(units.library, units.critic, units.config, out[i], p[i], open_, rng,
+            rng = np.random.default_rng([int(seed), int(i), c, 104729])
+            out[i, c] = decode_units(units.library, units.critic, units.config, out[i], c, p[i], open_, rng,
                                      None if other is None else other[i])
 
 
@@ -404,7 +412,7 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
 
         progress(0, total)
     bar_list = bars if bars is not None else grid_bars(T)
-    whole_bars = {b.start for b in bar_list if b.length == BAR4}  # where the bass's units may play a bar
+    whole_bars = {b.start for b in bar_list if b.length == BAR4}  # where the units may play a bar
     for starts in (pass1, pass2):
         todo = [s for s in starts if not K[..., s:s + window].all()]
         if not todo:

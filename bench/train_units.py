@@ -1,16 +1,16 @@
-"""Build the bass's unit library and train its critic (stemfill/generate/bass.py) from the TRAIN split only.
+"""Build a stem's unit library and train its critic (stemfill/generate/units.py) from the TRAIN split only.
 
-    python bench/train_bass_units.py --data CHUNKS [--limit 1500] [--model FOLDER] -o stemfill/models/default
+    python bench/train_units.py --data CHUNKS --stem bass|guitar [--limit 1500] [--model FOLDER] -o stemfill/models/default
 
 Writes two files into the model folder ``-o`` (they belong to the model whose P they were chosen by):
 
-- ``bass-patterns.npz``: the distinct bars of the real bass lines of the train split's 4/4 songs from the
+- ``<stem>-patterns.npz``: the distinct bars of the stem's real parts in the train split's 4/4 songs from the
   folders whose licence allows shipping them with the weights (``corpus``, ``corpus-extra``, ``onyxite``),
   taken from chunks that start on a bar line.
-- ``bass-critic.npz``: a logistic regression on the 4-bar features of ``evaluation.realism.segment_features``
-  telling real bass parts from the decoder's: ``--limit`` train chunks with a bass (a seeded pick) have their
-  bass removed and filled by the model's line decoder; the fakes are that line and 4 lines drawn from units
-  alone (``unit_draws`` without the line's bars). Valid and test chunks are never read.
+- ``<stem>-critic.npz``: a logistic regression on the 4-bar features of ``evaluation.realism.segment_features``
+  telling real parts from the decoder's: ``--limit`` train chunks with the stem (a seeded pick) have it removed
+  and filled by the model's own decoder (line or cells, without units); the fakes are that part and 4 parts
+  drawn from units alone (``unit_draws`` without the decoder's bars). Valid and test chunks are never read.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ SOURCES = ("corpus", "corpus-extra", "onyxite")  # licences that allow shipping 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--stem", choices=("bass", "guitar"), required=True)
     ap.add_argument("--limit", type=int, default=1500)
     ap.add_argument("--draws", type=int, default=4, help="unit-only lines per chunk among the critic's fakes")
     ap.add_argument("--seed", type=int, default=0)
@@ -38,50 +39,53 @@ def main(argv=None) -> int:
     from stemfill.datasets.chunks import load_chunks, read_manifest
     from stemfill.evaluation import harness
     from stemfill.evaluation.realism import feature_names, segment_features
-    from stemfill.generate.bass import LIBRARY_FILE, UnitConfig, build_bass_library, part_features, unit_draws
+    from stemfill.generate.units import DEFAULTS, build_library, library_path, part_features, unit_draws
     from stemfill.generate.critic import critic_path, train_critic
     from stemfill.pianoroll import fill as F
     from stemfill.pianoroll.grid import STEPS_PER_BEAT
     from stemfill.pianoroll.model import load_model
+    from stemfill.song.song import STEMS
 
     t0 = time.perf_counter()
-    cmd = "python bench/train_bass_units.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    cmd = "python bench/train_units.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    stem, c = a.stem, STEMS.index(a.stem)
     man = read_manifest(a.data)
-    ch = load_chunks(a.data, "train", require=("bass",), roots=SOURCES)
+    ch = load_chunks(a.data, "train", require=(stem,), roots=SOURCES)
     four = np.array([ch.songs[i].get("time_signature") == "4/4" for i in ch.song_index]) & (ch.offsets % 48 == 0)
     sources = sorted({ch.songs[i]["root"] for i in ch.song_index[four]})
-    lib = build_bass_library(ch.rolls[four, 1], {"steps_per_beat": STEPS_PER_BEAT, "split": "train",
-                                                 "sources": sources, "chunks": int(four.sum()), "command": cmd})
-    lib.save(a.out / LIBRARY_FILE)
-    print(f"{lib.meta['bars']} bass bars of {int(four.sum())} train chunks -> {len(lib)} units: {a.out / LIBRARY_FILE}")
+    lib = build_library(ch.rolls[four, c], stem, {"steps_per_beat": STEPS_PER_BEAT, "split": "train",
+                                                  "sources": sources, "chunks": int(four.sum()), "command": cmd})
+    lib.save(library_path(a.out, stem))
+    print(f"{lib.meta['bars']} {stem} bars of {int(four.sum())} train chunks -> {len(lib)} units: "
+          f"{library_path(a.out, stem)}")
 
-    ch = load_chunks(a.data, "train", require=("bass",))
+    ch = load_chunks(a.data, "train", require=(stem,))
     sel = harness.select(len(ch), a.limit, a.seed)
     truth, other = ch.rolls[sel], ch.context[sel]
     model = load_model(a.model or a.out, device="cpu")
-    model.sampling = replace(model.sampling, bass_decoder="line")  # the critic learns what the line gives away
+    model.sampling = replace(model.sampling, units=(False, False, False))  # the critic learns what the decoder gives away
     known = np.ones((len(sel), 3), bool)
-    known[:, 1] = False
+    known[:, c] = False
     kn = F._known_full(known, truth.shape)
     probs: list = []
     cells = F._sample_windows(model, truth & kn, kn, None, F._generator(model, a.seed), None, 1, 16, "mbr", other,
                               None, probs)
-    p = np.concatenate(probs)[:, 1]
-    cfg = UnitConfig()
-    fakes = [segment_features(cells, 1, other=other)]
+    p = np.concatenate(probs)[:, c]
+    cfg = DEFAULTS[stem]
+    fakes = [segment_features(cells, c, other=other)]
     rng = np.random.default_rng(a.seed)
     open_ = np.ones(truth.shape[-1] // 48, dtype=bool)
     for i in range(len(sel)):
-        outs, _ = unit_draws(lib, cfg, cells[i, 1], p[i], open_, rng, a.draws, with_line=False)
-        fakes.append(part_features(cells[i], outs, other[i]))
-    real_x, fake_x = segment_features(truth, 1, other=other), np.concatenate(fakes)
-    meta = {"stem": "bass", "features": feature_names("bass"), "split": "train", "chunks": int(len(sel)),
+        outs, _ = unit_draws(lib, cfg, cells[i, c], p[i], open_, rng, a.draws, with_own=False)
+        fakes.append(part_features(cells[i], c, outs, other[i]))
+    real_x, fake_x = segment_features(truth, c, other=other), np.concatenate(fakes)
+    meta = {"stem": stem, "features": feature_names(stem), "split": "train", "chunks": int(len(sel)),
             "fakes": int(len(fake_x)), "data_songs": man.get("counts", {}).get("songs", {}).get("train"),
             "command": cmd}
     critic = train_critic(real_x, fake_x, meta)
-    critic.save(critic_path(a.out, "bass"))
+    critic.save(critic_path(a.out, stem))
     print(f"{len(sel)} train chunks, {len(fake_x)} fakes; critic's accuracy on them {critic.meta['train_accuracy']:.3f}; "
-          f"wrote {critic_path(a.out, 'bass')} ({time.perf_counter() - t0:.0f} s)")
+          f"wrote {critic_path(a.out, stem)} ({time.perf_counter() - t0:.0f} s)")
     return 0
 
 
