@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", type=Path, help="the model whose P chooses the bars (default: the folder -o)")
     ap.add_argument("-o", "--out", type=Path, required=True, help="the model folder to write both files into")
     a = ap.parse_args(argv)
-    from stemfill.datasets.chunks import load_chunks, read_manifest
+    from stemfill.datasets.chunks import load_chunks, read_manifest, root_name
     from stemfill.evaluation import harness
     from stemfill.evaluation.realism import feature_names, segment_features
     from stemfill.generate.units import DEFAULTS, build_library, library_path, part_features, unit_draws
@@ -50,8 +50,9 @@ def main(argv=None) -> int:
     cmd = "python bench/train_units.py " + " ".join(sys.argv[1:] if argv is None else argv)
     stem, c = a.stem, STEMS.index(a.stem)
     man = read_manifest(a.data)
-    ch = load_chunks(a.data, "train", require=(stem,), roots=SOURCES)
-    four = np.array([ch.songs[i].get("time_signature") == "4/4" for i in ch.song_index]) & (ch.offsets % 48 == 0)
+    ch = load_chunks(a.data, "train", require=(stem,))
+    four = np.array([ch.songs[i].get("time_signature") == "4/4" and root_name(ch.songs[i]) in SOURCES
+                     for i in ch.song_index]) & (ch.offsets % 48 == 0)
     sources = sorted({ch.songs[i]["root"] for i in ch.song_index[four]})
     lib = build_library(ch.rolls[four, c], stem, {"steps_per_beat": STEPS_PER_BEAT, "split": "train",
                                                   "sources": sources, "chunks": int(four.sum()), "command": cmd})
@@ -59,7 +60,6 @@ def main(argv=None) -> int:
     print(f"{lib.meta['bars']} {stem} bars of {int(four.sum())} train chunks -> {len(lib)} units: "
           f"{library_path(a.out, stem)}")
 
-    ch = load_chunks(a.data, "train", require=(stem,))
     sel = harness.select(len(ch), a.limit, a.seed)
     truth, other = ch.rolls[sel], ch.context[sel]
     model = load_model(a.model or a.out, device="cpu")

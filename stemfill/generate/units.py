@@ -32,6 +32,7 @@ import io
 import json
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,6 @@ from stemfill.pianoroll.grid import BEATS_PER_BAR, STEPS_PER_BEAT
 FORMAT = "stemfill-units/1"
 BAR = BEATS_PER_BAR * STEPS_PER_BEAT  # 48 steps: a bar of 4/4, the only meter a library holds
 MAX_NOTES = {"bass": 16, "guitar": 32}  # bars with more notes are left out of a library
-STEMS = tuple(MAX_NOTES)
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,22 @@ class UnitLibrary:
 
     def __len__(self) -> int:
         return len(self.n)
+
+    @cached_property
+    def on(self) -> np.ndarray:
+        """(K, MAX_NOTES) which note slots a unit uses."""
+        return np.arange(self.start.shape[1])[None, :] < self.n[:, None]
+
+    @cached_property
+    def cells(self) -> np.ndarray:
+        """(K,) cells a unit sounds."""
+        return ((self.end - self.start) * self.on).sum(1)
+
+    @cached_property
+    def span(self) -> tuple[np.ndarray, np.ndarray]:
+        """(K,) each unit's lowest and highest pitch from its first note."""
+        rel = np.where(self.on, self.rel, 0)
+        return rel.min(1), rel.max(1)
 
     def save(self, path: str | os.PathLike) -> Path:
         from stemfill.files import atomic_write_bytes
@@ -181,13 +197,11 @@ def note_rise(p: np.ndarray) -> np.ndarray:
 def bar_candidates(lib: UnitLibrary, p: np.ndarray, q: np.ndarray, cfg: UnitConfig) -> tuple[np.ndarray, ...]:
     """The ``cfg.top`` best (unit, transposition row, fit) of one bar's P ``p`` and rise ``q`` (P, 48)."""
     P = p.shape[0]
-    on = np.arange(lib.start.shape[1])[None, :] < lib.n[:, None]
-    cells = ((lib.end - lib.start) * on).sum(1)
     ps = np.r_[0.0, np.cumsum(p.sum(0))]
-    pre = (2 * ((ps[lib.end] - ps[lib.start]) * on).sum(1) / (cells + p.sum() + 1e-6)
-           + 2 * (q.sum(0)[lib.start] * on).sum(1) / (lib.n + q.sum() + 1e-6))
+    pre = (2 * ((ps[lib.end] - ps[lib.start]) * lib.on).sum(1) / (lib.cells + p.sum() + 1e-6)
+           + 2 * (q.sum(0)[lib.start] * lib.on).sum(1) / (lib.n + q.sum() + 1e-6))
     cand = np.sort(np.argpartition(-pre, cfg.prefilter)[:cfg.prefilter]) if len(pre) > cfg.prefilter else np.arange(len(pre))
-    st, en, rel, n, on = lib.start[cand], lib.end[cand], lib.rel[cand], lib.n[cand], on[cand]
+    st, en, rel, n, on = lib.start[cand], lib.end[cand], lib.rel[cand], lib.n[cand], lib.on[cand]
     cp = np.zeros((3 * P, BAR + 1), np.float32)  # P's running sum over steps, rows padded by P on each side
     cp[P:2 * P, 1:] = np.cumsum(p, 1)
     cq = np.zeros((3 * P, BAR), np.float32)
@@ -197,9 +211,8 @@ def bar_candidates(lib: UnitLibrary, p: np.ndarray, q: np.ndarray, cfg: UnitConf
     w = on[:, :, None]
     cover = ((cp[rows, en[:, :, None]] - cp[rows, st[:, :, None]]) * w).sum(1)
     starts = (cq[rows, st[:, :, None]] * w).sum(1)
-    fit = (2 * cover / (cells[cand][:, None] + p.sum() + 1e-6) + 2 * starts / (n[:, None] + q.sum() + 1e-6))
-    lo = np.where(on, rel, 0).min(1)
-    hi = np.where(on, rel, 0).max(1)
+    fit = (2 * cover / (lib.cells[cand][:, None] + p.sum() + 1e-6) + 2 * starts / (n[:, None] + q.sum() + 1e-6))
+    lo, hi = lib.span[0][cand], lib.span[1][cand]
     fits = (r[None] + lo[:, None] >= 0) & (r[None] + hi[:, None] < P)  # every note on the roll
     fit = np.where(fits, fit, -np.inf).ravel()
     best = np.argsort(-fit, kind="stable")[:cfg.top]

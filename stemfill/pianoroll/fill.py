@@ -49,6 +49,7 @@ from stemfill.errors import StemfillError
 from stemfill.generate.controls import StemControls, control_planes, drum_targets
 from stemfill.generate.decoder import DrumDecoder, decode_roll_drums, drum_decoder_for
 from stemfill.generate.plan import grid_bars, song_bars
+from stemfill.generate.units import BAR as UNIT_BAR
 from stemfill.pianoroll.fast import engine_name
 from stemfill.pianoroll.key import check_key_request, chosen_key, fit_key, key_is_free, other_tracks_key
 from stemfill.song.bars import bar_span
@@ -61,7 +62,6 @@ if TYPE_CHECKING:  # torch is imported where the torch engine runs (fast.py has 
     import torch
 
 OVERLAP = 48  # known steps on each side of a pass-2 window
-BAR4 = 48  # steps in a bar of 4/4 (generate.units.BAR)
 BATCH = 32  # windows per forward pass
 
 
@@ -412,7 +412,7 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
 
         progress(0, total)
     bar_list = bars if bars is not None else grid_bars(T)
-    whole_bars = {b.start for b in bar_list if b.length == BAR4}  # where the units may play a bar
+    whole_bars = {b.start for b in bar_list if b.length == UNIT_BAR}  # where the units may play a bar
     for starts in (pass1, pass2):
         todo = [s for s in starts if not K[..., s:s + window].all()]
         if not todo:
@@ -422,7 +422,7 @@ def fill_roll(model, roll: np.ndarray, known: np.ndarray, steps: int | None = No
         ow = np.stack([O[..., s:s + window] for s in todo]) if O is not None else None
         qw = np.stack([Q[..., s:s + window] for s in todo]) if Q is not None else None
         probs: list | None = [] if kept else None
-        ub = np.array([[s + j * BAR4 in whole_bars for j in range(window // BAR4)] for s in todo])
+        ub = np.array([[s + j * UNIT_BAR in whole_bars for j in range(window // UNIT_BAR)] for s in todo])
         out = _sample_windows(model, ctx, kw, steps, g, guidance, candidates, batch, other=ow, controls=qw,
                               probs=probs, advance=advance, seed=seed, unit_bars=ub)
         pw = np.concatenate(probs) if probs else None
