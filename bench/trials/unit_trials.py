@@ -1,0 +1,104 @@
+"""Settings of the bass's and guitar's unit decoder (stemfill/generate/units.py) on held-out chunks
+(docs/generation.md, "The guitar plays real guitarists' bars").
+
+Not part of the product: the script that measured the tables, kept so that their numbers can be re-measured.
+
+    python bench/trials/unit_trials.py --data CHUNKS --split valid --stem guitar --limit 600 SETTING ...
+
+The shipped model fills the chunks with ``--stem`` missing (the rest known, the song's other tracks heard) with
+its units off, keeping the network's P; each SETTING then chooses the bars again with the model folder's
+library and critic and prints onset, pitch-class and frame F1, notes a bar and the realism two-sample accuracy
+(logistic and boosting, by song: the tests of ``stemfill eval --realism``) against the real parts. The first
+row is the decoder without units. SETTING is ``key=value,...`` of ``UnitConfig`` fields (``keep=0.3``,
+``w_critic=0.5``), ``density=L``: the draw's score less L x its note starts beyond the decoder's own part's,
+as a share of those (a cost the shipped decoder does not have), and ``own=0``: draws from units alone, the
+decoder's bars left out (as the critic's training draws).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--split", default="valid", choices=("valid", "test"))
+    ap.add_argument("--stem", default="guitar", choices=("bass", "guitar"))
+    ap.add_argument("--limit", type=int, default=600)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", type=Path, help="model folder (default: the shipped one)")
+    ap.add_argument("settings", nargs="*", default=["density=0"])
+    a = ap.parse_args(argv)
+    from stemfill.datasets.chunks import load_chunks
+    from stemfill.evaluation import harness
+    from stemfill.evaluation import metrics as M
+    from stemfill.evaluation.realism import segment_features, two_sample_accuracy
+    from stemfill.generate.critic import get_critic
+    from stemfill.generate.units import DEFAULTS, get_library, part_features, unit_draws
+    from stemfill.pianoroll import fill as F
+    from stemfill.pianoroll.model import default_model_path, load_model
+    from stemfill.song.song import STEMS
+
+    t0 = time.perf_counter()
+    folder = a.model or default_model_path()
+    stem, c = a.stem, STEMS.index(a.stem)
+    lib, critic = get_library(folder, stem), get_critic(folder, stem)
+    ch = load_chunks(a.data, a.split)
+    sel = harness.select(len(ch), a.limit, a.seed)
+    sel = sel[ch.present[sel, c]]
+    truth, other, song = ch.rolls[sel], ch.context[sel], ch.song_index[sel]
+    model = load_model(folder, device="cpu")
+    model.sampling = replace(model.sampling, units=(False, False, False))
+    known = np.ones((len(sel), 3), bool)
+    known[:, c] = False
+    kn = F._known_full(known, truth.shape)
+    probs: list = []
+    cells = F._sample_windows(model, truth & kn, kn, None, F._generator(model, a.seed), None, 1, 16, "mbr", other,
+                              None, probs)
+    p = np.concatenate(probs)[:, c]
+    real = segment_features(truth, c, other=other)
+    print(f"{len(sel)} {a.split} chunks, {stem} missing ({time.perf_counter() - t0:.0f} s)")
+    print(f"| setting | onset F1 | pc F1 | frame F1 | notes a bar (real "
+          f"{M.note_density(truth[:, c], stem).mean():.1f}) | logistic | boosting |")
+    print("|---|--:|--:|--:|--:|--:|--:|")
+
+    def report(name: str, part: np.ndarray) -> None:
+        out = truth.copy()
+        out[:, c] = part
+        s = M.score_stem(out, truth, c)
+        g = segment_features(out, c, other=other)
+        acc = [two_sample_accuracy(real, g, song, classifier=k)["accuracy"] for k in ("logistic", "boosting")]
+        print(f"| {name} | {s['agree/onset_F1'].mean():.3f} | {s['agree/pc_beat_F1'].mean():.3f} | "
+              f"{s['agree/frame_F1'].mean():.3f} | {M.note_density(part, stem).mean():.1f} | {acc[0]:.3f} | "
+              f"{acc[1]:.3f} |", flush=True)
+
+    report("no units", cells[:, c])
+    open_ = np.ones(truth.shape[-1] // 48, dtype=bool)
+    for setting in a.settings:
+        kw = dict(kv.split("=") for kv in setting.split(",") if kv)
+        density = float(kw.pop("density", 0))
+        own = bool(int(kw.pop("own", 1)))
+        cfg = replace(DEFAULTS[stem], **{k: type(getattr(DEFAULTS[stem], k))(v) for k, v in kw.items()})
+        part = cells[:, c].copy()
+        for i in range(len(sel)):
+            outs, score = unit_draws(lib, cfg, cells[i, c], p[i], open_, np.random.default_rng([a.seed, i]), cfg.draws,
+                                     with_own=own)
+            if len(outs) > 1 and critic is not None and cfg.w_critic:
+                score = score - cfg.w_critic * critic.logit_fake(part_features(cells[i], c, outs, other[i]))
+            if density:
+                own = M.onsets(cells[i, c][None], stem).sum() + 1
+                score = score - density * np.maximum(M.onsets(outs, stem).sum(axis=(1, 2)) - own, 0) / own
+            part[i] = outs[int(np.argmax(score))]
+        report(setting, part)
+    print(f"({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
