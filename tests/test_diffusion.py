@@ -568,6 +568,40 @@ def test_partial_mass_gives_a_partly_known_channel_the_mass_of_a_wholly_missing_
     assert torch.equal(filled[known], (ctx & known)[known])
 
 
+def test_guidance_mass_keeps_the_conditional_passs_note_count():
+    """With ``guidance_mass`` m the guided last-step P on each channel's missing cells sums to m times the
+    conditional pass's (known cells as they were), so count decoding plays as many notes as without guidance
+    (m = 1), and the guided P still says where they go; 0 leaves the guided P as it is."""
+    model = tiny_model()
+    torch.manual_seed(2)
+    with torch.no_grad():
+        for w in model.net.parameters():
+            w.normal_(0, 0.1)
+    ctx = torch.rand(2, 3, 48, 192) < 0.05
+    known = torch.ones_like(ctx)
+    known[:, 2] = False  # the guitar missing
+    x = torch.bernoulli(model.r.expand(ctx.shape).clone())
+    t = torch.ones(2)
+    with torch.no_grad():
+        cond = torch.sigmoid(model.model_logits(x, known, ctx & known, t))
+        guided = torch.sigmoid(model.guided_logits(x, known, ctx & known, t, 3.0))
+        model.sampling.guidance_mass = 1.0
+        p = model._last_p(x, known, ctx & known, t, 3.0)
+        model.sampling.guidance_mass = 0.5
+        half = model._last_p(x, known, ctx & known, t, 3.0)
+        model.sampling.guidance_mass = 0.0
+        off = model._last_p(x, known, ctx & known, t, 3.0)
+    free = ~known
+    for i in range(2):
+        want = float(cond[i, 2][free[i, 2]].sum())
+        assert float(p[i, 2][free[i, 2]].sum()) == pytest.approx(want, rel=1e-4)
+        assert float(half[i, 2][free[i, 2]].sum()) == pytest.approx(want / 2, rel=1e-4)
+    assert torch.equal(p[known], guided[known]) and torch.equal(off, guided)
+    flat = lambda v: v[0, 2][free[0, 2]]  # noqa: E731
+    top = torch.argsort(flat(guided), descending=True)[:20]
+    assert torch.equal(torch.argsort(flat(p), descending=True)[:20], top)  # the same likeliest cells
+
+
 def test_line_decoding_in_the_sampler_is_saved_and_keeps_known_cells(tmp_path):
     model = tiny_model()
     model.sampling.decode, model.sampling.line, model.sampling.min_note = "count", (False, True, False), (0, 2, 2)

@@ -89,6 +89,8 @@ SAMPLINGS = {
                                       line_scale=True, line_starts_free=1.75),
     "partial_mass": SamplingConfig(sample_steps=1, decode="count", line=(False, True, False), partial_mass=True),
     "guidance": SamplingConfig(sample_steps=1, decode="count", guidance=2.0, partial_mass=True),
+    "guidance_mass": SamplingConfig(sample_steps=2, decode="count", guidance=2.0, partial_mass=True,
+                                    guidance_mass=1.0, line=(False, True, False)),
     "shipped": SamplingConfig(**json.loads((DEFAULT / "config.json").read_text())["sampling"]),
     "temperature": SamplingConfig(sample_steps=2, decode="count", min_note=(0, 2, 2), line=(False, True, False),
                                   temperature=(1.0, 0.7, 0.5), partial_mass=True),

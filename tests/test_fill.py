@@ -177,9 +177,9 @@ def test_chain_guidance_holds_for_the_guitar_pass_only(monkeypatch):
     seen = []
     real_guided = m.guided_logits
 
-    def spy(x_t, known, context, t, guidance, other=None, controls=None):
+    def spy(x_t, known, context, t, guidance, other=None, controls=None, cond=None):
         seen.append(guidance)
-        return real_guided(x_t, known, context, t, guidance, other, controls)
+        return real_guided(x_t, known, context, t, guidance, other, controls, cond)
 
     monkeypatch.setattr(m, "guided_logits", spy)
     rolls = toy_rolls(2, seed=3)

@@ -92,8 +92,8 @@ def main(argv=None) -> int:
             if len(outs) > 1 and critic is not None and cfg.w_critic:
                 score = score - cfg.w_critic * critic.logit_fake(part_features(cells[i], c, outs, other[i]))
             if density:
-                own = M.onsets(cells[i, c][None], stem).sum() + 1
-                score = score - density * np.maximum(M.onsets(outs, stem).sum(axis=(1, 2)) - own, 0) / own
+                starts = M.onsets(cells[i, c][None], stem).sum() + 1
+                score = score - density * np.maximum(M.onsets(outs, stem).sum(axis=(1, 2)) - starts, 0) / starts
             part[i] = outs[int(np.argmax(score))]
         report(setting, part)
     print(f"({time.perf_counter() - t0:.0f} s)")

@@ -57,6 +57,7 @@ class SamplingConfig:
     partial_mass: bool = False  # channels known over part of the window: take the expected count from a whole-channel fill
     chain_pitched: bool = False  # fill.py: with bass and guitar both missing, fill the bass, then the guitar given it
     chain_guidance: float | None = None  # fill.py: guidance of that second (guitar given the new bass) pass; None: guidance
+    guidance_mass: float = 0.0  # > 0, with guidance != 1: the last step's P on each channel's missing cells gets this x the conditional pass's mass (diffusion.match_mass; 0 off)
     control_guidance: float = 1.0  # models with controls: how far past the fill without them the controls push
     control_steer: float = 0.0  # models with controls: steer the prediction toward the requested attributes (generate/steer.py; 0 off)
     temperature: tuple[float, ...] = (0.0, 0.0, 0.0)  # count decoding, per channel: 0 keeps the likeliest cells; > 0 draws them (gumbel_rank)

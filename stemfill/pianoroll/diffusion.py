@@ -172,11 +172,12 @@ class BinaryDiffusion(nn.Module):
         return self.net(planes, t) if torch.is_grad_enabled() else self.net.infer(planes, t)
 
     def guided_logits(self, x_t, known, context, t, guidance: float, other: torch.Tensor | None = None,
-                      controls: torch.Tensor | None = None) -> torch.Tensor:
+                      controls: torch.Tensor | None = None, cond: list | None = None) -> torch.Tensor:
         """Classifier-free guidance: the unconditional pass knows nothing (no stems, no other tracks, no
         controls). With controls given and ``sampling.control_guidance`` w != 1, one more pass without the
-        controls (the song's context kept) moves the logits w times as far as the controls move them."""
-        out = self._cfg_logits(x_t, known, context, t, guidance, other, controls)
+        controls (the song's context kept) moves the logits w times as far as the controls move them.
+        ``cond``: a list that gets the conditional pass's logits where guidance != 1."""
+        out = self._cfg_logits(x_t, known, context, t, guidance, other, controls, cond)
         w = float(self.sampling.control_guidance)
         if controls is not None and w != 1.0 and bool(controls.any()):
             with_c = out if guidance == 1.0 else self.model_logits(x_t, known, context, t, other, controls)
@@ -184,7 +185,8 @@ class BinaryDiffusion(nn.Module):
             out = out + (w - 1.0) * (with_c - without)
         return out
 
-    def _cfg_logits(self, x_t, known, context, t, guidance: float, other=None, controls=None) -> torch.Tensor:
+    def _cfg_logits(self, x_t, known, context, t, guidance: float, other=None, controls=None,
+                    cond_out: list | None = None) -> torch.Tensor:
         if guidance == 1.0:
             return self.model_logits(x_t, known, context, t, other, controls)
         z = torch.zeros_like(known)
@@ -193,7 +195,17 @@ class BinaryDiffusion(nn.Module):
         both = self.model_logits(torch.cat([x_t, x_t]), torch.cat([known, z]), torch.cat([context, z]),
                                  torch.cat([t, t]), o, c)
         cond, uncond = both.chunk(2)
+        if cond_out is not None:
+            cond_out.append(cond)
         return uncond + guidance * (cond - uncond)
+
+    def _last_p(self, x, known, ctx, t, guidance, other=None, controls=None) -> torch.Tensor:
+        """The last step's P: guided, and with ``sampling.guidance_mass`` m > 0 (and guidance != 1) scaled on each
+        channel's missing cells to m times the conditional pass's mass (``match_mass``)."""
+        m = float(getattr(self.sampling, "guidance_mass", 0.0))
+        cond: list | None = [] if m > 0 and guidance != 1.0 else None
+        p = torch.sigmoid(self.guided_logits(x, known, ctx, t, guidance, other, controls, cond))
+        return match_mass(p, m * torch.sigmoid(cond[0]), known) if cond else p
 
     # --- training -----------------------------------------------------------
     def forward(self, x0: torch.Tensor, known: torch.Tensor, other: torch.Tensor | None = None,
@@ -280,7 +292,10 @@ class BinaryDiffusion(nn.Module):
         else:
             for k in range(steps, 0, -1):
                 t = torch.full((b,), k / steps, device=dev)
-                p = torch.sigmoid(self.guided_logits(x, known, ctx, t, guidance, other, controls))
+                if k == 1:
+                    p = self._last_p(x, known, ctx, t, guidance, other, controls)
+                else:
+                    p = torch.sigmoid(self.guided_logits(x, known, ctx, t, guidance, other, controls))
                 p_net = p  # the network's own P: where a note is held (join_gaps), before rescaling or steering
                 if k == 1 and sc.partial_mass:
                     p = self.partial_mass(p, x, known, ctx, t, guidance, other, controls)
@@ -316,9 +331,8 @@ class BinaryDiffusion(nn.Module):
         if len(rows) == 0:
             return p
         kr = full_mask(flat[rows].all(-1), known[rows].shape)
-        p_ref = torch.sigmoid(self.guided_logits(x[rows], kr, ctx[rows] & kr, t[rows], guidance,
-                                                 None if other is None else other[rows],
-                                                 None if controls is None else controls[rows]))
+        p_ref = self._last_p(x[rows], kr, ctx[rows] & kr, t[rows], guidance, None if other is None else other[rows],
+                             None if controls is None else controls[rows])
         free = (~known[rows]).float()
         ratio = (p_ref * free).flatten(2).sum(-1) / (p[rows] * free).flatten(2).sum(-1).clamp_min(1e-6)
         ratio = torch.where(part[rows], ratio, torch.ones_like(ratio))
@@ -454,6 +468,14 @@ class BinaryDiffusion(nn.Module):
             bce = F.binary_cross_entropy_with_logits(logits, x0, reduction="none")
             total += (bce * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp_min(1.0)
         return -total / len(times)
+
+
+def match_mass(p: torch.Tensor, p_ref: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """P (B, C, P, L) scaled on each (window, channel)'s missing cells to the summed P of ``p_ref`` there (capped
+    at 1): classifier-free guidance sharpens where notes go, and this keeps it from changing how many."""
+    free = (~known).float()
+    ratio = (p_ref * free).flatten(2).sum(-1) / (p * free).flatten(2).sum(-1).clamp_min(1e-6)
+    return torch.where(known, p, (p * ratio[..., None, None]).clamp(max=1.0))
 
 
 def gumbel(shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor:

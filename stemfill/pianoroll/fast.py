@@ -109,7 +109,8 @@ class OnnxModel:
         x = bern(r)
         for k in range(steps, 0, -1):
             t = np.full(b, k / steps, dtype=np.float32)
-            p = _sigmoid(self.guided_logits(x, known, ctx, t, guidance, other))
+            p = self._last_p(x, known, ctx, t, guidance, other) if k == 1 else \
+                _sigmoid(self.guided_logits(x, known, ctx, t, guidance, other))
             p_net = p  # what join_gaps reads (BinaryDiffusion.decode_last)
             if k == 1 and sc.partial_mass:
                 p = self.partial_mass(p, x, known, ctx, t, guidance, other)
@@ -131,8 +132,9 @@ class OnnxModel:
             parts.append(other if other is not None else np.zeros((len(k), self.context_planes) + k.shape[2:], np.float32))
         return self.logits(np.concatenate(parts, axis=1), t)
 
-    def guided_logits(self, x_t, known, context, t, guidance: float, other=None) -> np.ndarray:
-        """Classifier-free guidance: the unconditional pass knows nothing (no stems, no other tracks)."""
+    def guided_logits(self, x_t, known, context, t, guidance: float, other=None, cond_out: list | None = None) -> np.ndarray:
+        """Classifier-free guidance: the unconditional pass knows nothing (no stems, no other tracks).
+        ``cond_out``: a list that gets the conditional pass's logits where guidance != 1."""
         if guidance == 1.0:
             return self.model_logits(x_t, known, context, t, other)
         z = np.zeros_like(known)
@@ -140,7 +142,16 @@ class OnnxModel:
         both = self.model_logits(np.concatenate([x_t, x_t]), np.concatenate([known, z]),
                                  np.concatenate([context, z]), np.concatenate([t, t]), o)
         cond, uncond = both[:len(x_t)], both[len(x_t):]
+        if cond_out is not None:
+            cond_out.append(cond)
         return uncond + np.float32(guidance) * (cond - uncond)
+
+    def _last_p(self, x, known, ctx, t, guidance, other=None) -> np.ndarray:
+        """``BinaryDiffusion._last_p``: the last step's P, with ``sampling.guidance_mass``."""
+        m = float(getattr(self.sampling, "guidance_mass", 0.0))
+        cond: list | None = [] if m > 0 and guidance != 1.0 else None
+        p = _sigmoid(self.guided_logits(x, known, ctx, t, guidance, other, cond))
+        return match_mass(p, np.float32(m) * _sigmoid(cond[0]), known) if cond else p
 
     def partial_mass(self, p, x, known, ctx, t, guidance, other=None) -> np.ndarray:
         """``BinaryDiffusion.partial_mass``: where a channel is known over part of the window only, its missing
@@ -152,8 +163,7 @@ class OnnxModel:
         if len(rows) == 0:
             return p
         kr = np.broadcast_to(flat[rows].all(-1)[:, :, None, None], known[rows].shape)
-        p_ref = _sigmoid(self.guided_logits(x[rows], kr, ctx[rows] & kr, t[rows], guidance,
-                                            None if other is None else other[rows]))
+        p_ref = self._last_p(x[rows], kr, ctx[rows] & kr, t[rows], guidance, None if other is None else other[rows])
         free = (~known[rows]).astype(np.float32)
         n = len(rows)
         ratio = (p_ref * free).reshape(n, C, -1).sum(-1) / np.maximum((p[rows] * free).reshape(n, C, -1).sum(-1),
@@ -194,6 +204,14 @@ class OnnxModel:
             if a > 0 and c < x.shape[1]:
                 x[:, c] = join_gaps(x[:, c] > 0, (p if held is None else held)[:, c], ~known[:, c], a, sc.join_gap)
         return x
+
+
+def match_mass(p: np.ndarray, p_ref: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """``diffusion.match_mass`` in numpy: P scaled on each (window, channel)'s missing cells to ``p_ref``'s sum there."""
+    free = (~np.asarray(known, dtype=bool)).astype(np.float32)
+    B, C = p.shape[:2]
+    ratio = (p_ref * free).reshape(B, C, -1).sum(-1) / np.maximum((p * free).reshape(B, C, -1).sum(-1), np.float32(1e-6))
+    return np.where(known, p, np.minimum(p * ratio[..., None, None].astype(np.float32), np.float32(1.0)))
 
 
 def join_gaps(x: np.ndarray, p: np.ndarray, free: np.ndarray, alpha: float, max_gap: int = 2) -> np.ndarray:
