@@ -46,11 +46,9 @@ def main(argv=None) -> int:
     known = np.ones((len(sel), 3), bool)
     known[:, 0] = False
     model = load_model(a.model or default_model_path(), device="cpu")
-    kn = F._known_full(known, truth.shape)
     probs: list = []
-    cells = F._sample_windows(model, truth & kn, kn, None, F._generator(model, a.seed), None, 1, 16, "mbr", other,
-                              None, probs)
-    p = np.concatenate(probs)[:, 0]
+    cells = F.fill_chunks(model, truth, known, seed=a.seed, other=other, batch=16, drums=None, probs=probs)
+    p = probs[0][:, 0]
     dec = DrumDecoder(get_library())  # no critic: it learns what the plain phrase draw gives away
     fake = truth.copy()
     for i in range(len(sel)):

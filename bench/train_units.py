@@ -66,11 +66,9 @@ def main(argv=None) -> int:
     model.sampling = replace(model.sampling, units=(False, False, False))  # the critic learns what the decoder gives away
     known = np.ones((len(sel), 3), bool)
     known[:, c] = False
-    kn = F._known_full(known, truth.shape)
     probs: list = []
-    cells = F._sample_windows(model, truth & kn, kn, None, F._generator(model, a.seed), None, 1, 16, "mbr", other,
-                              None, probs)
-    p = np.concatenate(probs)[:, c]
+    cells = F.fill_chunks(model, truth, known, seed=a.seed, other=other, batch=16, drums=None, probs=probs)
+    p = probs[0][:, c]
     cfg = DEFAULTS[stem]
     fakes = [segment_features(cells, c, other=other)]
     rng = np.random.default_rng(a.seed)

@@ -57,11 +57,9 @@ def main(argv=None) -> int:
     model.sampling = replace(model.sampling, units=(False, False, False))
     known = np.ones((len(sel), 3), bool)
     known[:, c] = False
-    kn = F._known_full(known, truth.shape)
     probs: list = []
-    cells = F._sample_windows(model, truth & kn, kn, None, F._generator(model, a.seed), None, 1, 16, "mbr", other,
-                              None, probs)
-    p = np.concatenate(probs)[:, c]
+    cells = F.fill_chunks(model, truth, known, seed=a.seed, other=other, batch=16, drums=None, probs=probs)
+    p = probs[0][:, c]
     real = segment_features(truth, c, other=other)
     print(f"{len(sel)} {a.split} chunks, {stem} missing ({time.perf_counter() - t0:.0f} s)")
     print(f"| setting | onset F1 | pc F1 | frame F1 | notes a bar (real "

@@ -172,12 +172,12 @@ class BinaryDiffusion(nn.Module):
         return self.net(planes, t) if torch.is_grad_enabled() else self.net.infer(planes, t)
 
     def guided_logits(self, x_t, known, context, t, guidance: float, other: torch.Tensor | None = None,
-                      controls: torch.Tensor | None = None, cond: list | None = None) -> torch.Tensor:
+                      controls: torch.Tensor | None = None, cond_out: list | None = None) -> torch.Tensor:
         """Classifier-free guidance: the unconditional pass knows nothing (no stems, no other tracks, no
         controls). With controls given and ``sampling.control_guidance`` w != 1, one more pass without the
         controls (the song's context kept) moves the logits w times as far as the controls move them.
-        ``cond``: a list that gets the conditional pass's logits where guidance != 1."""
-        out = self._cfg_logits(x_t, known, context, t, guidance, other, controls, cond)
+        ``cond_out``: a list that gets the conditional pass's logits where guidance != 1."""
+        out = self._cfg_logits(x_t, known, context, t, guidance, other, controls, cond_out)
         w = float(self.sampling.control_guidance)
         if controls is not None and w != 1.0 and bool(controls.any()):
             with_c = out if guidance == 1.0 else self.model_logits(x_t, known, context, t, other, controls)

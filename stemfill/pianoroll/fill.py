@@ -287,13 +287,15 @@ def _sample_onnx(model, ctx, known, steps, rng, guidance, candidates: int, batch
 def fill_chunks(model, rolls: np.ndarray, known: np.ndarray, steps: int | None = None, seed: int = 0,
                 guidance: float | None = None, candidates: int | None = None, batch: int = BATCH,
                 select: str = "mbr", other: np.ndarray | None = None,
-                controls: np.ndarray | None = None, drums: DrumDecoder | None | str = "model") -> np.ndarray:
+                controls: np.ndarray | None = None, drums: DrumDecoder | None | str = "model",
+                probs: list | None = None) -> np.ndarray:
     """Fill the unknown cells of chunks. rolls: bool (N, 3, P, L); known: (N, 3), (N, 3, L) or (N, 3, P, L);
     ``other``: the chunks' context planes (N, context_planes, P, L) or None (the model hears none);
     ``controls``: control planes (N, control_planes, P, L) (``controls.control_planes``) or None (auto).
 
     ``drums``: the drum decoder (``generate.decoder``): "model" (default) what the model's sampling config
-    says, None the cell decoder. Each chunk is 4/4 bars from its first step, one phrase.
+    says, None the cell decoder. Each chunk is 4/4 bars from its first step, one phrase. ``probs``: a list that
+    gets the network's last-step P (N, 3, P, L) the decoders read (for the scripts that train critics on them).
 
     Returns a bool array like ``rolls`` whose known cells are the input's, bit for bit.
     """
@@ -301,11 +303,13 @@ def fill_chunks(model, rolls: np.ndarray, known: np.ndarray, steps: int | None =
     kn = np.ascontiguousarray(_known_full(known, rolls.shape))
     g = _generator(model, seed)
     dec = drum_decoder_for(model) if drums == "model" else drums
-    probs: list | None = [] if dec is not None else None
+    got: list | None = [] if dec is not None or probs is not None else None
     out = _sample_windows(model, rolls & kn, kn, steps, g, guidance, _candidates(model, candidates), batch, select,
-                          other, controls if model.control_planes else None, probs, seed=seed)
+                          other, controls if model.control_planes else None, got, seed=seed)
+    if probs is not None:
+        probs.append(np.concatenate(got))
     if dec is not None:
-        p = np.concatenate(probs)
+        p = np.concatenate(got)
         d = CHANNEL["drums"]
         chunk_bars = grid_bars(out.shape[-1])
         for i in range(len(out)):
