@@ -10,7 +10,9 @@ its units off, keeping the network's P; each SETTING then chooses the bars again
 library and critic and prints onset, pitch-class and frame F1, notes a bar and the realism two-sample accuracy
 (logistic and boosting, by song: the tests of ``stemfill eval --realism``) against the real parts. The first
 row is the decoder without units. SETTING is ``key=value,...`` of ``UnitConfig`` fields (``keep=0.3``,
-``w_critic=0.5``), ``density=L``: the draw's score less L x its note starts beyond the decoder's own part's,
+``w_critic=0.5``), ``art=W``: the draw's score less W x the standard deviation over its bars of their notes'
+mean log2 length (a cost on changing articulation from bar to bar), ``density=L``: the draw's score less L x its
+note starts beyond the decoder's own part's,
 as a share of those (a cost the shipped decoder does not have), and ``own=0``: draws from units alone, the
 decoder's bars left out (as the critic's training draws).
 """
@@ -81,6 +83,7 @@ def main(argv=None) -> int:
     for setting in a.settings:
         kw = dict(kv.split("=") for kv in setting.split(",") if kv)
         density = float(kw.pop("density", 0))
+        art = float(kw.pop("art", 0))
         own = bool(int(kw.pop("own", 1)))
         cfg = replace(DEFAULTS[stem], **{k: type(getattr(DEFAULTS[stem], k))(v) for k, v in kw.items()})
         part = cells[:, c].copy()
@@ -92,10 +95,30 @@ def main(argv=None) -> int:
             if density:
                 starts = M.onsets(cells[i, c][None], stem).sum() + 1
                 score = score - density * np.maximum(M.onsets(outs, stem).sum(axis=(1, 2)) - starts, 0) / starts
+            if art:
+                score = score - art * bar_length_spread(outs, stem)
             part[i] = outs[int(np.argmax(score))]
         report(setting, part)
     print(f"({time.perf_counter() - t0:.0f} s)")
     return 0
+
+
+def bar_length_spread(parts: np.ndarray, stem: str) -> np.ndarray:
+    """(m,) standard deviation over the 48-step bars of each part (m, P, L) of the mean log2 length of the notes
+    starting in the bar (bars with none left out; 0 where fewer than two bars have notes)."""
+    from stemfill.evaluation import metrics as M
+
+    m, _, L = parts.shape
+    nb = L // 48
+    b, _, t, dur = M.notes(parts, stem)
+    k = b * nb + t // 48
+    n = np.bincount(k, minlength=m * nb).reshape(m, nb)
+    mean = np.bincount(k, np.log2(dur), minlength=m * nb).reshape(m, nb) / np.maximum(n, 1)
+    out = np.zeros(m)
+    for i in range(m):
+        v = mean[i][n[i] > 0]
+        out[i] = v.std() if len(v) > 1 else 0.0
+    return out
 
 
 if __name__ == "__main__":
