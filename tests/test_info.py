@@ -80,7 +80,13 @@ def test_cli_info_missing_file(tmp_path):
 
 
 def test_cli_info_broken_files(shared_data):
-    for path in (shared_data / "midi" / "broken" / "ValueError_Control168.mid", DATA / "type2.mid", DATA / "empty.mid"):
+    # a data byte of 168: read with the byte clipped, and a warning naming the file
+    path = shared_data / "midi" / "broken" / "ValueError_Control168.mid"
+    res = runner.invoke(app, ["info", str(path)])
+    assert res.exit_code == 0, res.output
+    assert f"warning: {path}: corrupt data bytes clipped to 127 (control value 168 outside 0..127)" in res.output
+    for path in (shared_data / "midi" / "broken" / "Issue104_Bizarre_Love_Triangle2.mid", DATA / "type2.mid",
+                 DATA / "empty.mid"):
         res = runner.invoke(app, ["info", str(path)])
         assert res.exit_code == 1, path
         lines = res.output.strip().splitlines()

@@ -151,6 +151,30 @@ def test_malformed_fixture_raises_midi_read_error(name):
     assert msg.startswith(str(path)) and "\n" not in msg
 
 
+def _raw_midi(track: bytes) -> bytes:
+    """A type-0 file at 480 ticks a quarter with the one track's event bytes as given (no encoder checks)."""
+    import struct
+
+    return b"MThd" + struct.pack(">IHHH", 6, 0, 1, 480) + b"MTrk" + struct.pack(">I", len(track)) + track
+
+
+def test_a_data_byte_past_127_is_clipped_and_the_notes_are_read():
+    # control 7 = 168 (0xA8), then C4 for a half note: symusic refuses the file, mido clips the byte to 127
+    data = _raw_midi(bytes([0x00, 0xB0, 0x07, 0xA8, 0x00, 0x90, 0x3C, 0x64, 0x87, 0x40, 0x80, 0x3C, 0x40,
+                            0x00, 0xFF, 0x2F, 0x00]))
+    song = midi_from_bytes(data, name="cc168.mid")
+    assert [(n.start, n.duration, n.pitch, n.velocity) for t in song.tracks for n in t.notes] == [(0, 1920, 60, 100)]
+    assert song.warnings == ["corrupt data bytes clipped to 127 (control value 168 outside 0..127)"]
+
+
+def test_a_file_mido_cannot_read_either_stays_refused():
+    # program 208, then a note-on cut off after its first data byte: mido cannot read it even clipped
+    data = _raw_midi(bytes([0x00, 0xC0, 0xD0, 0x00, 0x90, 0x3C]))
+    with pytest.raises(MidiReadError, match="corrupt MIDI data") as exc:
+        midi_from_bytes(data, name="cut.mid")
+    assert str(exc.value).startswith("cut.mid") and "\n" not in str(exc.value)
+
+
 def test_corrupt_data_error_is_raised_from_the_cause():
     with pytest.raises(MidiReadError) as exc:
         read_midi(DATA / "truncated.mid")

@@ -17,6 +17,12 @@ What the room holds:
 * ``library.py``   pattern libraries of real drum bars and phrases (``stemfill library build``);
 * ``drums.py``     the pattern decoder: one whole bar pattern per bar, chosen by Viterbi;
 * ``decoder.py``   the decoding stage ``pianoroll/fill.py`` calls: which decoder a model's drums get;
+* ``critic.py``    the realism critics that choose among drawn phrases and bars (logistic, trained on the train
+                   split's fakes);
+* ``units.py``     the bass and guitar by bars: each 4/4 bar the decoder's or a real player's, transposed, chosen
+                   by fit and the critic;
+* ``articulation.py`` how long the new bass's and guitar's notes are held: one articulation per window, moved to
+                   the spread of players' (quantile tables measured on the train split);
 * ``rests.py``     where a new part rests in a whole song (small per-stem models over the song's other parts);
 * ``groove.py``    the bass (and, where a model turns it on, the guitar) keeps its groove in a whole song: each
                    bar's rhythm chosen by Viterbi among the rhythms the part plays elsewhere in the song, the
@@ -35,8 +41,9 @@ The flow (the steps in brackets run only when asked or for a model that has them
                          the network's likelihood of each candidate bar, a density match, how common the
                          pattern is, and a cost for changing the groove (cheap at phrase and section starts);
                          fills from real fills at the planned bars, a crash on the downbeat after them;
-                      the bass (whole songs): groove.py keeps a bar's rhythm from bar to bar, rests.py clears
-                      the bars a bassist would rest in
+                      the bass and guitar: units.py plays bars of real players where they fit, articulation.py
+                      holds each window's notes as one articulation; in whole songs groove.py keeps the bass's
+                      rhythm from bar to bar, rests.py clears the bars a bassist would rest in
          -> notes
 
 ``pianoroll/`` reaches in here for ``controls.ControlConfig`` (model.py, fast.py, train.py), for

@@ -67,6 +67,7 @@ class SamplingConfig:
     drum_decoder: str = "cells"  # "cells": the last step's decoding above; "patterns": whole bars from a library (stemfill.generate)
     units: tuple[bool, ...] = (False, False, False)  # per channel (bass, guitar): each 4/4 bar the decoder's or a real player's, chosen by fit and the model folder's critic (generate/units.py; needs the folder's <stem>-patterns.npz)
     unit_config: dict = field(default_factory=dict)  # per stem name, generate.units.UnitConfig fields other than its DEFAULTS
+    articulation: tuple[bool, ...] = (False, False, False)  # per channel (bass, guitar): one articulation per window, its note lengths moved to the spread of players' (generate/articulation.py; needs the folder's <stem>-articulation.json)
 
     def __post_init__(self) -> None:
         if self.decode not in DECODES:
@@ -79,6 +80,7 @@ class SamplingConfig:
         self.join = tuple(float(v) for v in self.join)
         self.groove = tuple(float(v) for v in self.groove)
         self.units = tuple(bool(v) for v in self.units)
+        self.articulation = tuple(bool(v) for v in self.articulation)
         if self.drum_decoder not in DRUM_DECODERS:
             raise ValueError(f"SamplingConfig: drum_decoder {self.drum_decoder!r} is not one of {DRUM_DECODERS}")
         if any(v < 0 for v in self.temperature):

@@ -130,7 +130,8 @@ def _sample_windows(model, ctx: np.ndarray, known: np.ndarray, steps, generator,
     the two parts are drawn independently and need not share a key. Where the model's ``units`` are on, the new
     bass's and guitar's bars are chosen among real players' (``generate.units``), the bass's before the guitar
     hears it; ``unit_bars`` (N, L // 48) says which 48-step bars of each window are bars of the song (default:
-    all), ``seed`` seeds the choice."""
+    all), ``seed`` seeds the choice. Where its ``articulation`` is on, their notes are last held as one
+    articulation a window (``generate.articulation``): only lengths change, after both parts are chosen."""
     b, g = CHANNEL["bass"], CHANNEL["guitar"]
     units = unit_decoders(model, [c for c in (b, g) if not known[:, c].all()])
     got_p: list | None = probs if probs is not None or not units else []
@@ -144,7 +145,7 @@ def _sample_windows(model, ctx: np.ndarray, known: np.ndarray, steps, generator,
             now = ~chained if c == g else np.ones(len(out), dtype=bool)  # a chained guitar is played again below
             _decode_units(u, c, out, known, p[:, c], other, unit_bars, seed, now)
     if not chained.any():
-        return out
+        return _articulate_all(model, out, known)
     k2 = known[chained].copy()
     k2[:, b] = True  # the bass just written is now context
     c2 = np.where(k2, out[chained], False)
@@ -159,7 +160,7 @@ def _sample_windows(model, ctx: np.ndarray, known: np.ndarray, steps, generator,
         got_p[:] = [p_all]
         if g in units:
             _decode_units(units[g], g, out, known, p_all[:, g], other, unit_bars, seed, chained)
-    return out
+    return _articulate_all(model, out, known)
 
 
 @dataclass
@@ -212,6 +213,34 @@ def _decode_units(units: Units, c: int, out: np.ndarray, known: np.ndarray, p: n
             rng = np.random.default_rng([int(seed), int(i), c, 104729])
             out[i, c] = decode_units(units.library, units.critic, units.config, out[i], c, p[i], open_, rng,
                                      None if other is None else other[i])
+
+
+def articulation_models(model, channels=None) -> dict:
+    """The model's articulation models by channel (of ``channels``, default all): those its
+    ``sampling.articulation`` turns on and its folder holds (``generate.articulation``:
+    ``<stem>-articulation.json``)."""
+    from stemfill.generate.articulation import get_articulation
+    from stemfill.generate.critic import model_folder
+
+    on = tuple(getattr(model.sampling, "articulation", ()))
+    folder = model_folder(model)
+    out = {}
+    for stem in ("bass", "guitar"):
+        c = CHANNEL[stem]
+        if (channels is None or c in channels) and c < len(on) and on[c] \
+                and (m := get_articulation(folder, stem)) is not None:
+            out[c] = m
+    return out
+
+
+def _articulate_all(model, out: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """``out`` (N, 3, P, L; in place) with the new bass's and guitar's notes, in the steps where they are
+    unknown, held as the model's articulation models say (``generate.articulation``)."""
+    for c, m in articulation_models(model, [c for c in range(3) if not known[:, c].all()]).items():
+        free = ~known[:, c].any(axis=1)  # (N, L)
+        for i in np.flatnonzero(free.any(axis=1)):
+            out[i, c] = m.apply(out[i, c], free[i])
+    return out
 
 
 def _n_chained(model, known: np.ndarray) -> int:

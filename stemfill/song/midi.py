@@ -17,6 +17,9 @@ Reading
 * tempo map and time signatures are kept; invalid time signatures (numerator 0,
   denominator not a power of two) are dropped; MIDI's defaults (120 qpm, 4/4)
   fill tick 0 when the file sets nothing there (``Song.implicit_meter`` for 4/4).
+* a data byte above 127 (a controller value or program of 168, as some editors write) is corrupt data that
+  symusic refuses; mido reads such a file with the byte clipped to 127, and the clipped file is read again,
+  with a line in ``Song.warnings``. A file mido cannot read either stays refused.
 * every failure is a ``MidiReadError`` naming the file, raised from the cause.
 
 Writing
@@ -69,15 +72,24 @@ def read_midi(path: str | os.PathLike) -> Song:
 def midi_from_bytes(data: bytes, name: str | os.PathLike = "<bytes>", title: str = "") -> Song:
     """Parse MIDI file bytes; ``name`` is the file named in errors."""
     _check_header(data, name)
+    repaired: list[str] = []
     try:
         from symusic import Score
 
-        score = Score.from_midi(data)
+        try:
+            score = Score.from_midi(data)
+        except Exception as e:  # noqa: BLE001 - a data byte past 127: clip it as mido does, else re-raise
+            fixed = _clipped(data) if re.fullmatch(r"Get \w+=\d+", re.sub(r"\s+", " ", str(e)).strip()) else None
+            if fixed is None:
+                raise
+            data, score = fixed, Score.from_midi(fixed)
+            repaired.append(f"corrupt data bytes clipped to 127 ({_reason(e)})")
         tpq = int(score.ticks_per_quarter)
         raw_tracks = [
             (str(t.name), int(t.program), bool(t.is_drum), t.notes.numpy()) for t in score.tracks if len(t.notes) > 0
         ]
         raw_tracks, warnings = _place_unpaired(data, raw_tracks)
+        warnings = repaired + warnings
         raw_tempos = [(int(t.time), int(t.mspq)) for t in score.tempos]
         raw_sigs = [(int(t.time), int(t.numerator), int(t.denominator)) for t in score.time_signatures]
     except Exception as e:  # symusic raises RuntimeError (and others) on corrupt data
@@ -165,6 +177,20 @@ def _time_signatures(raw: list[tuple[int, int, int]], sc) -> list[TimeSignature]
 
 def _valid_meter(numerator: int, denominator: int) -> bool:
     return 1 <= numerator <= 64 and denominator in (1, 2, 4, 8, 16, 32, 64)
+
+
+def _clipped(data: bytes) -> bytes | None:
+    """The file as mido reads it with data bytes above 127 clipped to 127, written again; None where mido
+    cannot read it either."""
+    import mido
+
+    try:
+        mf = mido.MidiFile(file=io.BytesIO(data), clip=True)
+        out = io.BytesIO()
+        mf.save(file=out)
+    except Exception:  # noqa: BLE001 - still unreadable: the caller keeps symusic's error
+        return None
+    return out.getvalue()
 
 
 def _reason(e: BaseException) -> str:
