@@ -110,7 +110,7 @@ def free_notes(part: np.ndarray, free: np.ndarray, ring: bool):
 
     free = np.asarray(free, dtype=bool)
     L = part.shape[-1]
-    _, r, t, d = notes(part[None], "bass")  # sorted by row, then start
+    _, r, t, d = notes(part[None], "bass")  # any pitched stem reads the same; sorted by row, then start
     fc = np.r_[0, np.cumsum(~free)]
     inside = fc[t + d] == fc[t]
     if not inside.any():

@@ -79,7 +79,7 @@ def midi_from_bytes(data: bytes, name: str | os.PathLike = "<bytes>", title: str
         try:
             score = Score.from_midi(data)
         except Exception as e:  # noqa: BLE001 - a data byte past 127: clip it as mido does, else re-raise
-            fixed = _clipped(data) if re.fullmatch(r"Get \w+=\d+", re.sub(r"\s+", " ", str(e)).strip()) else None
+            fixed = _clipped(data) if _DATA_BYTE.fullmatch(_message(e)) else None
             if fixed is None:
                 raise
             data, score = fixed, Score.from_midi(fixed)
@@ -193,10 +193,17 @@ def _clipped(data: bytes) -> bytes | None:
     return out.getvalue()
 
 
+_DATA_BYTE = re.compile(r"Get (\w+)=(\d+)")  # symusic's message for a data byte past 127
+
+
+def _message(e: BaseException) -> str:
+    return re.sub(r"\s+", " ", str(e)).strip() or type(e).__name__
+
+
 def _reason(e: BaseException) -> str:
     """symusic's message as one readable line ('Get program=208' -> 'program 208 outside 0..127')."""
-    msg = re.sub(r"\s+", " ", str(e)).strip() or type(e).__name__
-    m = re.fullmatch(r"Get (\w+)=(\d+)", msg)
+    msg = _message(e)
+    m = _DATA_BYTE.fullmatch(msg)
     if m:
         return f"{m[1].replace('_', ' ')} {m[2]} outside 0..127"
     return msg.removeprefix("MiniMidi: ").removesuffix(": iostream error").replace("Invaild", "Invalid")
